@@ -1,0 +1,24 @@
+//! The multus-rs wire contract: generated gRPC types for `multus.cni.v1` and the descriptor set
+//! the daemon serves through gRPC reflection. No logic lives here.
+
+/// Generated code for `proto/multus/cni/v1/cni.proto`.
+pub mod v1 {
+    #![allow(clippy::all, clippy::pedantic, missing_docs)]
+    tonic::include_proto!("multus.cni.v1");
+}
+
+/// The protocol version this build speaks (see the compatibility rule in the proto file).
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Encoded `FileDescriptorSet` of the contract, for gRPC server reflection.
+pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/multus_descriptor.bin"));
+
+/// Encodes a message of the contract (re-exported so users need no direct `prost` dependency).
+pub fn encode<M: prost::Message>(msg: &M) -> Vec<u8> {
+    msg.encode_to_vec()
+}
+
+/// Decodes a message of the contract; `None` when the bytes are not that message.
+pub fn decode<M: prost::Message + Default>(bytes: &[u8]) -> Option<M> {
+    M::decode(bytes).ok()
+}
