@@ -1,5 +1,13 @@
 //! The multus-rs node daemon library: configuration, the delegate-invocation engine, the
 //! pod/NAD sources and the gRPC server. `main.rs` is a thin wrapper around it.
 
+pub mod app;
 pub mod config;
+pub mod engine;
+pub mod load;
+pub mod server;
+pub mod service;
+pub mod signal;
+pub mod socket;
 pub mod source;
+pub mod telemetry;

@@ -1,6 +1,9 @@
 //! Where pods and NetworkAttachmentDefinitions come from: one trait, implemented by the
 //! file-backed standalone source (`files`) and by the Kubernetes API (`kube`), so the engine and
 //! every test run the same code whichever is behind it.
+pub mod files;
+pub mod kube;
+
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
