@@ -18,17 +18,31 @@ const MAX_CONF_BYTES: u64 = 1 << 20;
 #[derive(Debug, thiserror::Error)]
 pub enum NetconfError {
     #[error("network {network}: config from {origin} is not valid JSON: {reason}")]
-    Parse { network: String, origin: String, reason: String },
+    Parse {
+        network: String,
+        origin: String,
+        reason: String,
+    },
     #[error("network {network}: config from {origin} is not a JSON object")]
     NotAnObject { network: String, origin: String },
-    #[error("network {network}: error loading CNI config {origin}: no 'type'; perhaps this is supposed to be a .conflist?")]
+    #[error(
+        "network {network}: error loading CNI config {origin}: no 'type'; perhaps this is supposed to be a .conflist?"
+    )]
     MissingType { network: String, origin: String },
     #[error("network {network}: conflist {origin} has no plugins")]
     NoPlugins { network: String, origin: String },
     #[error("network {network}: conflist {origin}: plugin {index} has no 'type'")]
-    PluginMissingType { network: String, origin: String, index: usize },
+    PluginMissingType {
+        network: String,
+        origin: String,
+        index: usize,
+    },
     #[error("network {network}: cannot read {path}: {source}")]
-    Read { network: String, path: PathBuf, source: std::io::Error },
+    Read {
+        network: String,
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("network {network}: {path} is larger than {MAX_CONF_BYTES} bytes")]
     TooLarge { network: String, path: PathBuf },
     #[error("No networks found in {dir} (looking for network {network})")]
@@ -48,7 +62,10 @@ pub fn from_nad(nad: &NadInfo, conf_dir: &Path) -> Result<Value, NetconfError> {
     let origin = format!("network-attachment-definition {network}");
     let mut config = parse_object(&network, &origin, nad.config.as_bytes())?;
     if let Some(obj) = config.as_object_mut() {
-        let named = obj.get("name").and_then(Value::as_str).is_some_and(|n| !n.is_empty());
+        let named = obj
+            .get("name")
+            .and_then(Value::as_str)
+            .is_some_and(|n| !n.is_empty());
         if !named {
             obj.insert("name".into(), nad.name.clone().into());
         }
@@ -65,7 +82,10 @@ pub fn from_nad(nad: &NadInfo, conf_dir: &Path) -> Result<Value, NetconfError> {
 pub fn from_conf_dir(network: &str, conf_dir: &Path) -> Result<Value, NetconfError> {
     let files = conf_files(network, conf_dir)?;
     if files.is_empty() {
-        return Err(NetconfError::NoNetworks { network: network.into(), dir: conf_dir.into() });
+        return Err(NetconfError::NoNetworks {
+            network: network.into(),
+            dir: conf_dir.into(),
+        });
     }
     for file in files {
         let config = match load_file(network, &file) {
@@ -80,7 +100,10 @@ pub fn from_conf_dir(network: &str, conf_dir: &Path) -> Result<Value, NetconfErr
             return Ok(config);
         }
     }
-    Err(NetconfError::NotInDir { network: network.into(), dir: conf_dir.into() })
+    Err(NetconfError::NotInDir {
+        network: network.into(),
+        dir: conf_dir.into(),
+    })
 }
 
 /// A `clusterNetwork`/`defaultNetworks` value containing '/': a conf or conflist file, or a
@@ -96,7 +119,10 @@ pub fn from_path(path: &Path) -> Result<Value, NetconfError> {
         conf_files(&network, path)?
             .into_iter()
             .next()
-            .ok_or_else(|| NetconfError::NoNetworks { network: network.clone(), dir: path.into() })?
+            .ok_or_else(|| NetconfError::NoNetworks {
+                network: network.clone(),
+                dir: path.into(),
+            })?
     } else {
         path.to_path_buf()
     };
@@ -107,7 +133,11 @@ pub fn from_path(path: &Path) -> Result<Value, NetconfError> {
 
 /// An inline `delegates` entry of the multus config.
 pub fn from_inline(index: usize, config: &Value) -> Result<Value, NetconfError> {
-    let network = config.get("name").and_then(Value::as_str).unwrap_or("(unnamed)").to_owned();
+    let network = config
+        .get("name")
+        .and_then(Value::as_str)
+        .unwrap_or("(unnamed)")
+        .to_owned();
     let origin = format!("delegates[{index}]");
     if !config.is_object() {
         return Err(NetconfError::NotAnObject { network, origin });
@@ -119,7 +149,11 @@ pub fn from_inline(index: usize, config: &Value) -> Result<Value, NetconfError> 
 /// A conf must name its plugin `type`; a conflist needs a non-empty `plugins` list, each with a
 /// `type`.
 pub fn check_runnable(network: &str, origin: &str, config: &Value) -> Result<(), NetconfError> {
-    let has_type = |v: &Value| v.get("type").and_then(Value::as_str).is_some_and(|t| !t.is_empty());
+    let has_type = |v: &Value| {
+        v.get("type")
+            .and_then(Value::as_str)
+            .is_some_and(|t| !t.is_empty())
+    };
     let err_ctx = || (network.to_owned(), origin.to_owned());
     match config.get("plugins") {
         None if has_type(config) => Ok(()),
@@ -132,7 +166,11 @@ pub fn check_runnable(network: &str, origin: &str, config: &Value) -> Result<(),
                 None => Ok(()),
                 Some(index) => {
                     let (network, origin) = err_ctx();
-                    Err(NetconfError::PluginMissingType { network, origin, index })
+                    Err(NetconfError::PluginMissingType {
+                        network,
+                        origin,
+                        index,
+                    })
                 }
             }
         }
@@ -145,11 +183,18 @@ pub fn check_runnable(network: &str, origin: &str, config: &Value) -> Result<(),
 
 /// Config files of a directory, sorted by file name.
 fn conf_files(network: &str, dir: &Path) -> Result<Vec<PathBuf>, NetconfError> {
-    let read_err = |source| NetconfError::Read { network: network.into(), path: dir.into(), source };
+    let read_err = |source| NetconfError::Read {
+        network: network.into(),
+        path: dir.into(),
+        source,
+    };
     let mut files = Vec::new();
     for entry in fs::read_dir(dir).map_err(read_err)? {
         let path = entry.map_err(read_err)?.path();
-        let ext_ok = path.extension().and_then(|e| e.to_str()).is_some_and(|e| CONF_EXTENSIONS.contains(&e));
+        let ext_ok = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .is_some_and(|e| CONF_EXTENSIONS.contains(&e));
         if ext_ok && path.is_file() {
             files.push(path);
         }
@@ -159,10 +204,17 @@ fn conf_files(network: &str, dir: &Path) -> Result<Vec<PathBuf>, NetconfError> {
 }
 
 fn load_file(network: &str, file: &Path) -> Result<Value, NetconfError> {
-    let read_err = |source| NetconfError::Read { network: network.into(), path: file.into(), source };
+    let read_err = |source| NetconfError::Read {
+        network: network.into(),
+        path: file.into(),
+        source,
+    };
     let len = fs::metadata(file).map_err(read_err)?.len();
     if len > MAX_CONF_BYTES {
-        return Err(NetconfError::TooLarge { network: network.into(), path: file.into() });
+        return Err(NetconfError::TooLarge {
+            network: network.into(),
+            path: file.into(),
+        });
     }
     let bytes = fs::read(file).map_err(read_err)?;
     parse_object(network, &file.display().to_string(), &bytes)
@@ -177,7 +229,10 @@ fn parse_object(network: &str, origin: &str, bytes: &[u8]) -> Result<Value, Netc
     if value.is_object() {
         Ok(value)
     } else {
-        Err(NetconfError::NotAnObject { network: network.into(), origin: origin.into() })
+        Err(NetconfError::NotAnObject {
+            network: network.into(),
+            origin: origin.into(),
+        })
     }
 }
 
@@ -194,14 +249,22 @@ pub fn inject_cni_args(config: &mut Value, cni_args: &Map<String, Value>) {
 }
 
 fn merge_args(conf: &mut Value, cni_args: &Map<String, Value>) {
-    let Some(obj) = conf.as_object_mut() else { return };
-    let args = obj.entry("args").or_insert_with(|| Value::Object(Map::new()));
+    let Some(obj) = conf.as_object_mut() else {
+        return;
+    };
+    let args = obj
+        .entry("args")
+        .or_insert_with(|| Value::Object(Map::new()));
     if !args.is_object() {
         // Upstream would panic on a non-object `args`; replacing it is the only sane reading.
         *args = Value::Object(Map::new());
     }
-    let Some(args) = args.as_object_mut() else { return };
-    let cni = args.entry("cni").or_insert_with(|| Value::Object(Map::new()));
+    let Some(args) = args.as_object_mut() else {
+        return;
+    };
+    let cni = args
+        .entry("cni")
+        .or_insert_with(|| Value::Object(Map::new()));
     if !cni.is_object() {
         *cni = Value::Object(Map::new());
     }
@@ -216,7 +279,12 @@ mod tests {
     use serde_json::json;
 
     fn nad(config: &str) -> NadInfo {
-        NadInfo { namespace: "ns1".into(), name: "mynet".into(), config: config.into(), ..Default::default() }
+        NadInfo {
+            namespace: "ns1".into(),
+            name: "mynet".into(),
+            config: config.into(),
+            ..Default::default()
+        }
     }
 
     fn write(dir: &Path, file: &str, v: &str) {
@@ -226,7 +294,10 @@ mod tests {
     #[test]
     fn nad_name_is_injected_when_missing_or_empty() {
         let dir = tempfile::tempdir().unwrap();
-        for spec in [r#"{"cniVersion":"0.3.1","type":"macvlan"}"#, r#"{"name":"","type":"macvlan"}"#] {
+        for spec in [
+            r#"{"cniVersion":"0.3.1","type":"macvlan"}"#,
+            r#"{"name":"","type":"macvlan"}"#,
+        ] {
             assert_eq!(from_nad(&nad(spec), dir.path()).unwrap()["name"], "mynet");
         }
         let kept = from_nad(&nad(r#"{"name":"own","type":"macvlan"}"#), dir.path()).unwrap();
@@ -241,11 +312,17 @@ mod tests {
             ("{bad", "not valid JSON"),
             (r#"{"name":"x"}"#, "no 'type'"),
             (r#"{"plugins":[]}"#, "has no plugins"),
-            (r#"{"plugins":[{"type":"a"},{"name":"b"}]}"#, "plugin 1 has no 'type'"),
+            (
+                r#"{"plugins":[{"type":"a"},{"name":"b"}]}"#,
+                "plugin 1 has no 'type'",
+            ),
         ];
         for (spec, want) in cases {
             let msg = from_nad(&nad(spec), dir.path()).unwrap_err().to_string();
-            assert!(msg.contains("ns1/mynet") && msg.contains(want), "{spec}: {msg}");
+            assert!(
+                msg.contains("ns1/mynet") && msg.contains(want),
+                "{spec}: {msg}"
+            );
         }
     }
 
@@ -254,40 +331,84 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let err = from_nad(&nad(""), dir.path()).unwrap_err().to_string();
         assert!(err.starts_with("No networks found in"), "{err}");
-        write(dir.path(), "10-other.conf", r#"{"name":"other","type":"bridge"}"#);
+        write(
+            dir.path(),
+            "10-other.conf",
+            r#"{"name":"other","type":"bridge"}"#,
+        );
         write(dir.path(), "20-broken.conf", "{not json");
-        write(dir.path(), "30-mynet.conflist", r#"{"name":"mynet","plugins":[{"type":"bridge"}]}"#);
-        write(dir.path(), "40-mynet.conf", r#"{"name":"mynet","type":"late"}"#);
-        write(dir.path(), "mynet.txt", r#"{"name":"mynet","type":"ignored"}"#);
+        write(
+            dir.path(),
+            "30-mynet.conflist",
+            r#"{"name":"mynet","plugins":[{"type":"bridge"}]}"#,
+        );
+        write(
+            dir.path(),
+            "40-mynet.conf",
+            r#"{"name":"mynet","type":"late"}"#,
+        );
+        write(
+            dir.path(),
+            "mynet.txt",
+            r#"{"name":"mynet","type":"ignored"}"#,
+        );
         let got = from_nad(&nad("  "), dir.path()).unwrap();
         assert_eq!(got["plugins"][0]["type"], "bridge");
         let err = from_conf_dir("absent", dir.path()).unwrap_err().to_string();
-        assert!(err.starts_with("no network available in the name absent in cni dir"), "{err}");
+        assert!(
+            err.starts_with("no network available in the name absent in cni dir"),
+            "{err}"
+        );
         write(dir.path(), "05-typeless.json", r#"{"name":"typeless"}"#);
-        assert!(from_conf_dir("typeless", dir.path()).unwrap_err().to_string().contains("05-typeless.json"));
+        assert!(
+            from_conf_dir("typeless", dir.path())
+                .unwrap_err()
+                .to_string()
+                .contains("05-typeless.json")
+        );
     }
 
     #[test]
     fn paths_file_and_directory() {
         let dir = tempfile::tempdir().unwrap();
         write(dir.path(), "b.conf", r#"{"name":"b","type":"bridge"}"#);
-        write(dir.path(), "a.conflist", r#"{"name":"a","plugins":[{"type":"ptp"}]}"#);
+        write(
+            dir.path(),
+            "a.conflist",
+            r#"{"name":"a","plugins":[{"type":"ptp"}]}"#,
+        );
         assert_eq!(from_path(dir.path()).unwrap()["name"], "a");
         assert_eq!(from_path(&dir.path().join("b.conf")).unwrap()["name"], "b");
-        write(dir.path(), "c.conf", r#"{"name":"c","plugins":[{"type":"x"}]}"#);
+        write(
+            dir.path(),
+            "c.conf",
+            r#"{"name":"c","plugins":[{"type":"x"}]}"#,
+        );
         assert_eq!(from_path(&dir.path().join("c.conf")).unwrap()["name"], "c");
         write(dir.path(), "d.conf", r#"{"name":"d"}"#);
-        let err = from_path(&dir.path().join("d.conf")).unwrap_err().to_string();
+        let err = from_path(&dir.path().join("d.conf"))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("d.conf") && err.contains("no 'type'"), "{err}");
         assert!(from_path(&dir.path().join("missing")).is_err());
         let empty = tempfile::tempdir().unwrap();
-        assert!(from_path(empty.path()).unwrap_err().to_string().starts_with("No networks found"));
+        assert!(
+            from_path(empty.path())
+                .unwrap_err()
+                .to_string()
+                .starts_with("No networks found")
+        );
     }
 
     #[test]
     fn inline_delegates() {
         assert!(from_inline(0, &json!({"name":"x","type":"flannel"})).is_ok());
-        assert!(from_inline(1, &json!({"name":"x"})).unwrap_err().to_string().contains("delegates[1]"));
+        assert!(
+            from_inline(1, &json!({"name":"x"}))
+                .unwrap_err()
+                .to_string()
+                .contains("delegates[1]")
+        );
     }
 
     #[test]
@@ -296,10 +417,16 @@ mod tests {
         let add = add.as_object().unwrap();
         let mut conf = json!({"type":"macvlan","args":{"cni":{"foo":"old","keep":true}}});
         inject_cni_args(&mut conf, add);
-        assert_eq!(conf["args"]["cni"], json!({"foo":"new","keep":true,"bar":1}));
+        assert_eq!(
+            conf["args"]["cni"],
+            json!({"foo":"new","keep":true,"bar":1})
+        );
         let mut list = json!({"plugins":[{"type":"a"},{"type":"b","args":{"other":1}}]});
         inject_cni_args(&mut list, add);
         assert_eq!(list["plugins"][0]["args"]["cni"]["foo"], "new");
-        assert_eq!(list["plugins"][1]["args"], json!({"other":1,"cni":{"foo":"new","bar":1}}));
+        assert_eq!(
+            list["plugins"][1]["args"],
+            json!({"other":1,"cni":{"foo":"new","bar":1}})
+        );
     }
 }

@@ -14,10 +14,14 @@ pub fn build(entries: &[(&Delegate, &Value)]) -> Value {
 
 /// As [`build`], with each delegate's `device-info` (read by the caller from its
 /// `CNIDeviceInfoFile`, see [`read_device_info`]).
-pub fn build_with(entries: &[(&Delegate, &Value)], device_info: impl Fn(&Delegate) -> Option<Value>) -> Value {
+pub fn build_with(
+    entries: &[(&Delegate, &Value)],
+    device_info: impl Fn(&Delegate) -> Option<Value>,
+) -> Value {
     let mut out = Vec::new();
     for (delegate, result) in entries {
-        let current = match multus_common::result::convert(result, delegate.cni_version(), "1.0.0") {
+        let current = match multus_common::result::convert(result, delegate.cni_version(), "1.0.0")
+        {
             Ok(r) => r,
             Err(e) => {
                 tracing::warn!(network = %delegate.name, error = %e, "result left out of network-status");
@@ -31,7 +35,10 @@ pub fn build_with(entries: &[(&Delegate, &Value)], device_info: impl Fn(&Delegat
 
 /// The device-info JSON a plugin left at its `CNIDeviceInfoFile`, if any.
 pub fn read_device_info(delegate: &Delegate) -> Option<Value> {
-    let path = delegate.capability_args.get("CNIDeviceInfoFile")?.as_str()?;
+    let path = delegate
+        .capability_args
+        .get("CNIDeviceInfoFile")?
+        .as_str()?;
     let bytes = std::fs::read(path).ok()?;
     serde_json::from_slice(&bytes).ok()
 }
@@ -59,24 +66,48 @@ fn pretty(v: &Value) -> String {
 /// and plugins that only report IPs), so the attachment vanishes from the status; we write one
 /// entry named after the delegate's interface when the result has addresses.
 fn statuses(delegate: &Delegate, r: &Value, device_info: Option<Value>) -> Vec<Value> {
-    let interfaces = r.get("interfaces").and_then(Value::as_array).cloned().unwrap_or_default();
-    let ips = r.get("ips").and_then(Value::as_array).cloned().unwrap_or_default();
+    let interfaces = r
+        .get("interfaces")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let ips = r
+        .get("ips")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
     let gateways = default_gateways(r);
     let dns = dns(r);
     let addr = |ip: &Value| ip.get("address").and_then(Value::as_str).map(strip_prefix);
     let synthetic = serde_json::json!({"name": delegate.ifname, "sandbox": "-"});
     if interfaces.len() == 1 || (interfaces.is_empty() && !ips.is_empty()) {
-        let iface = interfaces.first().or(Some(&synthetic)).filter(|i| in_sandbox(i));
+        let iface = interfaces
+            .first()
+            .or(Some(&synthetic))
+            .filter(|i| in_sandbox(i));
         let all_ips = ips.iter().filter_map(addr).collect();
-        let e = Entry { iface, ips: all_ips, default: delegate.is_default, gateways: &gateways, dns: &dns };
+        let e = Entry {
+            iface,
+            ips: all_ips,
+            default: delegate.is_default,
+            gateways: &gateways,
+            dns: &dns,
+        };
         return vec![e.to_json(&delegate.name, device_info.as_ref())];
     }
-    let sandboxed: Vec<usize> = (0..interfaces.len()).filter(|&i| in_sandbox(&interfaces[i])).collect();
-    let Some(&last) = sandboxed.last() else { return Vec::new() };
+    let sandboxed: Vec<usize> = (0..interfaces.len())
+        .filter(|&i| in_sandbox(&interfaces[i]))
+        .collect();
+    let Some(&last) = sandboxed.last() else {
+        return Vec::new();
+    };
     let mut per_iface: Vec<Vec<String>> = vec![Vec::new(); interfaces.len()];
     let mut default_iface = None;
     for ip in &ips {
-        let index = ip.get("interface").and_then(Value::as_u64).map(|i| i as usize);
+        let index = ip
+            .get("interface")
+            .and_then(Value::as_u64)
+            .map(|i| i as usize);
         let target = index.filter(|i| sandboxed.contains(i)).unwrap_or(last);
         if let Some(a) = addr(ip) {
             per_iface[target].push(a);
@@ -143,21 +174,34 @@ impl Entry<'_> {
 }
 
 fn in_sandbox(iface: &Value) -> bool {
-    iface.get("sandbox").and_then(Value::as_str).is_some_and(|s| !s.is_empty())
+    iface
+        .get("sandbox")
+        .and_then(Value::as_str)
+        .is_some_and(|s| !s.is_empty())
 }
 
 fn strip_prefix(address: &str) -> String {
-    address.split_once('/').map_or(address, |(ip, _)| ip).to_owned()
+    address
+        .split_once('/')
+        .map_or(address, |(ip, _)| ip)
+        .to_owned()
 }
 
 /// Gateways of default routes (`0.0.0.0/0`, `::/0`, or no `dst`). A default route without a
 /// `gw` is left out; upstream prints Go's `<nil>` for it.
 fn default_gateways(r: &Value) -> Vec<String> {
-    let routes = r.get("routes").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
+    let routes = r
+        .get("routes")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default();
     let is_default = |route: &Value| match route.get("dst").and_then(Value::as_str) {
         None => true,
         Some(dst) => dst.split_once('/').is_some_and(|(ip, len)| {
-            len == "0" && ip.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_unspecified())
+            len == "0"
+                && ip
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_unspecified())
         }),
     };
     routes
@@ -216,7 +260,19 @@ mod tests {
             "gateway": ["10.1.0.1", "fd00::1"]}]);
         assert_eq!(got, want);
         let keys: Vec<&String> = got[0].as_object().unwrap().keys().collect();
-        assert_eq!(keys, ["name", "interface", "ips", "mac", "mtu", "default", "dns", "gateway"]);
+        assert_eq!(
+            keys,
+            [
+                "name",
+                "interface",
+                "ips",
+                "mac",
+                "mtu",
+                "default",
+                "dns",
+                "gateway"
+            ]
+        );
     }
 
     #[test]
@@ -242,7 +298,10 @@ mod tests {
     #[test]
     fn zero_interfaces_and_legacy_versions() {
         let d = delegate("n", "0.3.1", false);
-        assert_eq!(build(&[(&d, &json!({"cniVersion": "0.3.1", "ips": []}))]), json!([]));
+        assert_eq!(
+            build(&[(&d, &json!({"cniVersion": "0.3.1", "ips": []}))]),
+            json!([])
+        );
         let legacy = delegate("old", "0.2.0", false);
         let r = json!({"cniVersion": "0.2.0", "ip4": {"ip": "10.5.0.2/16", "gateway": "10.5.0.1",
             "routes": [{"dst": "0.0.0.0/0", "gw": "10.5.0.1"}]}});
@@ -253,12 +312,16 @@ mod tests {
         let v031 = json!({"cniVersion": "0.3.1", "interfaces": [{"name": "net1", "sandbox": "/x"}],
             "ips": [{"version": "4", "address": "10.6.0.2/24", "interface": 0}]});
         let got = build(&[(&d, &v031), (&d, &json!("garbage"))]);
-        assert_eq!(got, json!([{"name": "n", "interface": "net1", "ips": ["10.6.0.2"], "dns": {}}]));
+        assert_eq!(
+            got,
+            json!([{"name": "n", "interface": "net1", "ips": ["10.6.0.2"], "dns": {}}])
+        );
     }
 
     #[test]
     fn annotation_text_is_upstreams_layout() {
-        let status = json!([{"name": "a", "ips": ["10.0.0.1"], "dns": {}}, {"name": "b", "dns": {}}]);
+        let status =
+            json!([{"name": "a", "ips": ["10.0.0.1"], "dns": {}}, {"name": "b", "dns": {}}]);
         let want = "[{\n    \"name\": \"a\",\n    \"ips\": [\n        \"10.0.0.1\"\n    ],\n    \"dns\": {}\n},{\n    \"name\": \"b\",\n    \"dns\": {}\n}]";
         assert_eq!(to_annotation(&status), want);
         assert_eq!(to_annotation(&json!([])), "[]");
@@ -268,7 +331,8 @@ mod tests {
     fn device_info_is_included() {
         let d = delegate("app/sriov", "1.0.0", false);
         let r = json!({"interfaces": [{"name": "net1", "sandbox": "/x"}]});
-        let dev = json!({"type": "pci", "version": "1.1.0", "pci": {"pci-address": "0000:03:00.1"}});
+        let dev =
+            json!({"type": "pci", "version": "1.1.0", "pci": {"pci-address": "0000:03:00.1"}});
         let got = build_with(&[(&d, &r)], |_| Some(dev.clone()));
         assert_eq!(got[0]["device-info"], dev);
         assert_eq!(read_device_info(&d), None);

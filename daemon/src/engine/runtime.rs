@@ -12,8 +12,15 @@ pub const DEVICE_INFO_DIR: &str = "/var/run/k8s.cni.cncf.io/devinfo/cni";
 
 /// Capability keys that describe one interface: a secondary network takes them from its
 /// selection only, never from the runtime's request for the cluster network.
-const PER_INTERFACE_KEYS: [&str; 7] =
-    ["ips", "mac", "portMappings", "bandwidth", "infinibandGUID", "deviceID", "CNIDeviceInfoFile"];
+const PER_INTERFACE_KEYS: [&str; 7] = [
+    "ips",
+    "mac",
+    "portMappings",
+    "bandwidth",
+    "infinibandGUID",
+    "deviceID",
+    "CNIDeviceInfoFile",
+];
 
 /// Keys this module writes itself, in this order, before the runtime's other args.
 const LEADING_KEYS: [&str; 5] = [
@@ -36,20 +43,33 @@ pub fn cni_args(args: &CniArgs, pod_uid: &str, mac: &str, ips: &[String]) -> Str
     let value = |key: &str| args.get(key).unwrap_or_default().to_owned();
     let mut out = vec![
         ("IgnoreUnknown".to_owned(), "true".to_owned()),
-        (k8s_args::POD_NAMESPACE.to_owned(), value(k8s_args::POD_NAMESPACE)),
+        (
+            k8s_args::POD_NAMESPACE.to_owned(),
+            value(k8s_args::POD_NAMESPACE),
+        ),
         (k8s_args::POD_NAME.to_owned(), value(k8s_args::POD_NAME)),
-        (k8s_args::POD_INFRA_CONTAINER_ID.to_owned(), value(k8s_args::POD_INFRA_CONTAINER_ID)),
+        (
+            k8s_args::POD_INFRA_CONTAINER_ID.to_owned(),
+            value(k8s_args::POD_INFRA_CONTAINER_ID),
+        ),
         (k8s_args::POD_UID.to_owned(), uid.to_owned()),
     ];
     let overridden = |k: &str| (k == "MAC" && !mac.is_empty()) || (k == "IP" && !ips.is_empty());
-    out.extend(ordered_pairs(args).into_iter().filter(|(k, _)| !LEADING_KEYS.contains(&k.as_str()) && !overridden(k)));
+    out.extend(
+        ordered_pairs(args)
+            .into_iter()
+            .filter(|(k, _)| !LEADING_KEYS.contains(&k.as_str()) && !overridden(k)),
+    );
     if !mac.is_empty() {
         out.push(("MAC".into(), mac.to_owned()));
     }
     if !ips.is_empty() {
         out.push(("IP".into(), ips.join(",")));
     }
-    out.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(";")
+    out.iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(";")
 }
 
 /// The runtime's pairs in the order it sent them (the parsed map is sorted).
@@ -64,19 +84,29 @@ fn ordered_pairs(args: &CniArgs) -> Vec<(String, String)> {
     if from_raw.len() == args.pairs.len() {
         from_raw
     } else {
-        args.pairs.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+        args.pairs
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
     }
 }
 
 /// The runtime's `runtimeConfig` from the shim's stdin, every key of it. Upstream keeps only 7
 /// known keys (§9.15) and so drops e.g. `dns`, `cgroupPath` or the pod annotations CRI passes.
 pub fn runtime_config(stdin_config: &Value) -> Map<String, Value> {
-    stdin_config.get("runtimeConfig").and_then(Value::as_object).cloned().unwrap_or_default()
+    stdin_config
+        .get("runtimeConfig")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default()
 }
 
 /// The cluster network's capability args: the runtime's own, with what the default-network
 /// annotation's selection asks for (if any) on top.
-pub fn cluster_capabilities(runtime: &Map<String, Value>, selection: Option<&NetworkSelection>) -> Map<String, Value> {
+pub fn cluster_capabilities(
+    runtime: &Map<String, Value>,
+    selection: Option<&NetworkSelection>,
+) -> Map<String, Value> {
     let mut caps = runtime.clone();
     if let Some(sel) = selection {
         caps.extend(selection_values(sel));
@@ -107,7 +137,10 @@ pub fn secondary_capabilities(
 
 /// `<DEVICE_INFO_DIR>/<delegate name with '/'→'-'>-<containerID>_<ifname>` (upstream's name).
 pub fn device_info_file(delegate_name: &str, container_id: &str, ifname: &str) -> String {
-    format!("{DEVICE_INFO_DIR}/{}-{container_id}_{ifname}", delegate_name.replace('/', "-"))
+    format!(
+        "{DEVICE_INFO_DIR}/{}-{container_id}_{ifname}",
+        delegate_name.replace('/', "-")
+    )
 }
 
 /// The capability values a selection requests, under their CNI capability names.
@@ -120,10 +153,16 @@ fn selection_values(sel: &NetworkSelection) -> Map<String, Value> {
         caps.insert("mac".into(), sel.mac.clone().into());
     }
     if !sel.port_mappings.is_empty() {
-        caps.insert("portMappings".into(), serde_json::to_value(&sel.port_mappings).unwrap_or_default());
+        caps.insert(
+            "portMappings".into(),
+            serde_json::to_value(&sel.port_mappings).unwrap_or_default(),
+        );
     }
     if let Some(bw) = &sel.bandwidth {
-        caps.insert("bandwidth".into(), serde_json::to_value(bw).unwrap_or_default());
+        caps.insert(
+            "bandwidth".into(),
+            serde_json::to_value(bw).unwrap_or_default(),
+        );
     }
     if !sel.infiniband_guid.is_empty() {
         caps.insert("infinibandGUID".into(), sel.infiniband_guid.clone().into());
@@ -166,8 +205,17 @@ mod tests {
 
     #[test]
     fn cni_args_without_raw_keep_every_pair() {
-        let a = CniArgs::from_pairs(String::new(), [("K8S_POD_NAME".into(), "p".into()), ("Z".into(), "9".into())]);
-        assert!(cni_args(&a, "", "", &[]).ends_with("K8S_POD_NAME=p;K8S_POD_INFRA_CONTAINER_ID=;K8S_POD_UID=;Z=9"));
+        let a = CniArgs::from_pairs(
+            String::new(),
+            [
+                ("K8S_POD_NAME".into(), "p".into()),
+                ("Z".into(), "9".into()),
+            ],
+        );
+        assert!(
+            cni_args(&a, "", "", &[])
+                .ends_with("K8S_POD_NAME=p;K8S_POD_INFRA_CONTAINER_ID=;K8S_POD_UID=;Z=9")
+        );
     }
 
     fn runtime() -> Map<String, Value> {
@@ -184,8 +232,14 @@ mod tests {
         let caps = cluster_capabilities(&runtime(), None);
         assert_eq!(caps.len(), 4);
         assert_eq!(caps["dns"]["servers"][0], "10.0.0.10");
-        let sel = NetworkSelection { mac: "c2:b0:57:49:47:f1".into(), ..Default::default() };
-        assert_eq!(cluster_capabilities(&runtime(), Some(&sel))["mac"], "c2:b0:57:49:47:f1");
+        let sel = NetworkSelection {
+            mac: "c2:b0:57:49:47:f1".into(),
+            ..Default::default()
+        };
+        assert_eq!(
+            cluster_capabilities(&runtime(), Some(&sel))["mac"],
+            "c2:b0:57:49:47:f1"
+        );
         assert!(runtime_config(&json!({"runtimeConfig": 3})).is_empty());
     }
 
@@ -208,7 +262,10 @@ mod tests {
             "infinibandGUID": "c2:b0:57:49:47:f1:00:01", "deviceID": "0000:03:00.1", "CNIDeviceInfoFile": file
         });
         assert_eq!(Value::Object(caps), want);
-        let plain = NetworkSelection { name: "n".into(), ..Default::default() };
+        let plain = NetworkSelection {
+            name: "n".into(),
+            ..Default::default()
+        };
         let caps = secondary_capabilities(&runtime(), &plain, Some("f".into()));
         assert!(!caps.contains_key("portMappings") && !caps.contains_key("CNIDeviceInfoFile"));
     }

@@ -22,7 +22,9 @@ pub enum SelectionError {
         "parsePodNetworkAnnotation: failed to parse pod Network Attachment Selection Annotation JSON format: {0}"
     )]
     Json(String),
-    #[error("parsePodNetworkAnnotation: parsePodNetworkObjectName: Invalid network object (failed at '{0}')")]
+    #[error(
+        "parsePodNetworkAnnotation: parsePodNetworkObjectName: Invalid network object (failed at '{0}')"
+    )]
     ObjectSyntax(char),
     #[error(
         "parsePodNetworkAnnotation: parsePodNetworkObjectName: Failed to parse: one or more items did not match comma-delimited format (must consist of lower case alphanumeric characters). Must start and end with an alphanumeric character), mismatch @ '{0}'"
@@ -37,7 +39,9 @@ pub enum SelectionError {
     BadIfname(String),
     #[error("parsePodNetworkAnnotation: failed to mac: address {0}: invalid MAC address")]
     BadMac(String),
-    #[error("parsePodNetworkAnnotation: failed to validate infiniband GUID: address {0}: invalid MAC address")]
+    #[error(
+        "parsePodNetworkAnnotation: failed to validate infiniband GUID: address {0}: invalid MAC address"
+    )]
     BadGuid(String),
     #[error("failed to parse CIDR {0:?}: invalid CIDR address: {0}")]
     BadCidr(String),
@@ -107,7 +111,10 @@ pub struct NetworkSelection {
 /// Unlike upstream (§9.18), the JSON form gets the same name and interface-name checks as the
 /// comma form, so a bad name fails here with a clear message instead of at the NAD lookup or in
 /// the kernel.
-pub fn parse(annotation: &str, default_namespace: &str) -> Result<Vec<NetworkSelection>, SelectionError> {
+pub fn parse(
+    annotation: &str,
+    default_namespace: &str,
+) -> Result<Vec<NetworkSelection>, SelectionError> {
     let annotation = annotation.trim();
     if annotation.is_empty() {
         return Err(SelectionError::Empty);
@@ -116,7 +123,10 @@ pub fn parse(annotation: &str, default_namespace: &str) -> Result<Vec<NetworkSel
         serde_json::from_str::<Vec<NetworkSelection>>(annotation)
             .map_err(|e| SelectionError::Json(e.to_string()))?
     } else {
-        annotation.split(',').map(|item| parse_object_name(item.trim())).collect::<Result<_, _>>()?
+        annotation
+            .split(',')
+            .map(|item| parse_object_name(item.trim()))
+            .collect::<Result<_, _>>()?
     };
     for element in &mut elements {
         finish(element, default_namespace)?;
@@ -126,7 +136,10 @@ pub fn parse(annotation: &str, default_namespace: &str) -> Result<Vec<NetworkSel
 
 /// Parses the default-network annotation: exactly one element, namespace defaulting to
 /// `multus_namespace`.
-pub fn parse_default(annotation: &str, multus_namespace: &str) -> Result<NetworkSelection, SelectionError> {
+pub fn parse_default(
+    annotation: &str,
+    multus_namespace: &str,
+) -> Result<NetworkSelection, SelectionError> {
     let mut elements = parse(annotation, multus_namespace)?;
     match elements.len() {
         1 => Ok(elements.remove(0)),
@@ -208,9 +221,16 @@ pub fn check_ip(ip: &str) -> Result<(), SelectionError> {
             let ok = !prefix.is_empty()
                 && prefix.bytes().all(|c| c.is_ascii_digit())
                 && prefix.parse::<u8>().is_ok_and(|p| p <= max);
-            if ok { Ok(()) } else { Err(SelectionError::BadCidr(ip.to_owned())) }
+            if ok {
+                Ok(())
+            } else {
+                Err(SelectionError::BadCidr(ip.to_owned()))
+            }
         }
-        None => ip.parse::<IpAddr>().map(|_| ()).map_err(|_| SelectionError::BadIp(ip.to_owned())),
+        None => ip
+            .parse::<IpAddr>()
+            .map(|_| ())
+            .map_err(|_| SelectionError::BadIp(ip.to_owned())),
     }
 }
 
@@ -233,7 +253,9 @@ mod tests {
     use super::*;
 
     fn names(list: &[NetworkSelection]) -> Vec<(String, String, String)> {
-        list.iter().map(|e| (e.namespace.clone(), e.name.clone(), e.interface.clone())).collect()
+        list.iter()
+            .map(|e| (e.namespace.clone(), e.name.clone(), e.interface.clone()))
+            .collect()
     }
 
     fn t(ns: &str, name: &str, ifname: &str) -> (String, String, String) {
@@ -244,8 +266,14 @@ mod tests {
     fn comma_form() {
         let cases = [
             ("net1", vec![t("pod-ns", "net1", "")]),
-            ("net1, net2", vec![t("pod-ns", "net1", ""), t("pod-ns", "net2", "")]),
-            (" other/net1@eth5 ,net2@ex_1", vec![t("other", "net1", "eth5"), t("pod-ns", "net2", "ex_1")]),
+            (
+                "net1, net2",
+                vec![t("pod-ns", "net1", ""), t("pod-ns", "net2", "")],
+            ),
+            (
+                " other/net1@eth5 ,net2@ex_1",
+                vec![t("other", "net1", "eth5"), t("pod-ns", "net2", "ex_1")],
+            ),
             ("a / b @ c", vec![t("a", "b", "c")]),
         ];
         for (input, want) in cases {
@@ -261,7 +289,10 @@ mod tests {
             ("Net1", "mismatch @ 'Net1'"),
             ("ns_x/net1", "mismatch @ 'ns_x'"),
             ("-net", "mismatch @ '-net'"),
-            ("net1@averyveryverylongname", "interface name 'averyveryverylongname'"),
+            (
+                "net1@averyveryverylongname",
+                "interface name 'averyveryverylongname'",
+            ),
             ("net1,,net2", "network name is empty"),
             ("ns/", "network name is empty"),
         ];
@@ -281,30 +312,62 @@ mod tests {
             "cni-args":{"foo":"bar"},"default-route":["10.1.1.1"],"ipam-claim-reference":"ignored"},
             {"name":"plain","interfaceRequest":"old0"}]"#;
         let got = parse(input, "pod-ns").unwrap();
-        assert_eq!(names(&got), vec![t("net", "sriov", "eth9"), t("pod-ns", "plain", "old0")]);
+        assert_eq!(
+            names(&got),
+            vec![t("net", "sriov", "eth9"), t("pod-ns", "plain", "old0")]
+        );
         let e = &got[0];
         assert_eq!(e.ips, vec!["10.1.1.5/24", "fd00::1"]);
         assert_eq!(e.port_mappings[0].container_port, 80);
-        assert_eq!(e.bandwidth.as_ref().map(|b| (b.ingress_rate, b.egress_burst)), Some((100, 5)));
+        assert_eq!(
+            e.bandwidth
+                .as_ref()
+                .map(|b| (b.ingress_rate, b.egress_burst)),
+            Some((100, 5))
+        );
         assert_eq!(e.device_id, "0000:03:00.1");
-        assert_eq!(e.cni_args.as_ref().and_then(|a| a.get("foo")), Some(&Value::from("bar")));
-        assert_eq!(e.default_route, Some(vec!["10.1.1.1".parse::<IpAddr>().unwrap()]));
+        assert_eq!(
+            e.cni_args.as_ref().and_then(|a| a.get("foo")),
+            Some(&Value::from("bar"))
+        );
+        assert_eq!(
+            e.default_route,
+            Some(vec!["10.1.1.1".parse::<IpAddr>().unwrap()])
+        );
         let serialized = serde_json::to_value(&e.port_mappings[0]).unwrap();
-        assert_eq!(serialized, serde_json::json!({"hostPort":8080,"containerPort":80,"protocol":"tcp"}));
+        assert_eq!(
+            serialized,
+            serde_json::json!({"hostPort":8080,"containerPort":80,"protocol":"tcp"})
+        );
     }
 
     #[test]
     fn json_form_errors() {
         let cases = [
             (r#"{"name":"a"}"#, "JSON format"),
-            (r#"[{"name":"a","mac":"zz:bb"}]"#, "failed to mac: address zz:bb: invalid MAC address"),
-            (r#"[{"name":"a","infiniband-guid":"1:2"}]"#, "failed to validate infiniband GUID"),
-            (r#"[{"name":"a","ips":["10.1.1.1/33"]}]"#, "failed to parse CIDR \"10.1.1.1/33\""),
-            (r#"[{"name":"a","ips":["10.1.1"]}]"#, "failed to parse IP address \"10.1.1\""),
+            (
+                r#"[{"name":"a","mac":"zz:bb"}]"#,
+                "failed to mac: address zz:bb: invalid MAC address",
+            ),
+            (
+                r#"[{"name":"a","infiniband-guid":"1:2"}]"#,
+                "failed to validate infiniband GUID",
+            ),
+            (
+                r#"[{"name":"a","ips":["10.1.1.1/33"]}]"#,
+                "failed to parse CIDR \"10.1.1.1/33\"",
+            ),
+            (
+                r#"[{"name":"a","ips":["10.1.1"]}]"#,
+                "failed to parse IP address \"10.1.1\"",
+            ),
             (r#"[{"name":"a","default-route":["x"]}]"#, "JSON format"),
             (r#"[{"name":"A_b"}]"#, "mismatch @ 'A_b'"),
             (r#"[{"name":"a","namespace":"Bad"}]"#, "mismatch @ 'Bad'"),
-            (r#"[{"name":"a","interface":"eth 0"}]"#, "interface name 'eth 0'"),
+            (
+                r#"[{"name":"a","interface":"eth 0"}]"#,
+                "interface name 'eth 0'",
+            ),
             (r#"[{"namespace":"x"}]"#, "network name is empty"),
         ];
         for (input, want) in cases {
@@ -315,19 +378,44 @@ mod tests {
 
     #[test]
     fn hardware_addresses() {
-        for good in ["c2:b0:57:49:47:f1", "C2-B0-57-49-47-F1", "c2b0.5749.47f1", "00:00:00:00:fe:80:00:00"] {
+        for good in [
+            "c2:b0:57:49:47:f1",
+            "C2-B0-57-49-47-F1",
+            "c2b0.5749.47f1",
+            "00:00:00:00:fe:80:00:00",
+        ] {
             assert!(is_hw_address(good), "{good}");
         }
-        for bad in ["", "c2:b0:57:49:47", "c2:b0:57:49:47:f1:", "g2:b0:57:49:47:f1", "c2b0.5749"] {
+        for bad in [
+            "",
+            "c2:b0:57:49:47",
+            "c2:b0:57:49:47:f1:",
+            "g2:b0:57:49:47:f1",
+            "c2b0.5749",
+        ] {
             assert!(!is_hw_address(bad), "{bad}");
         }
     }
 
     #[test]
     fn default_network_annotation() {
-        assert_eq!(parse_default("my-net", "kube-system").unwrap().namespace, "kube-system");
-        assert_eq!(parse_default("ns1/my-net@eth1", "kube-system").unwrap().interface, "eth1");
-        assert_eq!(parse_default("a,b", "kube-system"), Err(SelectionError::MoreThanOneDefault));
-        assert_eq!(parse_default("[]", "kube-system"), Err(SelectionError::Empty));
+        assert_eq!(
+            parse_default("my-net", "kube-system").unwrap().namespace,
+            "kube-system"
+        );
+        assert_eq!(
+            parse_default("ns1/my-net@eth1", "kube-system")
+                .unwrap()
+                .interface,
+            "eth1"
+        );
+        assert_eq!(
+            parse_default("a,b", "kube-system"),
+            Err(SelectionError::MoreThanOneDefault)
+        );
+        assert_eq!(
+            parse_default("[]", "kube-system"),
+            Err(SelectionError::Empty)
+        );
     }
 }

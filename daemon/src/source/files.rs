@@ -46,34 +46,56 @@ struct State {
 
 impl FileSource {
     pub fn new(state_dir: impl Into<PathBuf>, status_dir: Option<PathBuf>) -> Self {
-        Self { inner: Arc::new(Dirs { state_dir: state_dir.into(), status_dir }) }
+        Self {
+            inner: Arc::new(Dirs {
+                state_dir: state_dir.into(),
+                status_dir,
+            }),
+        }
     }
 
     async fn state(&self) -> Result<State, SourceError> {
         let dirs = Arc::clone(&self.inner);
         tokio::task::spawn_blocking(move || scan(&dirs.state_dir))
             .await
-            .map_err(|e| SourceError::Unavailable { what: "clusterStateDir scan".into(), reason: e.to_string() })?
+            .map_err(|e| SourceError::Unavailable {
+                what: "clusterStateDir scan".into(),
+                reason: e.to_string(),
+            })?
     }
 }
 
 #[async_trait]
 impl ClusterSource for FileSource {
     async fn pod(&self, namespace: &str, name: &str) -> Result<Option<PodInfo>, SourceError> {
-        Ok(self.state().await?.pods.remove(&(namespace.to_owned(), name.to_owned())))
+        Ok(self
+            .state()
+            .await?
+            .pods
+            .remove(&(namespace.to_owned(), name.to_owned())))
     }
 
     async fn nad(&self, namespace: &str, name: &str) -> Result<Option<NadInfo>, SourceError> {
-        match self.state().await?.nads.remove(&(namespace.to_owned(), name.to_owned())) {
+        match self
+            .state()
+            .await?
+            .nads
+            .remove(&(namespace.to_owned(), name.to_owned()))
+        {
             None => Ok(None),
             Some(Ok(nad)) => Ok(Some(nad)),
-            Some(Err(reason)) => {
-                Err(SourceError::Invalid { what: format!("network-attachment-definition {namespace}/{name}"), reason })
-            }
+            Some(Err(reason)) => Err(SourceError::Invalid {
+                what: format!("network-attachment-definition {namespace}/{name}"),
+                reason,
+            }),
         }
     }
 
-    async fn set_network_status(&self, pod: &PodInfo, status_json: &str) -> Result<bool, SourceError> {
+    async fn set_network_status(
+        &self,
+        pod: &PodInfo,
+        status_json: &str,
+    ) -> Result<bool, SourceError> {
         let key = (pod.namespace.clone(), pod.name.clone());
         if !self.state().await?.pods.contains_key(&key) {
             return Ok(false);
@@ -84,8 +106,10 @@ impl ClusterSource for FileSource {
         };
         let what = format!("network-status of pod {}/{}", pod.namespace, pod.name);
         for part in [&pod.namespace, &pod.name] {
-            multus_common::validate::id("pod name", part)
-                .map_err(|e| SourceError::Invalid { what: what.clone(), reason: e.to_string() })?;
+            multus_common::validate::id("pod name", part).map_err(|e| SourceError::Invalid {
+                what: what.clone(),
+                reason: e.to_string(),
+            })?;
         }
         let file = dir.join(format!("{}.{}.json", pod.namespace, pod.name));
         let body = status_json.to_owned();
@@ -127,7 +151,11 @@ fn scan(dir: &Path) -> Result<State, SourceError> {
     let mut files: Vec<PathBuf> = fs::read_dir(dir)
         .map_err(unavailable)?
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().and_then(|e| e.to_str()).is_some_and(|e| matches!(e, "yaml" | "yml" | "json")))
+        .filter(|p| {
+            p.extension()
+                .and_then(|e| e.to_str())
+                .is_some_and(|e| matches!(e, "yaml" | "yml" | "json"))
+        })
         .collect();
     files.sort();
     if files.len() > MAX_FILES {
@@ -137,8 +165,12 @@ fn scan(dir: &Path) -> Result<State, SourceError> {
     let mut state = State::default();
     for file in files {
         match read_objects(&file) {
-            Ok(objects) => objects.into_iter().for_each(|o| add_object(&mut state, &file, o)),
-            Err(reason) => tracing::warn!(file = %file.display(), %reason, "skipping unreadable manifest"),
+            Ok(objects) => objects
+                .into_iter()
+                .for_each(|o| add_object(&mut state, &file, o)),
+            Err(reason) => {
+                tracing::warn!(file = %file.display(), %reason, "skipping unreadable manifest")
+            }
         }
     }
     Ok(state)
@@ -152,7 +184,9 @@ fn read_objects(file: &Path) -> Result<Vec<Value>, String> {
     }
     let text = fs::read_to_string(file).map_err(|e| e.to_string())?;
     if file.extension().is_some_and(|e| e == "json") {
-        return serde_json::from_str(&text).map(|v| vec![v]).map_err(|e| e.to_string());
+        return serde_json::from_str(&text)
+            .map(|v| vec![v])
+            .map_err(|e| e.to_string());
     }
     serde_yaml_ng::Deserializer::from_str(&text)
         .map(|doc| Value::deserialize(doc).map_err(|e| e.to_string()))
@@ -163,28 +197,51 @@ fn read_objects(file: &Path) -> Result<Vec<Value>, String> {
 fn add_object(state: &mut State, file: &Path, obj: Value) {
     let kind = obj.get("kind").and_then(Value::as_str).unwrap_or_default();
     let meta = obj.get("metadata");
-    let text = |v: Option<&Value>, k: &str| v.and_then(|m| m.get(k)).and_then(Value::as_str).unwrap_or_default().to_owned();
+    let text = |v: Option<&Value>, k: &str| {
+        v.and_then(|m| m.get(k))
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned()
+    };
     let name = text(meta, "name");
-    let namespace = Some(text(meta, "namespace")).filter(|n| !n.is_empty()).unwrap_or_else(|| "default".into());
+    let namespace = Some(text(meta, "namespace"))
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| "default".into());
     match kind {
         "List" => {
-            let items = obj.get("items").and_then(Value::as_array).cloned().unwrap_or_default();
-            items.into_iter().for_each(|item| add_object(state, file, item));
+            let items = obj
+                .get("items")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            items
+                .into_iter()
+                .for_each(|item| add_object(state, file, item));
         }
         _ if name.is_empty() && matches!(kind, "Pod" | "NetworkAttachmentDefinition") => {
             tracing::warn!(file = %file.display(), kind, "skipping object without metadata.name");
         }
         "Pod" => {
-            let uid = Some(text(meta, "uid")).filter(|u| !u.is_empty()).unwrap_or_else(|| derived_uid(&namespace, &name));
+            let uid = Some(text(meta, "uid"))
+                .filter(|u| !u.is_empty())
+                .unwrap_or_else(|| derived_uid(&namespace, &name));
             let annotations = annotations(meta);
-            let pod = PodInfo { namespace: namespace.clone(), name: name.clone(), uid, annotations };
+            let pod = PodInfo {
+                namespace: namespace.clone(),
+                name: name.clone(),
+                uid,
+                annotations,
+            };
             state.pods.insert((namespace, name), pod);
         }
         "NetworkAttachmentDefinition" if text(Some(&obj), "apiVersion").starts_with(NAD_GROUP) => {
             let nad = match obj.get("spec").and_then(|s| s.get("config")) {
                 None | Some(Value::Null) => Ok(String::new()),
                 Some(Value::String(s)) => Ok(s.clone()),
-                Some(_) => Err(format!("{}: spec.config must be a string of JSON", file.display())),
+                Some(_) => Err(format!(
+                    "{}: spec.config must be a string of JSON",
+                    file.display()
+                )),
             }
             .map(|config| NadInfo {
                 namespace: namespace.clone(),
@@ -200,11 +257,19 @@ fn add_object(state: &mut State, file: &Path, obj: Value) {
 
 /// `metadata.annotations`; YAML scalars that are not strings (`true`, `3`) are kept as text.
 fn annotations(meta: Option<&Value>) -> BTreeMap<String, String> {
-    let Some(map) = meta.and_then(|m| m.get("annotations")).and_then(Value::as_object) else {
+    let Some(map) = meta
+        .and_then(|m| m.get("annotations"))
+        .and_then(Value::as_object)
+    else {
         return BTreeMap::new();
     };
     map.iter()
-        .map(|(k, v)| (k.clone(), v.as_str().map_or_else(|| v.to_string(), str::to_owned)))
+        .map(|(k, v)| {
+            (
+                k.clone(),
+                v.as_str().map_or_else(|| v.to_string(), str::to_owned),
+            )
+        })
         .collect()
 }
 
@@ -213,7 +278,9 @@ fn annotations(meta: Option<&Value>) -> BTreeMap<String, String> {
 /// re-creations, which standalone mode has no notion of anyway.
 pub fn derived_uid(namespace: &str, name: &str) -> String {
     let fnv = |seed: u64| {
-        format!("{namespace}/{name}").bytes().fold(seed, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3))
+        format!("{namespace}/{name}").bytes().fold(seed, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+        })
     };
     let (a, b) = (fnv(0xcbf2_9ce4_8422_2325), fnv(0x8422_2325_cbf2_9ce4));
     format!(
@@ -288,8 +355,14 @@ spec:
         assert!(src.pod("app", "nope").await.unwrap().is_none());
         let nad = src.nad("app", "mv").await.unwrap().unwrap();
         assert_eq!(nad.config, r#"{"cniVersion":"0.3.1","type":"macvlan"}"#);
-        assert_eq!(src.nad("app", "from-dir").await.unwrap().unwrap().config, "");
-        assert!(matches!(src.nad("app", "broken").await, Err(SourceError::Invalid { .. })));
+        assert_eq!(
+            src.nad("app", "from-dir").await.unwrap().unwrap().config,
+            ""
+        );
+        assert!(matches!(
+            src.nad("app", "broken").await,
+            Err(SourceError::Invalid { .. })
+        ));
         assert!(src.nad("default", "foreign").await.unwrap().is_none());
     }
 
@@ -297,7 +370,11 @@ spec:
     async fn edits_are_seen_on_the_next_lookup() {
         let (dir, src) = fixture();
         assert!(src.pod("app", "late").await.unwrap().is_none());
-        fs::write(dir.path().join("40-late.yml"), "kind: Pod\nmetadata: {name: late, namespace: app}\n").unwrap();
+        fs::write(
+            dir.path().join("40-late.yml"),
+            "kind: Pod\nmetadata: {name: late, namespace: app}\n",
+        )
+        .unwrap();
         assert!(src.pod("app", "late").await.unwrap().is_some());
     }
 
@@ -310,7 +387,11 @@ spec:
         assert_eq!(written, "[]");
         let leftovers = fs::read_dir(dir.path().join("status")).unwrap().count();
         assert_eq!(leftovers, 1);
-        let gone = PodInfo { namespace: "app".into(), name: "gone".into(), ..Default::default() };
+        let gone = PodInfo {
+            namespace: "app".into(),
+            name: "gone".into(),
+            ..Default::default()
+        };
         assert!(!src.set_network_status(&gone, "[]").await.unwrap());
         let logged = FileSource::new(dir.path(), None);
         assert!(logged.set_network_status(&pod, "[]").await.unwrap());
@@ -319,7 +400,10 @@ spec:
     #[tokio::test]
     async fn missing_directory_is_unavailable() {
         let src = FileSource::new("/nonexistent/multus-rs-state", None);
-        assert!(matches!(src.pod("a", "b").await, Err(SourceError::Unavailable { .. })));
+        assert!(matches!(
+            src.pod("a", "b").await,
+            Err(SourceError::Unavailable { .. })
+        ));
     }
 
     #[test]

@@ -1,0 +1,196 @@
+//! Which networks a pod gets, in order: the cluster network (or the default-network
+//! annotation's), `defaultNetworks`, then the `k8s.v1.cni.cncf.io/networks` annotation's NADs.
+use std::path::Path;
+
+use serde_json::Value;
+
+use super::effective::Effective;
+use super::{PlanError, RESOURCE_NAME_ANNOTATION};
+use crate::config::Config;
+use crate::engine::netconf::{self, NetconfError};
+use crate::engine::selection::{self, NetworkSelection};
+use crate::source::{ClusterSource, NadInfo, PodInfo};
+
+/// A network chosen for the pod, before interface naming.
+pub(super) struct Pending {
+    pub(super) name: String,
+    pub(super) config: Value,
+    pub(super) selection: Option<NetworkSelection>,
+    pub(super) is_default: bool,
+}
+
+/// The cluster network (or what the default-network annotation puts in its place), first.
+pub(super) async fn cluster_networks(
+    config: &Config,
+    eff: &Effective,
+    source: &dyn ClusterSource,
+    pod: &PodInfo,
+) -> Result<Vec<Pending>, PlanError> {
+    let mut out = Vec::new();
+    if let Some(value) = &eff.cluster_network {
+        let (name, net) = resolve_value(config, source, value, "clusterNetwork").await?;
+        out.push(Pending {
+            name,
+            config: net,
+            selection: None,
+            is_default: true,
+        });
+    } else {
+        for (index, inline) in eff.delegates.iter().enumerate() {
+            let net = netconf::from_inline(index, inline).map_err(|source| PlanError::Netconf {
+                context: "LoadNetConf".into(),
+                source,
+            })?;
+            let name = net
+                .get("name")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned();
+            out.push(Pending {
+                name,
+                config: net,
+                selection: None,
+                is_default: index == 0,
+            });
+        }
+    }
+    let annotation = pod
+        .annotations
+        .get(selection::DEFAULT_NETWORK_ANNOTATION)
+        .filter(|a| !a.trim().is_empty());
+    if let (Some(annotation), Some(first)) = (annotation, out.first_mut()) {
+        // Upstream applies no namespace isolation to this annotation (§9.20); the cluster
+        // network is the admin's to choose, so we keep that: it is resolved in multusNamespace.
+        let sel = selection::parse_default(annotation, &config.multus_namespace)?;
+        let (name, net) = nad_delegate(config, source, &sel).await?;
+        *first = Pending {
+            name,
+            config: net,
+            selection: Some(sel),
+            is_default: true,
+        };
+    }
+    Ok(out)
+}
+
+/// The networks of the pod's `k8s.v1.cni.cncf.io/networks` annotation.
+pub(super) async fn annotation_networks(
+    config: &Config,
+    eff: &Effective,
+    source: &dyn ClusterSource,
+    pod: &PodInfo,
+) -> Result<Vec<Pending>, PlanError> {
+    let Some(annotation) = pod
+        .annotations
+        .get(selection::NETWORKS_ANNOTATION)
+        .filter(|a| !a.trim().is_empty())
+    else {
+        return Ok(Vec::new());
+    };
+    let globals = config.global_namespace_list();
+    let mut out = Vec::new();
+    for sel in selection::parse(annotation, &pod.namespace)? {
+        if eff.namespace_isolation
+            && sel.namespace != pod.namespace
+            && !globals.contains(&sel.namespace)
+        {
+            return Err(PlanError::NamespaceIsolation {
+                pod_namespace: pod.namespace.clone(),
+                target_namespace: sel.namespace.clone(),
+            });
+        }
+        let (name, net) = nad_delegate(config, source, &sel).await?;
+        out.push(Pending {
+            name,
+            config: net,
+            selection: Some(sel),
+            is_default: false,
+        });
+    }
+    Ok(out)
+}
+
+/// A selected NAD's delegate name and config (with the selection's `cni-args` merged in).
+async fn nad_delegate(
+    config: &Config,
+    source: &dyn ClusterSource,
+    sel: &NetworkSelection,
+) -> Result<(String, Value), PlanError> {
+    let nad = lookup_nad(source, &sel.namespace, &sel.name)
+        .await?
+        .ok_or_else(|| PlanError::NadNotFound {
+            namespace: sel.namespace.clone(),
+            name: sel.name.clone(),
+        })?;
+    let name = format!("{}/{}", nad.namespace, nad.name);
+    if let Some(resource) = nad
+        .annotations
+        .get(RESOURCE_NAME_ANNOTATION)
+        .filter(|_| sel.device_id.is_empty())
+    {
+        return Err(PlanError::DeviceLookupUnsupported {
+            network: name,
+            resource: resource.clone(),
+        });
+    }
+    let mut net =
+        netconf::from_nad(&nad, &config.conf_dir).map_err(|source| PlanError::Netconf {
+            context: format!("getKubernetesDelegate {name}"),
+            source,
+        })?;
+    if let Some(args) = &sel.cni_args {
+        netconf::inject_cni_args(&mut net, args);
+    }
+    Ok((name, net))
+}
+
+async fn lookup_nad(
+    source: &dyn ClusterSource,
+    namespace: &str,
+    name: &str,
+) -> Result<Option<NadInfo>, PlanError> {
+    let what = format!("network-attachment-definition {namespace}/{name}");
+    source
+        .nad(namespace, name)
+        .await
+        .map_err(|source| PlanError::Source { what, source })
+}
+
+/// A `clusterNetwork`/`defaultNetworks` value: a path when it contains '/', else a NAD in
+/// `multusNamespace`, else a network name in `confDir`. Unlike upstream, the cause is kept.
+pub(super) async fn resolve_value(
+    config: &Config,
+    source: &dyn ClusterSource,
+    value: &str,
+    key: &str,
+) -> Result<(String, Value), PlanError> {
+    let ns = &config.multus_namespace;
+    let context = || format!("GetDefaultNetworks: failed to get {key} {value} in namespace {ns}");
+    let from_file = |r: Result<Value, NetconfError>| {
+        let net = r.map_err(|source| PlanError::Netconf {
+            context: context(),
+            source,
+        })?;
+        Ok((
+            net.get("name")
+                .and_then(Value::as_str)
+                .unwrap_or(value)
+                .to_owned(),
+            net,
+        ))
+    };
+    if value.contains('/') {
+        return from_file(netconf::from_path(Path::new(value)));
+    }
+    match lookup_nad(source, ns, value).await? {
+        Some(nad) => {
+            let net =
+                netconf::from_nad(&nad, &config.conf_dir).map_err(|source| PlanError::Netconf {
+                    context: context(),
+                    source,
+                })?;
+            Ok((format!("{}/{}", nad.namespace, nad.name), net))
+        }
+        None => from_file(netconf::from_conf_dir(value, &config.conf_dir)),
+    }
+}

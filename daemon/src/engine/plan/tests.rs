@@ -1,0 +1,373 @@
+//! Unit tests of `plan`, over an in-memory `ClusterSource`.
+use async_trait::async_trait;
+use multus_common::{CniArgs, Command};
+use serde_json::{Value, json};
+
+use super::*;
+use crate::engine::selection;
+use crate::source::NadInfo;
+
+/// An in-memory source: the trait's contract over two vectors.
+#[derive(Default)]
+struct Mem {
+    pods: Vec<PodInfo>,
+    nads: Vec<NadInfo>,
+    down: bool,
+}
+
+#[async_trait]
+impl ClusterSource for Mem {
+    async fn pod(&self, ns: &str, name: &str) -> Result<Option<PodInfo>, SourceError> {
+        if self.down {
+            return Err(SourceError::Unavailable {
+                what: "api".into(),
+                reason: "down".into(),
+            });
+        }
+        Ok(self
+            .pods
+            .iter()
+            .find(|p| p.namespace == ns && p.name == name)
+            .cloned())
+    }
+    async fn nad(&self, ns: &str, name: &str) -> Result<Option<NadInfo>, SourceError> {
+        Ok(self
+            .nads
+            .iter()
+            .find(|n| n.namespace == ns && n.name == name)
+            .cloned())
+    }
+    async fn set_network_status(&self, _: &PodInfo, _: &str) -> Result<bool, SourceError> {
+        Ok(true)
+    }
+}
+
+fn nad(ns: &str, name: &str, plugin: &str) -> NadInfo {
+    let config = json!({"cniVersion": "0.3.1", "type": plugin}).to_string();
+    NadInfo {
+        namespace: ns.into(),
+        name: name.into(),
+        config,
+        ..Default::default()
+    }
+}
+
+fn pod(annotations: &[(&str, &str)]) -> PodInfo {
+    PodInfo {
+        namespace: "app".into(),
+        name: "web".into(),
+        uid: "uid-1".into(),
+        annotations: annotations
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    }
+}
+
+fn source(p: PodInfo) -> Mem {
+    let nads = vec![
+        nad("kube-system", "cluster", "flannel"),
+        nad("kube-system", "extra", "bridge"),
+        nad("kube-system", "alt", "calico"),
+        nad("app", "mv", "macvlan"),
+        nad("other", "ipv", "ipvlan"),
+        nad("default", "glob", "host-device"),
+    ];
+    Mem {
+        pods: vec![p],
+        nads,
+        down: false,
+    }
+}
+
+fn call(args: &str, stdin: Value) -> CniCall {
+    CniCall {
+        command: Command::Add,
+        container_id: "cid".into(),
+        netns: "/run/netns/x".into(),
+        ifname: "eth0".into(),
+        args: CniArgs::parse(args).unwrap(),
+        cni_path: String::new(),
+        config: stdin.to_string().into_bytes(),
+    }
+}
+
+const ARGS: &str = "K8S_POD_NAMESPACE=app;K8S_POD_NAME=web;K8S_POD_UID=uid-1";
+
+fn stdin() -> Value {
+    json!({"cniVersion": "1.0.0", "name": "multus", "type": "multus-shim", "clusterNetwork": "cluster",
+           "runtimeConfig": {"portMappings": [{"hostPort": 8080, "containerPort": 80}]}})
+}
+
+async fn run(config: &Config, src: &Mem, args: &str, stdin: Value) -> Result<Planned, PlanError> {
+    plan(config, src, &call(args, stdin)).await
+}
+
+async fn delegates(config: &Config, p: PodInfo) -> Result<Vec<Delegate>, PlanError> {
+    match run(config, &source(p), ARGS, stdin()).await? {
+        Planned::Plan(plan) => Ok(plan.delegates),
+        Planned::PodGone => panic!("pod is there"),
+    }
+}
+
+fn summary(ds: &[Delegate]) -> Vec<(String, String, bool)> {
+    ds.iter()
+        .map(|d| (d.name.clone(), d.ifname.clone(), d.is_default))
+        .collect()
+}
+
+fn s(name: &str, ifname: &str, default: bool) -> (String, String, bool) {
+    (name.into(), ifname.into(), default)
+}
+
+#[tokio::test]
+async fn order_and_interface_names() {
+    let config = Config {
+        default_networks: vec!["extra".into()],
+        ..Config::default()
+    };
+    let p = pod(&[(
+        selection::NETWORKS_ANNOTATION,
+        "mv, default/glob@gl0, other/ipv",
+    )]);
+    let ds = delegates(&config, p).await.unwrap();
+    let want = vec![
+        s("kube-system/cluster", "eth0", true),
+        s("kube-system/extra", "net1", false),
+        s("app/mv", "net2", false),
+        s("default/glob", "gl0", false),
+        s("other/ipv", "net4", false),
+    ];
+    assert_eq!(summary(&ds), want);
+    assert_eq!(ds[0].capability_args["portMappings"][0]["hostPort"], 8080);
+    assert!(!ds[2].capability_args.contains_key("portMappings"));
+    assert_eq!(
+        ds[2].cni_args,
+        "IgnoreUnknown=true;K8S_POD_NAMESPACE=app;K8S_POD_NAME=web;K8S_POD_INFRA_CONTAINER_ID=;K8S_POD_UID=uid-1"
+    );
+}
+
+#[tokio::test]
+async fn system_namespaces_get_no_default_networks() {
+    let config = Config {
+        default_networks: vec!["extra".into()],
+        system_namespaces: vec!["app".into()],
+        ..Config::default()
+    };
+    assert_eq!(
+        summary(&delegates(&config, pod(&[])).await.unwrap()),
+        vec![s("kube-system/cluster", "eth0", true)]
+    );
+}
+
+#[tokio::test]
+async fn default_network_annotation_replaces_cluster_network() {
+    let p = pod(&[
+        (selection::DEFAULT_NETWORK_ANNOTATION, "alt"),
+        (selection::NETWORKS_ANNOTATION, "mv"),
+    ]);
+    let ds = delegates(&Config::default(), p).await.unwrap();
+    assert_eq!(
+        summary(&ds),
+        vec![
+            s("kube-system/alt", "eth0", true),
+            s("app/mv", "net1", false)
+        ]
+    );
+    assert_eq!(ds[0].config["type"], "calico");
+    let p = pod(&[(selection::DEFAULT_NETWORK_ANNOTATION, "alt,cluster")]);
+    let err = delegates(&Config::default(), p).await.unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "more than one default network is specified"
+    );
+}
+
+#[tokio::test]
+async fn selection_requests_reach_the_delegate() {
+    let ann = r#"[{"name":"mv","interface":"ext0","ips":["10.1.1.5/24"],"mac":"c2:b0:57:49:47:f1",
+        "cni-args":{"k":"v"},"default-route":["10.1.1.1"]}]"#;
+    let ds = delegates(
+        &Config::default(),
+        pod(&[(selection::NETWORKS_ANNOTATION, ann)]),
+    )
+    .await
+    .unwrap();
+    let d = &ds[1];
+    assert_eq!(d.ifname, "ext0");
+    assert_eq!(d.config["args"]["cni"]["k"], "v");
+    assert_eq!(d.capability_args["ips"], json!(["10.1.1.5/24"]));
+    assert!(
+        d.cni_args
+            .ends_with(";MAC=c2:b0:57:49:47:f1;IP=10.1.1.5/24"),
+        "{}",
+        d.cni_args
+    );
+    assert_eq!(d.default_route, Some(vec!["10.1.1.1".parse().unwrap()]));
+}
+
+#[tokio::test]
+async fn refusals() {
+    let isolated = Config {
+        namespace_isolation: true,
+        ..Config::default()
+    };
+    let cases: Vec<(Config, &str, &str)> = vec![
+        (
+            isolated.clone(),
+            "other/ipv",
+            "pod is in namespace app but refers to target namespace other",
+        ),
+        (
+            Config::default(),
+            "absent",
+            "cannot find a network-attachment-definition (absent) in namespace (app): app/absent",
+        ),
+        (
+            Config::default(),
+            "mv@eth0",
+            "interface name eth0 is requested by both kube-system/cluster and app/mv",
+        ),
+        (
+            Config::default(),
+            "mv@a:b",
+            "network app/mv: invalid interface name",
+        ),
+        (Config::default(), "Bad", "mismatch @ 'Bad'"),
+        (
+            Config::default(),
+            r#"[{"name":"mv","default-route":["10.0.0.1"]},{"name":"glob","namespace":"default","default-route":["10.0.0.2"]}]"#,
+            "multus does not support ECMP for default-route",
+        ),
+        (
+            Config {
+                auxiliary_cni_chain_name: Some("aux".into()),
+                ..Config::default()
+            },
+            "mv",
+            "auxiliaryCNIChainName",
+        ),
+    ];
+    for (config, ann, want) in cases {
+        let err = delegates(&config, pod(&[(selection::NETWORKS_ANNOTATION, ann)]))
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains(want), "{ann}: {err}");
+    }
+    assert!(
+        delegates(
+            &isolated,
+            pod(&[(selection::NETWORKS_ANNOTATION, "mv,default/glob")])
+        )
+        .await
+        .is_ok()
+    );
+}
+
+#[tokio::test]
+async fn request_level_errors() {
+    let config = Config::default();
+    let src = source(pod(&[]));
+    let missing = run(&config, &src, "K8S_POD_NAME=web", stdin())
+        .await
+        .unwrap_err();
+    assert!(matches!(
+        missing,
+        PlanError::MissingArg("K8S_POD_NAMESPACE")
+    ));
+    let bad = plan(
+        &config,
+        &src,
+        &CniCall {
+            config: b"{x".to_vec(),
+            ..call(ARGS, stdin())
+        },
+    )
+    .await;
+    assert!(matches!(bad, Err(PlanError::DecodeConfig(_))));
+    let none = run(&config, &src, ARGS, json!({"cniVersion": "1.0.0"}))
+        .await
+        .unwrap_err();
+    assert!(matches!(none, PlanError::NoClusterNetwork));
+    let gone = run(
+        &config,
+        &src,
+        "K8S_POD_NAMESPACE=app;K8S_POD_NAME=nope",
+        stdin(),
+    )
+    .await
+    .unwrap();
+    assert!(matches!(gone, Planned::PodGone));
+    let down = Mem {
+        down: true,
+        ..source(pod(&[]))
+    };
+    let err = run(&config, &down, ARGS, stdin()).await.unwrap_err();
+    assert!(matches!(
+        err,
+        PlanError::Source {
+            source: SourceError::Unavailable { .. },
+            ..
+        }
+    ));
+}
+
+#[tokio::test]
+async fn uid_mismatch_unless_static() {
+    let config = Config::default();
+    let args = "K8S_POD_NAMESPACE=app;K8S_POD_NAME=web;K8S_POD_UID=other";
+    let err = run(&config, &source(pod(&[])), args, stdin())
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        r#"expected pod UID "other" but got "uid-1" from Kube API"#
+    );
+    let static_pod = pod(&[(CONFIG_SOURCE_ANNOTATION, "file")]);
+    assert!(
+        run(&config, &source(static_pod), args, stdin())
+            .await
+            .is_ok()
+    );
+}
+
+#[tokio::test]
+async fn daemon_config_wins_and_stdin_fills_gaps() {
+    let dir = tempfile::tempdir().unwrap();
+    let list = json!({"name": "filenet", "plugins": [{"type": "ptp"}]});
+    std::fs::write(dir.path().join("10-file.conflist"), list.to_string()).unwrap();
+    let config = Config {
+        cluster_network: Some("filenet".into()),
+        conf_dir: dir.path().into(),
+        ..Config::default()
+    };
+    let Planned::Plan(plan) = run(&config, &source(pod(&[])), ARGS, stdin())
+        .await
+        .unwrap()
+    else {
+        panic!("planned")
+    };
+    assert_eq!(summary(&plan.delegates), vec![s("filenet", "eth0", true)]);
+    assert_eq!(plan.delegates[0].config["cniVersion"], "1.0.0");
+    assert_eq!(plan.result_version, "1.0.0");
+    let path = dir.path().join("10-file.conflist").display().to_string();
+    let inline = json!({"cniVersion": "0.4.0", "delegates": [{"name": "a", "type": "bridge"}, {"name": "b", "type": "ptp"}]});
+    let Planned::Plan(plan) = run(&Config::default(), &source(pod(&[])), ARGS, inline)
+        .await
+        .unwrap()
+    else {
+        panic!("planned")
+    };
+    assert_eq!(
+        summary(&plan.delegates),
+        vec![s("a", "eth0", true), s("b", "net1", false)]
+    );
+    let by_path = json!({"cniVersion": "0.4.0", "clusterNetwork": path});
+    let Planned::Plan(plan) = run(&Config::default(), &source(pod(&[])), ARGS, by_path)
+        .await
+        .unwrap()
+    else {
+        panic!("planned")
+    };
+    assert_eq!(plan.delegates[0].name, "filenet");
+}
