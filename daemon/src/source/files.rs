@@ -106,9 +106,11 @@ impl ClusterSource for FileSource {
         };
         let what = format!("network-status of pod {}/{}", pod.namespace, pod.name);
         for part in [&pod.namespace, &pod.name] {
-            multus_common::validate::id("pod name", part).map_err(|e| SourceError::Invalid {
-                what: what.clone(),
-                reason: e.to_string(),
+            multus_common::validate::id("pod namespace or name", part).map_err(|e| {
+                SourceError::Invalid {
+                    what: what.clone(),
+                    reason: e.to_string(),
+                }
             })?;
         }
         let file = dir.join(format!("{}.{}.json", pod.namespace, pod.name));

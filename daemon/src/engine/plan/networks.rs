@@ -59,9 +59,11 @@ pub(super) async fn cluster_networks(
         .get(selection::DEFAULT_NETWORK_ANNOTATION)
         .filter(|a| !a.trim().is_empty());
     if let (Some(annotation), Some(first)) = (annotation, out.first_mut()) {
-        // Upstream applies no namespace isolation to this annotation (§9.20); the cluster
-        // network is the admin's to choose, so we keep that: it is resolved in multusNamespace.
+        // Upstream applies no namespace isolation to this annotation (§9.20), so an isolated
+        // pod could pick any namespace's NAD as its primary network. We check it like the
+        // others, also allowing multusNamespace, where the annotation's names resolve.
         let sel = selection::parse_default(annotation, &config.multus_namespace)?;
+        check_isolation(config, eff, pod, &sel, Some(&config.multus_namespace))?;
         let (name, net) = nad_delegate(config, source, &sel).await?;
         *first = Pending {
             name,
@@ -87,18 +89,9 @@ pub(super) async fn annotation_networks(
     else {
         return Ok(Vec::new());
     };
-    let globals = config.global_namespace_list();
     let mut out = Vec::new();
     for sel in selection::parse(annotation, &pod.namespace)? {
-        if eff.namespace_isolation
-            && sel.namespace != pod.namespace
-            && !globals.contains(&sel.namespace)
-        {
-            return Err(PlanError::NamespaceIsolation {
-                pod_namespace: pod.namespace.clone(),
-                target_namespace: sel.namespace.clone(),
-            });
-        }
+        check_isolation(config, eff, pod, &sel, None)?;
         let (name, net) = nad_delegate(config, source, &sel).await?;
         out.push(Pending {
             name,
@@ -108,6 +101,29 @@ pub(super) async fn annotation_networks(
         });
     }
     Ok(out)
+}
+
+/// With `namespaceIsolation`, a pod may only use NADs of its own namespace, of
+/// `globalNamespaces`, or of `also_allowed`.
+fn check_isolation(
+    config: &Config,
+    eff: &Effective,
+    pod: &PodInfo,
+    sel: &NetworkSelection,
+    also_allowed: Option<&str>,
+) -> Result<(), PlanError> {
+    let target = &sel.namespace;
+    if !eff.namespace_isolation
+        || *target == pod.namespace
+        || also_allowed == Some(target.as_str())
+        || config.global_namespace_list().contains(target)
+    {
+        return Ok(());
+    }
+    Err(PlanError::NamespaceIsolation {
+        pod_namespace: pod.namespace.clone(),
+        target_namespace: target.clone(),
+    })
 }
 
 /// A selected NAD's delegate name and config (with the selection's `cni-args` merged in).

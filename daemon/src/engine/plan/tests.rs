@@ -175,6 +175,15 @@ async fn default_network_annotation_replaces_cluster_network() {
         ]
     );
     assert_eq!(ds[0].config["type"], "calico");
+    let isolated = Config {
+        namespace_isolation: true,
+        ..Config::default()
+    };
+    let p = pod(&[(selection::DEFAULT_NETWORK_ANNOTATION, "other/ipv")]);
+    let err = delegates(&isolated, p).await.unwrap_err().to_string();
+    assert!(err.contains("refers to target namespace other"), "{err}");
+    let p = pod(&[(selection::DEFAULT_NETWORK_ANNOTATION, "alt")]);
+    assert!(delegates(&isolated, p).await.is_ok());
     let p = pod(&[(selection::DEFAULT_NETWORK_ANNOTATION, "alt,cluster")]);
     let err = delegates(&Config::default(), p).await.unwrap_err();
     assert_eq!(
