@@ -126,9 +126,46 @@ pub fn from_path(path: &Path) -> Result<Value, NetconfError> {
     } else {
         path.to_path_buf()
     };
-    let config = load_file(&network, &file)?;
+    let mut config = load_file(&network, &file)?;
+    if file.extension().is_some_and(|e| e == "conflist") {
+        append_subdirectory_plugins(&network, &file, &mut config)?;
+    }
     check_runnable(&network, &file.display().to_string(), &config)?;
     Ok(config)
+}
+
+/// libcni's subdirectory chaining: the `*.conf` files of `<dir of the conflist>/<its name>/`, in
+/// file-name order, are appended to its plugins, unless it sets `loadOnlyInlinedPlugins`.
+fn append_subdirectory_plugins(
+    network: &str,
+    file: &Path,
+    config: &mut Value,
+) -> Result<(), NetconfError> {
+    let inline_only = config
+        .get("loadOnlyInlinedPlugins")
+        .and_then(Value::as_bool);
+    let name = config
+        .get("name")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    // The name becomes a path component: only libcni's network-name alphabet may.
+    if inline_only == Some(true) || multus_common::validate::id("network name", name).is_err() {
+        return Ok(());
+    }
+    let subdir = file.parent().unwrap_or(Path::new(".")).join(name);
+    if !subdir.is_dir() {
+        return Ok(());
+    }
+    let mut extra = Vec::new();
+    for path in conf_files(network, &subdir)? {
+        if path.extension().is_some_and(|e| e == "conf") {
+            extra.push(load_file(network, &path)?);
+        }
+    }
+    if let Some(plugins) = config.get_mut("plugins").and_then(Value::as_array_mut) {
+        plugins.extend(extra);
+    }
+    Ok(())
 }
 
 /// An inline `delegates` entry of the multus config.
@@ -397,6 +434,51 @@ mod tests {
                 .unwrap_err()
                 .to_string()
                 .starts_with("No networks found")
+        );
+    }
+
+    #[test]
+    fn conflist_subdirectory_plugins_are_appended() {
+        let dir = tempfile::tempdir().unwrap();
+        write(
+            dir.path(),
+            "10-kindnet.conflist",
+            r#"{"name":"kindnet","plugins":[{"type":"ptp"}]}"#,
+        );
+        fs::create_dir(dir.path().join("kindnet")).unwrap();
+        write(
+            &dir.path().join("kindnet"),
+            "b.conf",
+            r#"{"type":"tuning"}"#,
+        );
+        write(
+            &dir.path().join("kindnet"),
+            "a.conf",
+            r#"{"type":"portmap"}"#,
+        );
+        write(
+            &dir.path().join("kindnet"),
+            "c.json",
+            r#"{"type":"ignored"}"#,
+        );
+        let got = from_path(&dir.path().join("10-kindnet.conflist")).unwrap();
+        let types: Vec<&str> = got["plugins"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["type"].as_str().unwrap())
+            .collect();
+        assert_eq!(types, ["ptp", "portmap", "tuning"]);
+        write(
+            dir.path(),
+            "10-kindnet.conflist",
+            r#"{"name":"kindnet","loadOnlyInlinedPlugins":true,"plugins":[{"type":"ptp"}]}"#,
+        );
+        assert_eq!(
+            from_path(dir.path()).unwrap()["plugins"]
+                .as_array()
+                .map(Vec::len),
+            Some(1)
         );
     }
 
