@@ -10,6 +10,9 @@
 //! * and the keys rendered from other sections of values.yaml (`RENDERED_ELSEWHERE`), which must
 //!   not be in `daemonConfig` and must default to the daemon's default where they are;
 //! * and nothing else: a key the daemon does not know is a typo or a removed key.
+// Test helpers (not only #[test] fns) unwrap: a failed setup step is a failed test.
+#![allow(clippy::unwrap_used)]
+
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;

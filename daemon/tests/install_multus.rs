@@ -1,5 +1,8 @@
 //! `install_multus` as the init container runs it: replacing a shim that is being executed in a
 //! loop (no ETXTBSY, no torn binary), and the probe mode against a real gRPC health server.
+// Test helpers (not only #[test] fns) unwrap: a failed setup step is a failed test.
+#![allow(clippy::unwrap_used)]
+
 use std::fs::{self, OpenOptions};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
