@@ -99,6 +99,11 @@ pub struct Config {
     pub admission_timeout_seconds: u64,
     /// How long one delegate plugin may run before it is killed.
     pub delegate_timeout_seconds: u64,
+    /// How long one Kubernetes API call may take (pod/NAD GET, network-status PATCH).
+    pub kube_api_timeout_seconds: u64,
+    /// How long one lookup or status write may keep retrying transient API errors (409, 429 with
+    /// its Retry-After, 5xx, timeouts) before it fails; upstream hard-codes 2.5 s.
+    pub kube_api_retry_seconds: u64,
 
     /// Keys this build does not know: kept, and passed into generated configs.
     #[serde(flatten)]
@@ -175,6 +180,8 @@ impl Default for Config {
             delegate_concurrency: 8,
             admission_timeout_seconds: 30,
             delegate_timeout_seconds: 60,
+            kube_api_timeout_seconds: 10,
+            kube_api_retry_seconds: 30,
             extra: Map::new(),
         }
     }

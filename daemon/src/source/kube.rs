@@ -1,1 +1,326 @@
-//! (module being written)
+//! The Kubernetes source: pods from ONE node-scoped, metadata-only reflector (live GET when a pod
+//! is not cached yet), NADs from a cluster-wide reflector (live GET on a miss), network-status as
+//! a single JSON merge patch of one annotation. Every API call is bounded by a per-call timeout
+//! and a retry budget (see `retry`).
+//!
+//! API calls and the RBAC each needs (nothing more):
+//! * `pods`: `list`, `watch` (the node's pods, `spec.nodeName=<node>`), `get` (cache miss),
+//!   `patch` (the network-status annotation).
+//! * `k8s.cni.cncf.io` `network-attachment-definitions`: `list`, `watch` (cache), `get` (miss).
+//!
+//! Why NADs are cached cluster-wide: upstream does the same (MC#1214, to cut API calls); the
+//! cache is bounded by the cluster's NAD count (small next to pods), every ADD with secondary
+//! networks reads one or more NADs, and a watch costs the API server less than a GET per ADD.
+//! A miss still does a live GET, so a NAD created a moment before its first pod is found.
+mod nad;
+mod pods;
+mod retry;
+mod retry_after;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use ::kube::api::{Api, Patch, PatchParams};
+use ::kube::config::{InClusterError, KubeConfigOptions, Kubeconfig, KubeconfigError};
+use ::kube::core::PartialObjectMeta;
+use ::kube::runtime::reflector::{self, ObjectRef, Store};
+use ::kube::runtime::{WatchStreamExt, watcher};
+use ::kube::{Client, client::ClientBuilder};
+use async_trait::async_trait;
+use futures::{Stream, StreamExt};
+use k8s_openapi::api::core::v1::Pod;
+use tokio::task::JoinHandle;
+use tower::util::AndThenLayer;
+
+pub use nad::{NadSpec, NetworkAttachmentDefinition};
+pub use retry::Budget;
+use retry::{Failure, with_retries};
+
+use super::{ClusterSource, NadInfo, PodInfo, SourceError};
+use crate::config::Config;
+
+/// The annotation the daemon writes after a successful ADD.
+pub const NETWORK_STATUS_ANNOTATION: &str = "k8s.v1.cni.cncf.io/network-status";
+/// The node whose pods are cached (upstream's variable).
+pub const NODE_NAME_ENV: &str = "MULTUS_NODE_NAME";
+
+/// How to reach the API server and how patient to be with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KubeSettings {
+    /// Kubeconfig file; the in-cluster service account when `None`.
+    pub kubeconfig: Option<PathBuf>,
+    /// Only this node's pods are cached; all pods when `None` (as upstream without the variable).
+    pub node_name: Option<String>,
+    pub budget: Budget,
+}
+
+impl KubeSettings {
+    /// The daemon's settings: the `kubeconfig` key, else `KUBECONFIG` (its first path), else in
+    /// cluster; the node from `MULTUS_NODE_NAME`.
+    pub fn from_config(config: &Config) -> Self {
+        let env_kubeconfig = std::env::var_os("KUBECONFIG")
+            .and_then(|v| std::env::split_paths(&v).find(|p| !p.as_os_str().is_empty()));
+        Self {
+            kubeconfig: config.kubeconfig.clone().or(env_kubeconfig),
+            node_name: std::env::var(NODE_NAME_ENV).ok().filter(|n| !n.is_empty()),
+            budget: Budget {
+                per_call: Duration::from_secs(config.kube_api_timeout_seconds.max(1)),
+                total: Duration::from_secs(config.kube_api_retry_seconds),
+            },
+        }
+    }
+}
+
+/// Setting up the Kubernetes client failed.
+#[derive(Debug, thiserror::Error)]
+pub enum KubeSourceError {
+    #[error("reading kubeconfig {path}: {source}")]
+    ReadKubeconfig {
+        path: PathBuf,
+        source: KubeconfigError,
+    },
+    #[error("loading kubeconfig {path}: {source}")]
+    LoadKubeconfig {
+        path: PathBuf,
+        source: KubeconfigError,
+    },
+    #[error("in-cluster configuration (no kubeconfig given): {0}")]
+    InCluster(#[from] InClusterError),
+    #[error("creating the Kubernetes client: {0}")]
+    CreateClient(#[source] ::kube::Error),
+}
+
+/// Pods and NADs from the Kubernetes API.
+pub struct KubeSource {
+    client: Client,
+    pods: Store<PartialObjectMeta<Pod>>,
+    nads: Store<NetworkAttachmentDefinition>,
+    budget: Budget,
+    reflectors: Vec<JoinHandle<()>>,
+}
+
+impl Drop for KubeSource {
+    fn drop(&mut self) {
+        for task in &self.reflectors {
+            task.abort();
+        }
+    }
+}
+
+impl KubeSource {
+    /// Builds the client and starts the reflectors (they fill in the background; lookups fall
+    /// back to live GETs until then). Must be called inside a tokio runtime.
+    pub async fn connect(settings: KubeSettings) -> Result<Self, KubeSourceError> {
+        let mut config = client_config(settings.kubeconfig.as_ref()).await?;
+        // Our own retry loop is bounded by the budget; kube's built-in one may wait up to 1000 s.
+        config.default_retry = false;
+        config.connect_timeout = Some(settings.budget.per_call);
+        let client = ClientBuilder::try_from(config)
+            .map_err(KubeSourceError::CreateClient)?
+            .with_layer(&AndThenLayer::new(retry_after::carry))
+            .build();
+        Ok(Self::with_client(
+            client,
+            settings.node_name.as_deref(),
+            settings.budget,
+        ))
+    }
+
+    /// Starts the reflectors on an existing client.
+    pub fn with_client(client: Client, node_name: Option<&str>, budget: Budget) -> Self {
+        let pod_config = match node_name {
+            Some(node) => watcher::Config::default().fields(&format!("spec.nodeName={node}")),
+            None => {
+                tracing::warn!(
+                    env = NODE_NAME_ENV,
+                    "node name not set: caching every pod of the cluster"
+                );
+                watcher::Config::default()
+            }
+        };
+        let (pods, pod_writer) = reflector::store();
+        // A metadata-only watch: spec and status never cross the wire.
+        let pod_stream = watcher(
+            Api::<PartialObjectMeta<Pod>>::all(client.clone()),
+            pod_config,
+        )
+        .default_backoff()
+        .modify(pods::strip)
+        .reflect(pod_writer);
+        let (nads, nad_writer) = reflector::store();
+        let nad_stream = watcher(
+            Api::<NetworkAttachmentDefinition>::all(client.clone()),
+            watcher::Config::default(),
+        )
+        .default_backoff()
+        .modify(NetworkAttachmentDefinition::strip)
+        .reflect(nad_writer);
+        let reflectors = vec![
+            tokio::spawn(drive(pod_stream, "pods")),
+            tokio::spawn(drive(nad_stream, "network-attachment-definitions")),
+        ];
+        Self {
+            client,
+            pods,
+            nads,
+            budget,
+            reflectors,
+        }
+    }
+
+    /// Waits until both caches hold a complete first listing; false when `within` passed first.
+    pub async fn wait_synced(&self, within: Duration) -> bool {
+        let both = async {
+            self.pods.wait_until_ready().await.is_ok() && self.nads.wait_until_ready().await.is_ok()
+        };
+        tokio::time::timeout(within, both).await.unwrap_or(false)
+    }
+
+    /// Pods in the cache (for metrics and tests).
+    pub fn cached_pods(&self) -> usize {
+        self.pods.len()
+    }
+
+    /// NADs in the cache (for metrics and tests).
+    pub fn cached_nads(&self) -> usize {
+        self.nads.len()
+    }
+
+    /// Whether the pod is in the cache (a lookup would need no API call).
+    pub fn is_pod_cached(&self, namespace: &str, name: &str) -> bool {
+        self.pods
+            .get(&ObjectRef::new(name).within(namespace))
+            .is_some()
+    }
+
+    async fn live_pod(&self, namespace: &str, name: &str) -> Result<Option<PodInfo>, SourceError> {
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
+        let what = format!("getting pod {namespace}/{name}");
+        match with_retries(&what, self.budget, || api.get_metadata(name)).await {
+            Ok(mut pod) => {
+                pods::strip(&mut pod);
+                Ok(Some(pods::to_info(&pod)))
+            }
+            Err(Failure::NotFound) => Ok(None),
+            Err(Failure::Failed(e)) => Err(e),
+        }
+    }
+
+    async fn live_nad(&self, namespace: &str, name: &str) -> Result<Option<NadInfo>, SourceError> {
+        let api: Api<NetworkAttachmentDefinition> = Api::namespaced(self.client.clone(), namespace);
+        let what = format!("getting network-attachment-definition {namespace}/{name}");
+        match with_retries(&what, self.budget, || api.get(name)).await {
+            Ok(nad) => Ok(Some(nad.to_info())),
+            Err(Failure::NotFound) => Ok(None),
+            Err(Failure::Failed(e)) => Err(e),
+        }
+    }
+
+    async fn patch_status(&self, pod: &PodInfo, status_json: &str) -> Result<bool, SourceError> {
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), &pod.namespace);
+        let patch = Patch::Merge(serde_json::json!({
+            "metadata": { "annotations": { NETWORK_STATUS_ANNOTATION: status_json } }
+        }));
+        let params = PatchParams::default();
+        let what = format!(
+            "patching network-status of pod {}/{}",
+            pod.namespace, pod.name
+        );
+        match with_retries(&what, self.budget, || {
+            api.patch_metadata(&pod.name, &params, &patch)
+        })
+        .await
+        {
+            Ok(_) => Ok(true),
+            Err(Failure::NotFound) => Ok(false),
+            Err(Failure::Failed(e)) => Err(e),
+        }
+    }
+}
+
+/// Keeps a reflector's stream running; the watcher retries with back-off after every error.
+async fn drive<S, T>(stream: S, resource: &'static str)
+where
+    S: Stream<Item = Result<T, watcher::Error>>,
+{
+    futures::pin_mut!(stream);
+    while let Some(item) = stream.next().await {
+        if let Err(error) = item {
+            tracing::warn!(resource, error = %error, "watch failed; retrying with back-off");
+        }
+    }
+}
+
+async fn client_config(kubeconfig: Option<&PathBuf>) -> Result<::kube::Config, KubeSourceError> {
+    let Some(path) = kubeconfig else {
+        return Ok(::kube::Config::incluster()?);
+    };
+    let file = Kubeconfig::read_from(path).map_err(|source| KubeSourceError::ReadKubeconfig {
+        path: path.clone(),
+        source,
+    })?;
+    ::kube::Config::from_custom_kubeconfig(file, &KubeConfigOptions::default())
+        .await
+        .map_err(|source| KubeSourceError::LoadKubeconfig {
+            path: path.clone(),
+            source,
+        })
+}
+
+#[async_trait]
+impl ClusterSource for KubeSource {
+    async fn pod(&self, namespace: &str, name: &str) -> Result<Option<PodInfo>, SourceError> {
+        if let Some(pod) = self.pods.get(&ObjectRef::new(name).within(namespace)) {
+            tracing::debug!(
+                pod.namespace = namespace,
+                pod.name = name,
+                lookup = "cache",
+                "pod found"
+            );
+            return Ok(Some(pods::to_info(&pod)));
+        }
+        let found = self.live_pod(namespace, name).await?;
+        tracing::debug!(
+            pod.namespace = namespace,
+            pod.name = name,
+            lookup = "live",
+            found = found.is_some(),
+            "pod looked up"
+        );
+        Ok(found)
+    }
+
+    async fn nad(&self, namespace: &str, name: &str) -> Result<Option<NadInfo>, SourceError> {
+        if let Some(nad) = self.nads.get(&ObjectRef::new(name).within(namespace)) {
+            return Ok(Some(nad.to_info()));
+        }
+        self.live_nad(namespace, name).await
+    }
+
+    async fn set_network_status(
+        &self,
+        pod: &PodInfo,
+        status_json: &str,
+    ) -> Result<bool, SourceError> {
+        // As upstream: never write the status of a pod that replaced ours under the same name.
+        match self.pod(&pod.namespace, &pod.name).await? {
+            None => {
+                tracing::info!(pod.namespace = %pod.namespace, pod.name = %pod.name, "pod gone; network-status not written");
+                return Ok(false);
+            }
+            Some(current)
+                if !pod.uid.is_empty() && !current.uid.is_empty() && current.uid != pod.uid =>
+            {
+                tracing::warn!(pod.namespace = %pod.namespace, pod.name = %pod.name, pod.uid = %pod.uid,
+                    current.uid = %current.uid, "pod replaced; network-status not written");
+                return Ok(false);
+            }
+            Some(_) => {}
+        }
+        let written = self.patch_status(pod, status_json).await?;
+        if !written {
+            tracing::info!(pod.namespace = %pod.namespace, pod.name = %pod.name, "pod gone; network-status not written");
+        }
+        Ok(written)
+    }
+}
