@@ -1,1 +1,218 @@
-//! (module being written)
+//! Runs ONE delegate plugin exactly as a container runtime does (CNI spec 1.1, "Plugin
+//! execution"): scrubbed environment with the CNI_* parameters, config on stdin, result or error
+//! JSON on stdout, bounded by `delegateTimeoutSeconds`.
+//!
+//! `chrootDir`: the child chroots itself in a `pre_exec` hook (chroot(2) + chdir("/"), both
+//! async-signal-safe) rather than exec'ing `/usr/sbin/chroot`, because the daemon image is
+//! distroless and has no chroot binary, and because it keeps one code path for exit-status and
+//! error decoding. The plugin is looked up inside the chroot (upstream looks it up in the daemon's
+//! filesystem and then execs it in the chroot, §9.10), so a plugin only on the host is found.
+use std::ffi::{CString, OsString};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use multus_common::constants::env;
+use multus_common::{CniError, Command};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tracing::Instrument;
+
+use super::admission::{Admission, AdmissionError};
+use crate::config::Config;
+
+/// The CNI parameters of one exec (everything but the config, which goes on stdin).
+#[derive(Debug, Clone, Copy)]
+pub struct ExecEnv<'a> {
+    pub command: Command,
+    pub container_id: &'a str,
+    pub netns: &'a str,
+    pub ifname: &'a str,
+    pub cni_args: &'a str,
+}
+
+/// A plugin could not be run or reported a failure.
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    #[error("plugin type {0:?} must be a file name, not a path")]
+    InvalidType(String),
+    #[error("failed to find plugin {plugin:?} in path {bin_dir:?}")]
+    NotFound { plugin: String, bin_dir: String },
+    #[error(transparent)]
+    Admission(#[from] AdmissionError),
+    #[error("failed to start plugin {plugin:?}: {source}")]
+    Spawn { plugin: String, source: std::io::Error },
+    #[error("I/O with plugin {plugin:?}: {source}")]
+    Io { plugin: String, source: std::io::Error },
+    #[error("plugin {plugin:?} did not finish within {seconds}s and was killed")]
+    Timeout { plugin: String, seconds: u64 },
+    /// The plugin's own CNI error object (its code is kept).
+    #[error("plugin {plugin:?} failed: {error}")]
+    Plugin { plugin: String, error: CniError },
+    #[error("plugin {plugin:?} exited with status {code}: {stderr}")]
+    Failed { plugin: String, code: i32, stderr: String },
+    #[error("plugin {plugin:?} was killed by signal {signal}: {stderr}")]
+    Signaled { plugin: String, signal: i32, stderr: String },
+}
+
+/// Runs plugins from `binDir`, optionally chrooted, one admission slot per exec.
+#[derive(Debug, Clone)]
+pub struct Executor {
+    bin_dir: String,
+    chroot: Option<PathBuf>,
+    timeout: Duration,
+    path_env: OsString,
+    admission: Arc<Admission>,
+}
+
+impl Executor {
+    pub fn new(config: &Config, admission: Arc<Admission>) -> Self {
+        Self {
+            bin_dir: config.bin_dir.to_string_lossy().into_owned(),
+            chroot: config.chroot_dir.clone(),
+            timeout: Duration::from_secs(config.delegate_timeout_seconds.max(1)),
+            path_env: std::env::var_os("PATH").unwrap_or_else(|| "/usr/sbin:/usr/bin:/sbin:/bin".into()),
+            admission,
+        }
+    }
+
+    /// Overrides the exec timeout (tests and callers with a tighter deadline).
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// `<dir>/<type>` for the first `:`-separated dir of `binDir` holding a regular file.
+    pub fn find(&self, plugin: &str) -> Result<PathBuf, ExecError> {
+        if plugin.is_empty() || plugin.contains('/') || plugin == "." || plugin == ".." {
+            return Err(ExecError::InvalidType(plugin.to_owned()));
+        }
+        for dir in self.bin_dir.split(':').filter(|d| !d.is_empty()) {
+            let path = Path::new(dir).join(plugin);
+            if self.host_path(&path).is_file() {
+                return Ok(path);
+            }
+        }
+        Err(ExecError::NotFound { plugin: plugin.to_owned(), bin_dir: self.bin_dir.clone() })
+    }
+
+    /// Where `path` (as the plugin sees it) is in the daemon's filesystem.
+    fn host_path(&self, path: &Path) -> PathBuf {
+        match &self.chroot {
+            Some(root) => root.join(path.strip_prefix("/").unwrap_or(path)),
+            None => path.to_owned(),
+        }
+    }
+
+    /// Runs `plugin` with `stdin` as its config; returns its stdout on exit 0.
+    pub async fn run(&self, plugin: &str, env: &ExecEnv<'_>, stdin: &[u8]) -> Result<Vec<u8>, ExecError> {
+        let path = self.find(plugin)?;
+        let (_permit, waited) = self.admission.delegate_slot().await?;
+        let span = tracing::info_span!("plugin_exec", plugin.r#type = %plugin, cni.command = %env.command,
+            container.id = %env.container_id, ifname = %env.ifname, queue_wait_ms = waited.as_millis() as u64,
+            exit.code = tracing::field::Empty, duration_ms = tracing::field::Empty);
+        let started = Instant::now();
+        let outcome = self.spawn_and_wait(plugin, &path, env, stdin).instrument(span.clone()).await;
+        span.record("duration_ms", started.elapsed().as_millis() as u64);
+        match &outcome {
+            Ok((status, _, _)) => {
+                span.record("exit.code", status.code().unwrap_or(-1));
+                tracing::debug!(parent: &span, "plugin finished");
+            }
+            Err(e) => tracing::warn!(parent: &span, error = %e, "plugin did not finish"),
+        }
+        let (status, stdout, stderr) = outcome?;
+        decode(plugin, status, stdout, &stderr)
+    }
+
+    async fn spawn_and_wait(
+        &self,
+        plugin: &str,
+        path: &Path,
+        env: &ExecEnv<'_>,
+        stdin: &[u8],
+    ) -> Result<(ExitStatus, Vec<u8>, Vec<u8>), ExecError> {
+        let mut cmd = tokio::process::Command::new(path);
+        cmd.env_clear()
+            .env(env::COMMAND, env.command.as_str())
+            .env(env::CONTAINERID, env.container_id)
+            .env(env::NETNS, env.netns)
+            .env(env::IFNAME, env.ifname)
+            .env(env::ARGS, env.cni_args)
+            .env(env::PATH, &self.bin_dir)
+            .env("PATH", &self.path_env)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        if let Some(root) = &self.chroot {
+            let root = CString::new(root.as_os_str().as_bytes())
+                .map_err(|e| ExecError::Spawn { plugin: plugin.to_owned(), source: std::io::Error::other(e) })?;
+            chroot_child(&mut cmd, root);
+        }
+        let spawn_err = |source| ExecError::Spawn { plugin: plugin.to_owned(), source };
+        let io_err = |source| ExecError::Io { plugin: plugin.to_owned(), source };
+        let mut child = cmd.spawn().map_err(spawn_err)?;
+        let (Some(mut child_in), Some(mut child_out), Some(mut child_err)) =
+            (child.stdin.take(), child.stdout.take(), child.stderr.take())
+        else {
+            return Err(io_err(std::io::Error::other("child pipes missing")));
+        };
+        let work = async {
+            let write = async {
+                // A plugin may exit without reading stdin (e.g. on a usage error): not our failure.
+                let r = child_in.write_all(stdin).await;
+                drop(child_in);
+                match r {
+                    Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+                    other => other,
+                }
+            };
+            let (mut out, mut err) = (Vec::new(), Vec::new());
+            let (w, o, e) =
+                tokio::join!(write, child_out.read_to_end(&mut out), child_err.read_to_end(&mut err));
+            w.and(o).and(e).map_err(io_err)?;
+            let status = child.wait().await.map_err(io_err)?;
+            Ok((status, out, err))
+        };
+        match tokio::time::timeout(self.timeout, work).await {
+            Ok(r) => r,
+            // Dropping `work` drops the child, and kill_on_drop kills and reaps it.
+            Err(_) => Err(ExecError::Timeout { plugin: plugin.to_owned(), seconds: self.timeout.as_secs() }),
+        }
+    }
+}
+
+#[allow(unsafe_code)]
+fn chroot_child(cmd: &mut tokio::process::Command, root: CString) {
+    // SAFETY: the hook runs in the forked child before exec and only calls chroot(2) and
+    // chdir(2), which are async-signal-safe; it allocates nothing (both paths are C strings
+    // already, so nix passes them through) and touches no lock.
+    unsafe {
+        cmd.pre_exec(move || {
+            nix::unistd::chroot(root.as_c_str())?;
+            nix::unistd::chdir(c"/")?;
+            Ok(())
+        });
+    }
+}
+
+/// Exit 0 → stdout; otherwise the plugin's CNI error JSON if it printed one, else a plain error.
+fn decode(plugin: &str, status: ExitStatus, stdout: Vec<u8>, stderr: &[u8]) -> Result<Vec<u8>, ExecError> {
+    if status.success() {
+        return Ok(stdout);
+    }
+    let stderr_text = String::from_utf8_lossy(stderr).trim().to_owned();
+    if let Some(signal) = status.signal() {
+        return Err(ExecError::Signaled { plugin: plugin.to_owned(), signal, stderr: stderr_text });
+    }
+    if let Ok(error) = serde_json::from_slice::<CniError>(&stdout) {
+        return Err(ExecError::Plugin { plugin: plugin.to_owned(), error });
+    }
+    Err(ExecError::Failed { plugin: plugin.to_owned(), code: status.code().unwrap_or(-1), stderr: stderr_text })
+}
+
+#[cfg(test)]
+mod tests;

@@ -10,6 +10,8 @@ pub mod call;
 pub mod conflist;
 pub mod delegate;
 pub mod exec;
+#[cfg(test)]
+mod fakeplugin;
 pub mod netconf;
 pub mod netstatus;
 pub mod plan;
