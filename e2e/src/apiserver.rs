@@ -1,0 +1,213 @@
+//! A Kubernetes API server stand-in on 127.0.0.1 (plain HTTP, no auth) that speaks the real REST
+//! paths and JSON for pods (get, list, watch, merge patch) and NetworkAttachmentDefinitions (get,
+//! list, watch), with an in-memory store tests change directly (each change is a watch event),
+//! fault injection, and a kubeconfig pointing at itself so the daemon connects exactly as it
+//! would to a real cluster.
+mod faults;
+mod http;
+mod store;
+mod watch;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::http::Method;
+use serde_json::{Value, json};
+use tokio::sync::{oneshot, watch as signal};
+
+pub use faults::{Action, Fault};
+pub use store::Kind;
+
+use http::{Shared, lock};
+use store::Store;
+
+/// Starting the stand-in failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiServerError {
+    #[error("binding 127.0.0.1: {0}")]
+    Bind(#[source] std::io::Error),
+    #[error("writing the kubeconfig: {0}")]
+    WriteKubeconfig(#[source] std::io::Error),
+}
+
+/// The running stand-in; stops when dropped.
+pub struct ApiServer {
+    shared: Arc<Shared>,
+    addr: SocketAddr,
+    dir: tempfile::TempDir,
+    stop: Option<oneshot::Sender<()>>,
+}
+
+impl Drop for ApiServer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        // Open watches would keep the graceful shutdown waiting.
+        self.drop_watches();
+    }
+}
+
+impl ApiServer {
+    /// Serves on an ephemeral loopback port and writes `<tmp>/kubeconfig`. Needs a tokio runtime.
+    pub async fn start() -> Result<Self, ApiServerError> {
+        let (drops, _) = signal::channel(0);
+        let shared = Arc::new(Shared {
+            store: Mutex::new(Store::new()),
+            faults: Mutex::new(Vec::new()),
+            requests: Mutex::new(Vec::new()),
+            drops,
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .map_err(ApiServerError::Bind)?;
+        let addr = listener.local_addr().map_err(ApiServerError::Bind)?;
+        let app = Router::new()
+            .fallback(http::handle)
+            .with_state(shared.clone());
+        let (stop, stopped) = oneshot::channel::<()>();
+        tokio::spawn(async move {
+            let serve = axum::serve(listener, app).with_graceful_shutdown(async {
+                let _ = stopped.await;
+            });
+            if let Err(error) = serve.await {
+                eprintln!("apiserver stand-in stopped: {error}");
+            }
+        });
+        let dir = tempfile::tempdir().map_err(ApiServerError::WriteKubeconfig)?;
+        std::fs::write(dir.path().join("kubeconfig"), kubeconfig(addr))
+            .map_err(ApiServerError::WriteKubeconfig)?;
+        Ok(Self {
+            shared,
+            addr,
+            dir,
+            stop: Some(stop),
+        })
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// A kubeconfig for this server (cluster, user without credentials, current context).
+    pub fn kubeconfig_path(&self) -> PathBuf {
+        self.dir.path().join("kubeconfig")
+    }
+
+    /// Creates or replaces a pod (watchers see ADDED or MODIFIED); returns it as stored.
+    pub fn put_pod(&self, pod: Value) -> Value {
+        lock(&self.shared.store).put(Kind::Pod, pod, true)
+    }
+
+    /// Stores a pod without telling watchers: GET finds it, the watch cache does not (yet).
+    pub fn put_pod_unwatched(&self, pod: Value) -> Value {
+        lock(&self.shared.store).put(Kind::Pod, pod, false)
+    }
+
+    pub fn delete_pod(&self, namespace: &str, name: &str) -> Option<Value> {
+        lock(&self.shared.store).delete(Kind::Pod, namespace, name)
+    }
+
+    pub fn pod(&self, namespace: &str, name: &str) -> Option<Value> {
+        lock(&self.shared.store).get(Kind::Pod, namespace, name)
+    }
+
+    /// Creates or replaces a NAD (watchers see the event); returns it as stored.
+    pub fn put_nad(&self, nad: Value) -> Value {
+        lock(&self.shared.store).put(Kind::Nad, nad, true)
+    }
+
+    pub fn delete_nad(&self, namespace: &str, name: &str) -> Option<Value> {
+        lock(&self.shared.store).delete(Kind::Nad, namespace, name)
+    }
+
+    /// Adds a fault rule (checked in the order added).
+    pub fn inject(&self, fault: Fault) {
+        lock(&self.shared.faults).push(fault);
+    }
+
+    pub fn clear_faults(&self) {
+        lock(&self.shared.faults).clear();
+    }
+
+    /// Closes every open watch (as an API server restart does); clients must re-watch.
+    pub fn drop_watches(&self) {
+        self.shared.drops.send_modify(|generation| *generation += 1);
+    }
+
+    /// How many requests had this method and path (query not compared).
+    pub fn requests(&self, method: &Method, path: &str) -> usize {
+        lock(&self.shared.requests)
+            .iter()
+            .filter(|(m, p)| m == method && p == path)
+            .count()
+    }
+
+    /// How many requests had this method and a path starting with `prefix`.
+    pub fn requests_under(&self, method: &Method, prefix: &str) -> usize {
+        lock(&self.shared.requests)
+            .iter()
+            .filter(|(m, p)| m == method && p.starts_with(prefix))
+            .count()
+    }
+}
+
+/// The REST path of a pod.
+pub fn pod_path(namespace: &str, name: &str) -> String {
+    format!("/api/v1/namespaces/{namespace}/pods/{name}")
+}
+
+/// The REST path of a NAD.
+pub fn nad_path(namespace: &str, name: &str) -> String {
+    format!("/apis/k8s.cni.cncf.io/v1/namespaces/{namespace}/network-attachment-definitions/{name}")
+}
+
+/// A pod scheduled to `node` with these annotations, shaped like what the API serves (spec,
+/// status and managedFields included, so trimming on the client side is exercised).
+pub fn pod_json(
+    namespace: &str,
+    name: &str,
+    node: &str,
+    annotations: &BTreeMap<String, String>,
+) -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {
+            "name": name, "namespace": namespace, "labels": {"app": name},
+            "annotations": annotations,
+            "managedFields": [{"manager": "kubectl-client-side-apply", "operation": "Update", "apiVersion": "v1",
+                "fieldsType": "FieldsV1", "fieldsV1": {"f:metadata": {"f:annotations": {}, "f:labels": {}}, "f:spec": {"f:containers": {}}}}]
+        },
+        "spec": {
+            "nodeName": node, "restartPolicy": "Always", "serviceAccountName": "default",
+            "containers": [{"name": "app", "image": "registry.example/app:1.0", "command": ["/bin/app", "--serve"],
+                "env": [{"name": "MODE", "value": "production"}],
+                "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}}}]
+        },
+        "status": {"phase": "Pending", "qosClass": "Burstable", "conditions": [{"type": "PodScheduled", "status": "True"}]}
+    })
+}
+
+/// A NetworkAttachmentDefinition with this `spec.config` (none when empty).
+pub fn nad_json(namespace: &str, name: &str, config: &str) -> Value {
+    let spec = if config.is_empty() {
+        json!({})
+    } else {
+        json!({"config": config})
+    };
+    json!({
+        "apiVersion": "k8s.cni.cncf.io/v1", "kind": "NetworkAttachmentDefinition",
+        "metadata": {"name": name, "namespace": namespace}, "spec": spec
+    })
+}
+
+fn kubeconfig(addr: SocketAddr) -> String {
+    format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: standin\n  cluster:\n    server: http://{addr}\n\
+         users:\n- name: standin\n  user: {{}}\ncontexts:\n- name: standin\n  context:\n    cluster: standin\n    \
+         user: standin\n    namespace: default\ncurrent-context: standin\n"
+    )
+}

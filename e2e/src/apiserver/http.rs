@@ -1,0 +1,317 @@
+//! The stand-in's HTTP side: the real REST paths of pods and NADs (get, list, watch, merge
+//! patch), discovery, and fault injection before each answer.
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, Method, Uri, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+use tokio::sync::watch as signal;
+
+use super::faults::{self, Action, Fault};
+use super::store::{Kind, Store, merge_patch, str_at};
+use super::watch::{self, Matcher, WatchRequest};
+
+/// Everything the handler and the test-facing `ApiServer` share.
+pub struct Shared {
+    pub store: Mutex<Store>,
+    pub faults: Mutex<Vec<Fault>>,
+    pub requests: Mutex<Vec<(Method, String)>>,
+    /// Bumped to close every open watch.
+    pub drops: signal::Sender<u64>,
+}
+
+/// Locks, ignoring poisoning: a panicking test thread must not wedge the server for the others.
+pub fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+enum Target {
+    Version,
+    Discovery(&'static str),
+    Collection(Kind, Option<String>),
+    Object(Kind, String, String),
+}
+
+fn route(path: &str) -> Option<Target> {
+    let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let nad = "network-attachment-definitions";
+    Some(match segs.as_slice() {
+        ["version"] => Target::Version,
+        ["api"] => Target::Discovery("api"),
+        ["apis"] => Target::Discovery("apis"),
+        ["api", "v1", "pods"] => Target::Collection(Kind::Pod, None),
+        ["api", "v1", "namespaces", ns, "pods"] => {
+            Target::Collection(Kind::Pod, Some((*ns).into()))
+        }
+        ["api", "v1", "namespaces", ns, "pods", name] => {
+            Target::Object(Kind::Pod, (*ns).into(), (*name).into())
+        }
+        ["apis", "k8s.cni.cncf.io", "v1", r] if *r == nad => Target::Collection(Kind::Nad, None),
+        ["apis", "k8s.cni.cncf.io", "v1", "namespaces", ns, r] if *r == nad => {
+            Target::Collection(Kind::Nad, Some((*ns).into()))
+        }
+        ["apis", "k8s.cni.cncf.io", "v1", "namespaces", ns, r, name] if *r == nad => {
+            Target::Object(Kind::Nad, (*ns).into(), (*name).into())
+        }
+        _ => return None,
+    })
+}
+
+pub async fn handle(
+    State(s): State<Arc<Shared>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    Query(query): Query<HashMap<String, String>>,
+    body: Bytes,
+) -> Response {
+    let path = uri.path().to_owned();
+    lock(&s.requests).push((method.clone(), path.clone()));
+    let fault = faults::take(&mut lock(&s.faults), &method, &path);
+    match fault {
+        Some(Action::Delay(d)) => tokio::time::sleep(d).await,
+        Some(Action::Status(code)) => {
+            return faults::status(code, &format!("injected fault {code} on {method} {path}"));
+        }
+        Some(Action::TooManyRequests {
+            retry_after_seconds,
+        }) => return faults::too_many_requests(retry_after_seconds),
+        None => {}
+    }
+    let metadata_only = headers
+        .get(header::ACCEPT)
+        .and_then(|a| a.to_str().ok())
+        .is_some_and(|a| a.contains("as=PartialObjectMetadata"));
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|c| c.to_str().ok())
+        .unwrap_or_default();
+    match (route(&path), &method) {
+        (Some(Target::Version), &Method::GET) => json_response(version()),
+        (Some(Target::Discovery(which)), &Method::GET) => json_response(discovery(which)),
+        (Some(Target::Collection(kind, ns)), &Method::GET) => {
+            collection(&s, kind, ns, &query, metadata_only)
+        }
+        (Some(Target::Object(kind, ns, name)), &Method::GET) => {
+            match lock(&s.store).get(kind, &ns, &name) {
+                Some(obj) => json_response(shape(obj, metadata_only)),
+                None => not_found(kind, &name),
+            }
+        }
+        (Some(Target::Object(kind, ns, name)), &Method::PATCH) => {
+            patch(&s, kind, &ns, &name, content_type, &body, metadata_only)
+        }
+        (Some(_), _) => faults::status(
+            405,
+            &format!("{method} not supported by the stand-in on {path}"),
+        ),
+        (None, _) => faults::status(
+            404,
+            &format!("the server could not find the requested resource ({path})"),
+        ),
+    }
+}
+
+fn collection(
+    s: &Shared,
+    kind: Kind,
+    ns: Option<String>,
+    q: &HashMap<String, String>,
+    metadata_only: bool,
+) -> Response {
+    if q.get("labelSelector").is_some_and(|l| !l.is_empty()) {
+        return faults::status(400, "labelSelector is not supported by the stand-in");
+    }
+    let matches = match field_selector(
+        q.get("fieldSelector")
+            .map(String::as_str)
+            .unwrap_or_default(),
+    ) {
+        Ok(m) => m,
+        Err(e) => return faults::status(400, &e),
+    };
+    if q.get("watch").is_some_and(|w| w == "true" || w == "1") {
+        let req = WatchRequest {
+            kind,
+            namespace: ns,
+            matches,
+            metadata_only,
+            bookmarks: q.get("allowWatchBookmarks").is_some_and(|b| b == "true"),
+            timeout: Duration::from_secs(
+                q.get("timeoutSeconds")
+                    .and_then(|t| t.parse().ok())
+                    .unwrap_or(1800),
+            ),
+        };
+        return start_watch(
+            s,
+            req,
+            q.get("resourceVersion")
+                .map(String::as_str)
+                .unwrap_or_default(),
+        );
+    }
+    let store = lock(&s.store);
+    let items: Vec<Value> = store
+        .list(kind, ns.as_deref())
+        .into_iter()
+        .filter(|o| matches(o))
+        .map(|o| shape(o, metadata_only))
+        .collect();
+    let (api_version, list_kind) = if metadata_only {
+        ("meta.k8s.io/v1", "PartialObjectMetadataList".to_owned())
+    } else {
+        (kind.api_version(), format!("{}List", kind.kind()))
+    };
+    json_response(json!({
+        "apiVersion": api_version, "kind": list_kind,
+        "metadata": {"resourceVersion": store.resource_version().to_string()},
+        "items": items,
+    }))
+}
+
+fn start_watch(s: &Shared, req: WatchRequest, rv: &str) -> Response {
+    let drops = s.drops.subscribe();
+    let store = lock(&s.store);
+    let current = store.resource_version();
+    match rv.parse::<u64>() {
+        Ok(rv) if rv > 0 => match store.watch_from(req.kind, rv) {
+            Some((backlog, live)) => watch::stream(req, backlog, live, drops, rv),
+            None => watch::expired(rv, current),
+        },
+        _ => {
+            let (added, live) = store.snapshot(req.kind);
+            watch::stream(req, added, live, drops, current)
+        }
+    }
+}
+
+fn patch(
+    s: &Shared,
+    kind: Kind,
+    ns: &str,
+    name: &str,
+    content_type: &str,
+    body: &[u8],
+    metadata_only: bool,
+) -> Response {
+    if !content_type.starts_with("application/merge-patch+json") {
+        return faults::status(
+            415,
+            &format!("the stand-in only applies merge patches, not {content_type:?}"),
+        );
+    }
+    let patch: Value = match serde_json::from_slice(body) {
+        Ok(p) => p,
+        Err(e) => return faults::status(400, &format!("decoding the patch: {e}")),
+    };
+    let mut store = lock(&s.store);
+    let Some(mut obj) = store.get(kind, ns, name) else {
+        return not_found(kind, name);
+    };
+    merge_patch(&mut obj, &patch);
+    if str_at(&obj, "/metadata/name") != Some(name)
+        || str_at(&obj, "/metadata/namespace") != Some(ns)
+    {
+        return faults::status(400, "a patch may not change the name or namespace");
+    }
+    let stored = store.put(kind, obj, true);
+    json_response(shape(stored, metadata_only))
+}
+
+/// Field selectors: `a.b=v`, `a.b==v`, `a.b!=v`, comma-joined (all must hold).
+fn field_selector(sel: &str) -> Result<Matcher, String> {
+    let mut terms = Vec::new();
+    for term in sel.split(',').filter(|t| !t.is_empty()) {
+        let (field, value, negate) = if let Some((f, v)) = term.split_once("!=") {
+            (f, v, true)
+        } else if let Some((f, v)) = term.split_once("==").or_else(|| term.split_once('=')) {
+            (f, v, false)
+        } else {
+            return Err(format!("invalid field selector term {term:?}"));
+        };
+        terms.push((
+            format!("/{}", field.trim().replace('.', "/")),
+            value.trim().to_owned(),
+            negate,
+        ));
+    }
+    Ok(Box::new(move |obj: &Value| {
+        terms
+            .iter()
+            .all(|(ptr, v, neg)| (str_at(obj, ptr).unwrap_or_default() == v) != *neg)
+    }))
+}
+
+fn shape(obj: Value, metadata_only: bool) -> Value {
+    if metadata_only {
+        watch::partial(&obj)
+    } else {
+        obj
+    }
+}
+
+fn not_found(kind: Kind, name: &str) -> Response {
+    let resource = match kind {
+        Kind::Pod => "pods",
+        Kind::Nad => "network-attachment-definitions.k8s.cni.cncf.io",
+    };
+    faults::status(404, &format!("{resource} \"{name}\" not found"))
+}
+
+fn json_response(v: Value) -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], v.to_string()).into_response()
+}
+
+fn version() -> Value {
+    json!({"major": "1", "minor": "34", "gitVersion": "v1.34.0-multus-rs-standin", "platform": "linux/amd64"})
+}
+
+fn discovery(which: &str) -> Value {
+    if which == "api" {
+        return json!({"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": []});
+    }
+    let gv = json!({"groupVersion": "k8s.cni.cncf.io/v1", "version": "v1"});
+    json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": [
+        {"name": "k8s.cni.cncf.io", "versions": [gv], "preferredVersion": gv}
+    ]})
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn field_selectors_match_like_the_api_server() {
+        let pod = json!({"metadata": {"name": "p"}, "spec": {"nodeName": "n1"}});
+        let cases = [
+            ("", true),
+            ("spec.nodeName=n1", true),
+            ("spec.nodeName==n2", false),
+            ("spec.nodeName!=n2,metadata.name=p", true),
+        ];
+        for (sel, want) in cases {
+            assert_eq!(field_selector(sel).unwrap()(&pod), want, "{sel}");
+        }
+        assert!(field_selector("nonsense").is_err());
+    }
+
+    #[test]
+    fn paths_route_to_their_resource() {
+        assert!(matches!(
+            route("/api/v1/pods"),
+            Some(Target::Collection(Kind::Pod, None))
+        ));
+        assert!(matches!(
+            route("/api/v1/namespaces/a/pods/b"),
+            Some(Target::Object(Kind::Pod, _, _))
+        ));
+        let nad = "/apis/k8s.cni.cncf.io/v1/namespaces/a/network-attachment-definitions/b";
+        assert!(matches!(route(nad), Some(Target::Object(Kind::Nad, _, _))));
+        assert!(route("/api/v1/nodes").is_none());
+    }
+}
