@@ -2,21 +2,171 @@
 //!
 //! `plan` turns a request (pod, selections, NADs) into ordered delegates; `exec` runs one plugin
 //! per the CNI spec; `conflist` chains plugins; `cache` keeps what DEL needs; `admission` bounds
-//! concurrency; `netstatus` builds the network-status annotation.
+//! concurrency; `netstatus` builds the network-status annotation. [`Engine`] puts them together
+//! per verb: `add`, `del` (and CHECK, also cache-driven) and `node` (STATUS and GC).
 
+mod add;
 pub mod admission;
 pub mod cache;
 pub mod call;
 pub mod conflist;
+mod del;
 pub mod delegate;
 pub mod exec;
 #[cfg(test)]
 mod fakeplugin;
 pub mod netconf;
 pub mod netstatus;
+mod node;
 pub mod plan;
 pub mod runtime;
 pub mod selection;
+#[cfg(test)]
+mod tests;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use multus_common::result::ResultError;
+use multus_common::validate::InvalidName;
 
 pub use call::CniCall;
 pub use delegate::Delegate;
+
+use self::admission::{Admission, AdmissionError};
+use self::cache::{Cache, CacheError};
+use self::conflist::ConflistError;
+use self::exec::Executor;
+use self::plan::PlanError;
+use crate::config::Config;
+use crate::source::{ClusterSource, SourceError};
+
+/// Why a verb failed; each variant carries what the service needs to choose the CNI code.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// A container id or interface name from the runtime is not valid (code 4).
+    #[error("{0}")]
+    InvalidName(#[from] InvalidName),
+    /// The shim's stdin config is not JSON (code 6).
+    #[error("failed to decode the network config: {0}")]
+    DecodeConfig(String),
+    /// The request's config lacks or mangles something the verb needs (code 7).
+    #[error("invalid network config: {0}")]
+    InvalidConfig(String),
+    #[error(transparent)]
+    Plan(#[from] PlanError),
+    /// Waited too long for the container lock or a delegate slot (code 11).
+    #[error(transparent)]
+    Admission(#[from] AdmissionError),
+    #[error("cache: {0}")]
+    Cache(#[from] CacheError),
+    /// A delegate failed; `plugin` is the plugin type that failed (or the first one).
+    #[error("delegate {name:?} (plugin {plugin}, {ifname}): {source}")]
+    Delegate { name: String, plugin: String, ifname: String, source: ConflistError },
+    /// Writing network-status failed (code 11 when the source is unavailable).
+    #[error("pod {pod}: setting network-status: {source}")]
+    NetworkStatus { pod: String, source: SourceError },
+    /// The result could not be given in the runtime's cniVersion (code 1 for unknown versions).
+    #[error("converting the result of {name:?} to cniVersion {version:?}: {source}")]
+    ConvertResult { name: String, version: String, source: ResultError },
+    /// CHECK for a container nothing is recorded for (code 3).
+    #[error("container {0}: nothing recorded for it (unknown container)")]
+    UnknownContainer(String),
+    /// ADD before the readiness indicator file exists (code 11).
+    #[error("readiness indicator file {0} does not exist yet")]
+    NotReady(String),
+    /// STATUS: the node cannot attach networks now (code 50).
+    #[error("{0}")]
+    Unavailable(String),
+    /// DEL tried every delegate; these failed.
+    #[error("errors: {}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join(" / "))]
+    Several(Vec<EngineError>),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl EngineError {
+    /// The first underlying error (the one whose CNI code is reported for an aggregate).
+    pub fn first(&self) -> &EngineError {
+        match self {
+            EngineError::Several(v) => v.first().map_or(self, EngineError::first),
+            other => other,
+        }
+    }
+
+    fn delegate(d: &Delegate, source: ConflistError) -> Self {
+        let plugin = match source.first() {
+            ConflistError::Exec { plugin, .. } | ConflistError::InvalidResult { plugin, .. } => plugin.clone(),
+            _ => first_plugin_type(d),
+        };
+        EngineError::Delegate { name: d.name.clone(), plugin, ifname: d.ifname.clone(), source }
+    }
+}
+
+fn first_plugin_type(d: &Delegate) -> String {
+    let first = d.config.get("plugins").and_then(|p| p.get(0)).unwrap_or(&d.config);
+    first.get("type").and_then(serde_json::Value::as_str).unwrap_or("?").to_owned()
+}
+
+/// The engine: one per daemon, shared by every request.
+pub struct Engine {
+    config: Arc<Config>,
+    source: Arc<dyn ClusterSource>,
+    admission: Arc<Admission>,
+    exec: Executor,
+    cache: Cache,
+}
+
+impl Engine {
+    pub fn new(config: Arc<Config>, source: Arc<dyn ClusterSource>) -> Result<Self, EngineError> {
+        let admission = Arc::new(Admission::new(
+            usize::try_from(config.delegate_concurrency).unwrap_or(usize::MAX),
+            Duration::from_secs(config.admission_timeout_seconds),
+        ));
+        let exec = Executor::new(&config, admission.clone());
+        let cache = Cache::new(config.cni_dir.clone());
+        Ok(Self { config, source, admission, exec, cache })
+    }
+
+    /// The admission state (for metrics: tracked containers).
+    pub fn admission(&self) -> &Admission {
+        &self.admission
+    }
+
+    /// CNI ADD: returns the cluster network's result in the runtime's cniVersion.
+    pub async fn add(&self, call: CniCall) -> Result<Vec<u8>, EngineError> {
+        add::add(self, call).await
+    }
+
+    /// CNI DEL: tears down everything recorded for the container (idempotent).
+    pub async fn del(&self, call: CniCall) -> Result<(), EngineError> {
+        del::del(self, call).await
+    }
+
+    /// CNI CHECK: CHECK on every recorded delegate.
+    pub async fn check(&self, call: CniCall) -> Result<(), EngineError> {
+        del::check(self, call).await
+    }
+
+    /// CNI STATUS: readiness, then the cluster network's own STATUS.
+    pub async fn status(&self, call: CniCall) -> Result<(), EngineError> {
+        node::status(self, call).await
+    }
+
+    /// CNI GC: tears down records of containers not in `cni.dev/valid-attachments`, then GC.
+    pub async fn gc(&self, call: CniCall) -> Result<(), EngineError> {
+        node::gc(self, call).await
+    }
+
+    /// Runs blocking cache I/O off the async workers.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Cache) -> Result<T, CacheError> + Send + 'static,
+    ) -> Result<T, EngineError> {
+        let cache = self.cache.clone();
+        tokio::task::spawn_blocking(move || f(&cache))
+            .await
+            .map_err(|e| EngineError::Internal(format!("cache task: {e}")))?
+            .map_err(EngineError::from)
+    }
+}

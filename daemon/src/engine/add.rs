@@ -1,0 +1,140 @@
+//! CNI ADD: plan, record the plan, run each delegate, publish network-status, return the cluster
+//! network's result. Any failure after the first exec rolls back what was attached.
+use multus_common::validate;
+use serde_json::{Value, json};
+
+use super::cache::{Entry, PodRef, Record, SCHEMA_VERSION, State};
+use super::conflist::{self, Attachment};
+use super::plan::{self, Plan, Planned};
+use super::{CniCall, Engine, EngineError, netstatus};
+
+pub(super) async fn add(e: &Engine, call: CniCall) -> Result<Vec<u8>, EngineError> {
+    validate::id("container id", &call.container_id)?;
+    validate::ifname(&call.ifname)?;
+    let (_guard, waited) = e.admission.lock_container(&call.container_id).await?;
+    tracing::debug!(container.id = %call.container_id, queue_wait_ms = waited.as_millis() as u64, "ADD admitted");
+    if let Some(path) = &e.config.readiness_indicator_file
+        && !path.exists()
+    {
+        return Err(EngineError::NotReady(path.display().to_string()));
+    }
+    match plan::plan(&e.config, &*e.source, &call).await? {
+        Planned::PodGone => pod_gone_result(&call),
+        Planned::Plan(p) => attach(e, &call, p).await,
+    }
+}
+
+/// Upstream §4.2: ADD for a pod that no longer exists succeeds with a placeholder result, so the
+/// runtime tears the sandbox down instead of retrying forever; nothing runs, nothing is cached.
+fn pod_gone_result(call: &CniCall) -> Result<Vec<u8>, EngineError> {
+    let version = stdin_version(&call.config)?;
+    let placeholder = json!({
+        "cniVersion": "1.0.0",
+        "interfaces": [{"name": call.ifname, "sandbox": call.netns}],
+        "ips": [{"address": "0.0.0.0/0", "gateway": "0.0.0.0"}],
+    });
+    let result = multus_common::result::convert(&placeholder, "1.0.0", &version).map_err(|source| {
+        EngineError::ConvertResult { name: "pod-gone placeholder".into(), version: version.clone(), source }
+    })?;
+    Ok(result.to_string().into_bytes())
+}
+
+fn stdin_version(config: &[u8]) -> Result<String, EngineError> {
+    let v: Value = serde_json::from_slice(config).map_err(|e| EngineError::DecodeConfig(e.to_string()))?;
+    Ok(v.get("cniVersion").and_then(Value::as_str).unwrap_or_default().to_owned())
+}
+
+async fn attach(e: &Engine, call: &CniCall, p: Plan) -> Result<Vec<u8>, EngineError> {
+    let mut record = Record {
+        schema_version: SCHEMA_VERSION,
+        container_id: call.container_id.clone(),
+        netns: call.netns.clone(),
+        ifname: call.ifname.clone(),
+        pod: p.pod.as_ref().map(|pod| PodRef {
+            namespace: pod.namespace.clone(),
+            name: pod.name.clone(),
+            uid: pod.uid.clone(),
+        }),
+        result_version: p.result_version.clone(),
+        delegates: p.delegates.into_iter().map(|d| Entry { delegate: d, state: State::Planned, result: None }).collect(),
+        from_upstream: false,
+    };
+    // Before the first exec: a crash from here on leaves a record DEL can tear down.
+    save(e, &record).await?;
+    let at = Attachment { container_id: &call.container_id, netns: &call.netns };
+    for i in 0..record.delegates.len() {
+        let outcome = conflist::add(&e.exec, &record.delegates[i].delegate, &at).await;
+        let failure = match outcome {
+            Ok(result) => {
+                record.delegates[i].state = State::Added;
+                record.delegates[i].result = Some(result);
+                save(e, &record).await.err()
+            }
+            Err(source) => Some(EngineError::delegate(&record.delegates[i].delegate, source)),
+        };
+        if let Some(err) = failure {
+            rollback(e, call, &record, i).await;
+            return Err(err);
+        }
+    }
+    if let Err(err) = publish_status(e, &record, p.pod.as_ref()).await {
+        rollback(e, call, &record, record.delegates.len().saturating_sub(1)).await;
+        return Err(err);
+    }
+    tracing::info!(container.id = %call.container_id, delegates = record.delegates.len(), "ADD done");
+    cluster_result(&record, &p.result_version)
+}
+
+async fn save(e: &Engine, record: &Record) -> Result<(), EngineError> {
+    let record = record.clone();
+    e.blocking(move |c| c.write(&record)).await
+}
+
+/// DELs delegates `last..=0` in reverse (the failing one too: it may have half-attached). The
+/// record is removed only when every DEL succeeded; otherwise the runtime's own DEL retries it.
+async fn rollback(e: &Engine, call: &CniCall, record: &Record, last: usize) {
+    let at = Attachment { container_id: &call.container_id, netns: &call.netns };
+    let mut clean = true;
+    for entry in record.delegates.iter().take(last + 1).rev() {
+        if let Err(err) = conflist::del(&e.exec, &entry.delegate, &at, entry.result.as_ref()).await {
+            clean = false;
+            tracing::warn!(container.id = %call.container_id, network = %entry.delegate.name, error = %err, "rollback DEL failed");
+        }
+    }
+    if clean {
+        let id = call.container_id.clone();
+        if let Err(err) = e.blocking(move |c| c.remove(&id)).await {
+            tracing::warn!(container.id = %call.container_id, error = %err, "removing the record after rollback failed");
+        }
+    } else {
+        tracing::warn!(container.id = %call.container_id, "record kept: DEL will retry the teardown");
+    }
+}
+
+async fn publish_status(e: &Engine, record: &Record, pod: Option<&crate::source::PodInfo>) -> Result<(), EngineError> {
+    let Some(pod) = pod else { return Ok(()) };
+    let entries: Vec<_> =
+        record.delegates.iter().filter_map(|en| en.result.as_ref().map(|r| (&en.delegate, r))).collect();
+    let status = netstatus::build_with(&entries, netstatus::read_device_info);
+    let annotation = netstatus::to_annotation(&status);
+    match e.source.set_network_status(pod, &annotation).await {
+        Ok(true) => Ok(()),
+        Ok(false) => {
+            tracing::info!(pod.namespace = %pod.namespace, pod.name = %pod.name, "pod gone; network-status not written");
+            Ok(())
+        }
+        Err(source) => Err(EngineError::NetworkStatus { pod: format!("{}/{}", pod.namespace, pod.name), source }),
+    }
+}
+
+/// The cluster network's result (else the first one), in the runtime's cniVersion.
+fn cluster_result(record: &Record, version: &str) -> Result<Vec<u8>, EngineError> {
+    let chosen = record.delegates.iter().find(|en| en.delegate.is_default).or(record.delegates.first());
+    let Some((d, result)) = chosen.and_then(|en| en.result.as_ref().map(|r| (&en.delegate, r))) else {
+        return Err(EngineError::Internal("no delegate produced a result".into()));
+    };
+    let converted = multus_common::result::convert(result, d.cni_version(), version).map_err(|source| {
+        EngineError::ConvertResult { name: d.name.clone(), version: version.to_owned(), source }
+    })?;
+    Ok(converted.to_string().into_bytes())
+}

@@ -1,0 +1,105 @@
+//! CNI DEL and CHECK: driven only by the container's cache record (no cluster source, no NAD),
+//! so they work when the pod, its NADs or the API server are gone.
+//!
+//! Decisions: DEL with no record succeeds (nothing was attached, or it is already torn down:
+//! DEL must be idempotent); DEL with a corrupt record succeeds with a warning (the file is
+//! quarantined by `cache`, nothing in it can drive a teardown). CHECK with no record fails with
+//! CNI code 3 (unknown container): the runtime asks about an attachment we do not have.
+use multus_common::validate;
+use multus_common::version::SpecVersion;
+
+use super::cache::{Loaded, Record, State};
+use super::conflist::{self, Attachment};
+use super::{CniCall, Engine, EngineError};
+
+async fn load(e: &Engine, call: &CniCall) -> Result<Loaded, EngineError> {
+    let (id, ifname, args) = (call.container_id.clone(), call.ifname.clone(), call.args.clone());
+    e.blocking(move |c| c.read(&id, &ifname, &args)).await
+}
+
+pub(super) async fn del(e: &Engine, call: CniCall) -> Result<(), EngineError> {
+    validate::id("container id", &call.container_id)?;
+    let (_guard, _) = e.admission.lock_container(&call.container_id).await?;
+    let record = match load(e, &call).await? {
+        Loaded::Found(r) => r,
+        Loaded::Missing => {
+            tracing::debug!(container.id = %call.container_id, "DEL: nothing recorded");
+            return Ok(());
+        }
+        Loaded::Corrupt(path) => {
+            tracing::warn!(container.id = %call.container_id, quarantined = %path.display(),
+                "DEL: record unreadable; nothing can be torn down from it");
+            return Ok(());
+        }
+    };
+    if record.from_upstream {
+        tracing::info!(container.id = %call.container_id, "DEL from an upstream Multus record");
+    }
+    let mut errors = teardown(e, &record, &call.netns).await;
+    if errors.is_empty() || !e.config.retry_delete_on_error {
+        let id = call.container_id.clone();
+        e.blocking(move |c| c.remove(&id)).await?;
+    }
+    match errors.len() {
+        0 => {
+            tracing::info!(container.id = %call.container_id, delegates = record.delegates.len(), "DEL done");
+            Ok(())
+        }
+        1 => Err(errors.remove(0)),
+        _ => Err(EngineError::Several(errors)),
+    }
+}
+
+/// DEL of every delegate in reverse, each with its cached result; returns every failure.
+pub(super) async fn teardown(e: &Engine, record: &Record, netns: &str) -> Vec<EngineError> {
+    let at = Attachment { container_id: &record.container_id, netns };
+    let mut errors = Vec::new();
+    for entry in record.delegates.iter().rev() {
+        let d = &entry.delegate;
+        match conflist::del(&e.exec, d, &at, entry.result.as_ref()).await {
+            Ok(()) => remove_device_info(d),
+            Err(source) => {
+                tracing::warn!(container.id = %record.container_id, network = %d.name, error = %source, "DEL failed");
+                errors.push(EngineError::delegate(d, source));
+            }
+        }
+    }
+    errors
+}
+
+/// The device-info file written for the delegate (upstream removes it on DEL too).
+fn remove_device_info(d: &super::Delegate) {
+    let Some(path) = d.capability_args.get("CNIDeviceInfoFile").and_then(serde_json::Value::as_str) else {
+        return;
+    };
+    if let Err(e) = std::fs::remove_file(path)
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        tracing::debug!(path = %path, error = %e, "device-info file not removed");
+    }
+}
+
+/// CHECK on every recorded delegate, in ADD order. Delegates whose config predates 0.4.0 cannot
+/// be checked and are skipped (failing the pod's CHECK for them would report a healthy
+/// attachment as broken).
+pub(super) async fn check(e: &Engine, call: CniCall) -> Result<(), EngineError> {
+    validate::id("container id", &call.container_id)?;
+    let (_guard, _) = e.admission.lock_container(&call.container_id).await?;
+    let record = match load(e, &call).await? {
+        Loaded::Found(r) => r,
+        Loaded::Missing | Loaded::Corrupt(_) => return Err(EngineError::UnknownContainer(call.container_id)),
+    };
+    let at = Attachment { container_id: &call.container_id, netns: &call.netns };
+    for entry in &record.delegates {
+        let d = &entry.delegate;
+        if entry.state != State::Added {
+            return Err(EngineError::Internal(format!("delegate {:?} ({}) was never fully added", d.name, d.ifname)));
+        }
+        if SpecVersion::parse(d.cni_version()).is_none_or(|v| v < SpecVersion::V0_4_0) {
+            tracing::debug!(network = %d.name, version = %d.cni_version(), "CHECK skipped: config predates 0.4.0");
+            continue;
+        }
+        conflist::check(&e.exec, d, &at, entry.result.as_ref()).await.map_err(|s| EngineError::delegate(d, s))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,112 @@
+//! The node-wide verbs of CNI 1.1: STATUS (can this node attach networks?) and GC (release what
+//! the runtime no longer knows about).
+//!
+//! GC works from our records, not from a pod: every record whose container is not in the
+//! runtime's `cni.dev/valid-attachments` is torn down like a DEL and removed; then each distinct
+//! delegate network seen in the records gets GC (if its config is >= 1.1.0) with the attachments
+//! of the records that remain. Networks never recorded on this node get no GC.
+use std::collections::{BTreeMap, HashSet};
+
+use serde_json::{Map, Value};
+
+use super::cache::{Loaded, Record};
+use super::conflist::{self, ValidAttachment};
+use super::del::teardown;
+use super::plan;
+use super::{CniCall, Delegate, Engine, EngineError};
+
+pub(super) async fn status(e: &Engine, call: CniCall) -> Result<(), EngineError> {
+    if let Some(path) = &e.config.readiness_indicator_file
+        && !path.exists()
+    {
+        return Err(EngineError::Unavailable(format!("readiness indicator file {} does not exist", path.display())));
+    }
+    let Some((name, config)) = plan::cluster_network(&e.config, &*e.source, &call.config).await? else {
+        return Ok(());
+    };
+    let d = Delegate {
+        name,
+        ifname: String::new(),
+        config,
+        capability_args: Map::new(),
+        cni_args: String::new(),
+        is_default: true,
+        default_route: None,
+    };
+    conflist::status(&e.exec, &d).await.map_err(|s| EngineError::delegate(&d, s))
+}
+
+fn valid_attachments(config: &[u8]) -> Result<Vec<ValidAttachment>, EngineError> {
+    let v: Value = serde_json::from_slice(config).map_err(|e| EngineError::DecodeConfig(e.to_string()))?;
+    // Without the list every record would look stale; refuse rather than tear down every pod.
+    let list = v
+        .get("cni.dev/valid-attachments")
+        .ok_or_else(|| EngineError::InvalidConfig("GC without cni.dev/valid-attachments".into()))?;
+    serde_json::from_value(list.clone())
+        .map_err(|err| EngineError::InvalidConfig(format!("cni.dev/valid-attachments: {err}")))
+}
+
+pub(super) async fn gc(e: &Engine, call: CniCall) -> Result<(), EngineError> {
+    let valid = valid_attachments(&call.config)?;
+    let live: HashSet<&str> = valid.iter().map(|a| a.container_id.as_str()).collect();
+    let mut errors = Vec::new();
+    let mut networks: BTreeMap<String, (Delegate, Vec<ValidAttachment>)> = BTreeMap::new();
+    for id in e.blocking(|c| c.list()).await? {
+        let is_live = live.contains(id.as_str());
+        let Some(record) = (if is_live { read(e, &id).await } else { collect(e, &id, &mut errors).await }) else {
+            continue;
+        };
+        for entry in &record.delegates {
+            let key = entry.delegate.config.to_string();
+            let slot = networks.entry(key).or_insert_with(|| (entry.delegate.clone(), Vec::new()));
+            if is_live {
+                slot.1.push(ValidAttachment { container_id: id.clone(), ifname: entry.delegate.ifname.clone() });
+            }
+        }
+    }
+    for (d, attachments) in networks.values() {
+        if let Err(source) = conflist::gc(&e.exec, d, attachments).await {
+            errors.push(EngineError::delegate(d, source));
+        }
+    }
+    match errors.len() {
+        0 => Ok(()),
+        1 => Err(errors.remove(0)),
+        _ => Err(EngineError::Several(errors)),
+    }
+}
+
+async fn read(e: &Engine, id: &str) -> Option<Record> {
+    let id = id.to_owned();
+    match e.blocking(move |c| c.read(&id, "", &Default::default())).await {
+        Ok(Loaded::Found(r)) => Some(r),
+        Ok(_) => None,
+        Err(err) => {
+            tracing::warn!(error = %err, "GC: record not readable");
+            None
+        }
+    }
+}
+
+/// Tears down a stale container's attachments (as DEL, with the recorded netns) and drops its
+/// record; returns the record so its networks still get GC.
+async fn collect(e: &Engine, id: &str, errors: &mut Vec<EngineError>) -> Option<Record> {
+    let _guard = match e.admission.lock_container(id).await {
+        Ok((g, _)) => g,
+        Err(err) => {
+            errors.push(err.into());
+            return None;
+        }
+    };
+    let record = read(e, id).await?;
+    let failed = teardown(e, &record, &record.netns).await;
+    tracing::info!(container.id = %id, failures = failed.len(), "GC: stale container torn down");
+    if failed.is_empty() || !e.config.retry_delete_on_error {
+        let owned = id.to_owned();
+        if let Err(err) = e.blocking(move |c| c.remove(&owned)).await {
+            errors.push(err);
+        }
+    }
+    errors.extend(failed);
+    Some(record)
+}

@@ -1,0 +1,264 @@
+//! Engine flows end to end over fake bash plugins and an in-memory cluster source.
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use async_trait::async_trait;
+use multus_common::{CniArgs, Command};
+use serde_json::{Value, json};
+
+use super::cache::{Loaded, State};
+use super::fakeplugin::{ECHO_RESULT, FakePlugins};
+use super::*;
+use crate::source::{NadInfo, PodInfo};
+
+#[derive(Default)]
+struct Mem {
+    pods: Vec<PodInfo>,
+    nads: Vec<NadInfo>,
+    /// Every lookup fails (DEL must not need the source).
+    down: AtomicBool,
+    status_fails: bool,
+    statuses: Mutex<Vec<String>>,
+}
+
+fn unavailable() -> SourceError {
+    SourceError::Unavailable { what: "api".into(), reason: "down".into() }
+}
+
+#[async_trait]
+impl ClusterSource for Mem {
+    async fn pod(&self, ns: &str, name: &str) -> Result<Option<PodInfo>, SourceError> {
+        if self.down.load(Ordering::SeqCst) {
+            return Err(unavailable());
+        }
+        Ok(self.pods.iter().find(|p| p.namespace == ns && p.name == name).cloned())
+    }
+    async fn nad(&self, ns: &str, name: &str) -> Result<Option<NadInfo>, SourceError> {
+        if self.down.load(Ordering::SeqCst) {
+            return Err(unavailable());
+        }
+        Ok(self.nads.iter().find(|n| n.namespace == ns && n.name == name).cloned())
+    }
+    async fn set_network_status(&self, _: &PodInfo, status: &str) -> Result<bool, SourceError> {
+        if self.status_fails {
+            return Err(unavailable());
+        }
+        self.statuses.lock().unwrap().push(status.to_owned());
+        Ok(true)
+    }
+}
+
+fn mem() -> Mem {
+    let pod = PodInfo {
+        namespace: "app".into(),
+        name: "web".into(),
+        uid: "uid-1".into(),
+        annotations: [("k8s.v1.cni.cncf.io/networks".to_owned(), "sec1,sec2".to_owned())].into(),
+    };
+    let nad = |name: &str, plugin: &str| NadInfo {
+        namespace: "app".into(),
+        name: name.into(),
+        config: json!({"cniVersion": "1.0.0", "name": name, "type": plugin}).to_string(),
+        ..Default::default()
+    };
+    Mem { pods: vec![pod], nads: vec![nad("sec1", "second"), nad("sec2", "third")], ..Default::default() }
+}
+
+struct Fixture {
+    plugins: FakePlugins,
+    cni_dir: tempfile::TempDir,
+    source: Arc<Mem>,
+    engine: Engine,
+}
+
+fn fixture(source: Mem, tweak: impl FnOnce(&mut Config)) -> Fixture {
+    let plugins = FakePlugins::new();
+    for p in ["first", "second", "third"] {
+        plugins.add(p, ECHO_RESULT);
+    }
+    let cni_dir = tempfile::tempdir().unwrap();
+    let mut config = plugins.config();
+    config.cni_dir = cni_dir.path().to_owned();
+    config.delegates = vec![json!({"cniVersion": "1.0.0", "name": "cluster", "type": "first"})];
+    tweak(&mut config);
+    let source = Arc::new(source);
+    let engine = Engine::new(Arc::new(config), source.clone()).unwrap();
+    Fixture { plugins, cni_dir, source, engine }
+}
+
+fn call(command: Command, id: &str) -> CniCall {
+    CniCall {
+        command,
+        container_id: id.into(),
+        netns: "/run/netns/test".into(),
+        ifname: "eth0".into(),
+        args: CniArgs::parse("K8S_POD_NAMESPACE=app;K8S_POD_NAME=web;K8S_POD_UID=uid-1").unwrap(),
+        cni_path: String::new(),
+        config: json!({"cniVersion": "0.3.1", "name": "multus-cni-network", "type": "multus-shim"}).to_string().into_bytes(),
+    }
+}
+
+fn order(f: &Fixture) -> Vec<String> {
+    f.plugins.calls().iter().map(|c| format!("{} {} {}", c.command, c.plugin, c.ifname)).collect()
+}
+
+fn record(f: &Fixture, id: &str) -> Option<cache::Record> {
+    match Cache::new(f.cni_dir.path()).read(id, "eth0", &CniArgs::default()).unwrap() {
+        Loaded::Found(r) => Some(r),
+        _ => None,
+    }
+}
+
+#[tokio::test]
+async fn add_runs_every_delegate_records_it_and_returns_the_cluster_result() {
+    let f = fixture(mem(), |_| {});
+    let out = f.engine.add(call(Command::Add, "c1")).await.unwrap();
+    let result: Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(result["cniVersion"], "0.3.1");
+    assert_eq!(result["by"], "first");
+    assert_eq!(result["ips"][0]["version"], "4", "converted to the runtime's version");
+    assert_eq!(order(&f), ["ADD first eth0", "ADD second net1", "ADD third net2"]);
+    let rec = record(&f, "c1").unwrap();
+    assert!(rec.delegates.iter().all(|e| e.state == State::Added && e.result.is_some()));
+    assert_eq!(rec.pod.as_ref().map(|p| p.uid.as_str()), Some("uid-1"));
+    let statuses = f.source.statuses.lock().unwrap().clone();
+    assert_eq!(statuses.len(), 1);
+    let status: Value = serde_json::from_str(&statuses[0]).unwrap();
+    assert_eq!(status.as_array().map(Vec::len), Some(3));
+    assert_eq!(status[1]["name"], "app/sec1");
+}
+
+#[tokio::test]
+async fn record_exists_before_the_first_plugin_runs() {
+    let f = fixture(mem(), |_| {});
+    let check = format!("grep -q '\"state\":\"planned\"' {}/c1 || exit 7\n{ECHO_RESULT}", f.cni_dir.path().display());
+    f.plugins.add("first", &check);
+    f.engine.add(call(Command::Add, "c1")).await.unwrap();
+}
+
+#[tokio::test]
+async fn failed_delegate_rolls_back_in_reverse_and_drops_the_record() {
+    let f = fixture(mem(), |_| {});
+    f.plugins.add("third", r#"[ "$CNI_COMMAND" = ADD ] && { echo '{"code":107,"msg":"no"}'; exit 1; }; true"#);
+    let err = f.engine.add(call(Command::Add, "c1")).await.unwrap_err();
+    match &err {
+        EngineError::Delegate { name, plugin, ifname, .. } => {
+            assert_eq!((name.as_str(), plugin.as_str(), ifname.as_str()), ("app/sec2", "third", "net2"))
+        }
+        other => panic!("{other}"),
+    }
+    let expected = ["ADD first eth0", "ADD second net1", "ADD third net2", "DEL third net2", "DEL second net1", "DEL first eth0"];
+    assert_eq!(order(&f), expected);
+    assert!(record(&f, "c1").is_none());
+    assert!(f.source.statuses.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn network_status_failure_rolls_back_everything() {
+    let f = fixture(Mem { status_fails: true, ..mem() }, |_| {});
+    let err = f.engine.add(call(Command::Add, "c1")).await.unwrap_err();
+    assert!(matches!(err, EngineError::NetworkStatus { .. }), "{err}");
+    let dels: Vec<_> = order(&f).into_iter().filter(|c| c.starts_with("DEL")).collect();
+    assert_eq!(dels, ["DEL third net2", "DEL second net1", "DEL first eth0"]);
+    assert!(record(&f, "c1").is_none());
+}
+
+#[tokio::test]
+async fn del_needs_only_the_record_and_is_idempotent() {
+    let f = fixture(mem(), |_| {});
+    f.engine.add(call(Command::Add, "c1")).await.unwrap();
+    f.source.down.store(true, Ordering::SeqCst);
+    let mut del = call(Command::Del, "c1");
+    del.netns = String::new();
+    f.engine.del(del.clone()).await.unwrap();
+    let calls = f.plugins.calls();
+    let dels: Vec<_> = calls.iter().filter(|c| c.command == "DEL").collect();
+    let names: Vec<_> = dels.iter().map(|c| c.plugin.as_str()).collect();
+    assert_eq!(names, ["third", "second", "first"]);
+    assert_eq!(dels[2].stdin["prevResult"]["by"], "first", "cached result passed on DEL");
+    assert!(record(&f, "c1").is_none());
+    f.engine.del(del).await.unwrap();
+    f.engine.del(call(Command::Del, "never-added")).await.unwrap();
+}
+
+#[tokio::test]
+async fn del_failure_is_reported_and_retry_delete_on_error_keeps_the_record() {
+    for retry in [false, true] {
+        let f = fixture(mem(), |c| c.retry_delete_on_error = retry);
+        f.engine.add(call(Command::Add, "c1")).await.unwrap();
+        f.plugins.add("second", r#"echo '{"code":11,"msg":"busy"}'; exit 1"#);
+        let err = f.engine.del(call(Command::Del, "c1")).await.unwrap_err();
+        assert!(matches!(err, EngineError::Delegate { .. }), "{err}");
+        let dels: Vec<_> = order(&f).into_iter().filter(|c| c.starts_with("DEL")).collect();
+        assert_eq!(dels.len(), 3, "every delegate is tried: {dels:?}");
+        assert_eq!(record(&f, "c1").is_some(), retry);
+    }
+}
+
+#[tokio::test]
+async fn check_unknown_container_and_recorded_delegates() {
+    let f = fixture(mem(), |_| {});
+    let err = f.engine.check(call(Command::Check, "nope")).await.unwrap_err();
+    assert!(matches!(err, EngineError::UnknownContainer(_)), "{err}");
+    f.engine.add(call(Command::Add, "c1")).await.unwrap();
+    f.engine.check(call(Command::Check, "c1")).await.unwrap();
+    let checks: Vec<_> = order(&f).into_iter().filter(|c| c.starts_with("CHECK")).collect();
+    assert_eq!(checks, ["CHECK first eth0", "CHECK second net1", "CHECK third net2"]);
+}
+
+#[tokio::test]
+async fn pod_gone_gives_the_placeholder_result_and_runs_nothing() {
+    let f = fixture(Mem { pods: vec![], ..mem() }, |_| {});
+    let out = f.engine.add(call(Command::Add, "c1")).await.unwrap();
+    let result: Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(result["ips"][0]["address"], "0.0.0.0/0");
+    assert_eq!(result["interfaces"][0]["name"], "eth0");
+    assert!(f.plugins.calls().is_empty());
+    assert!(record(&f, "c1").is_none());
+}
+
+#[tokio::test]
+async fn gc_tears_down_containers_not_in_valid_attachments() {
+    let f = fixture(mem(), |c| c.delegates[0]["cniVersion"] = json!("1.1.0"));
+    f.engine.add(call(Command::Add, "keep")).await.unwrap();
+    f.engine.add(call(Command::Add, "stale")).await.unwrap();
+    let mut gc = call(Command::Gc, "");
+    gc.config = json!({"cniVersion": "1.1.0", "name": "multus", "type": "multus-shim",
+        "cni.dev/valid-attachments": [{"containerID": "keep", "ifname": "eth0"}]})
+    .to_string()
+    .into_bytes();
+    f.engine.gc(gc).await.unwrap();
+    assert!(record(&f, "keep").is_some());
+    assert!(record(&f, "stale").is_none());
+    let calls = f.plugins.calls();
+    let dels: Vec<_> = calls.iter().filter(|c| c.command == "DEL").map(|c| c.plugin.as_str()).collect();
+    assert_eq!(dels, ["third", "second", "first"]);
+    let gcs: Vec<_> = calls.iter().filter(|c| c.command == "GC").collect();
+    assert_eq!(gcs.len(), 1, "only the 1.1.0 network gets GC");
+    assert_eq!(gcs[0].stdin["cni.dev/valid-attachments"], json!([{"containerID": "keep", "ifname": "eth0"}]));
+    let mut bad = call(Command::Gc, "");
+    bad.config = b"{\"cniVersion\":\"1.1.0\"}".to_vec();
+    assert!(matches!(f.engine.gc(bad).await, Err(EngineError::InvalidConfig(_))));
+}
+
+#[tokio::test]
+async fn status_checks_readiness_then_the_cluster_network() {
+    let ready = tempfile::tempdir().unwrap();
+    let flag = ready.path().join("ready");
+    let f = fixture(mem(), |c| {
+        c.readiness_indicator_file = Some(flag.clone());
+        c.delegates[0]["cniVersion"] = json!("1.1.0");
+    });
+    let err = f.engine.status(call(Command::Status, "")).await.unwrap_err();
+    assert!(matches!(err, EngineError::Unavailable(_)), "{err}");
+    std::fs::write(&flag, b"").unwrap();
+    f.engine.status(call(Command::Status, "")).await.unwrap();
+    assert_eq!(order(&f), ["STATUS first -"]);
+    f.plugins.add("first", r#"echo '{"code":50,"msg":"datastore not ready"}'; exit 1"#);
+    match f.engine.status(call(Command::Status, "")).await.unwrap_err() {
+        EngineError::Delegate { source, .. } => {
+            assert!(matches!(source, ConflistError::Exec { source: exec::ExecError::Plugin { error, .. }, .. } if error.code == 50))
+        }
+        other => panic!("{other}"),
+    }
+}
