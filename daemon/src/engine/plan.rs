@@ -163,6 +163,29 @@ pub async fn plan(
     }))
 }
 
+/// The cluster network's name and config without a pod, for STATUS and GC: `clusterNetwork`,
+/// else the first inline delegate; `None` when neither is configured. (Added by the engine's
+/// author for STATUS; the default-network annotation cannot apply without a pod.)
+pub async fn cluster_network(
+    config: &Config,
+    source: &dyn ClusterSource,
+    stdin: &[u8],
+) -> Result<Option<(String, serde_json::Value)>, PlanError> {
+    let eff = effective(config, stdin)?;
+    let mut nets = cluster_networks(config, &eff, source, &PodInfo::default()).await?;
+    if nets.is_empty() {
+        return Ok(None);
+    }
+    let mut first = nets.swap_remove(0);
+    if first.config.get("plugins").is_some()
+        && first.config.get("cniVersion").is_none()
+        && let Some(obj) = first.config.as_object_mut()
+    {
+        obj.insert("cniVersion".into(), eff.result_version.clone().into());
+    }
+    Ok(Some((first.name, first.config)))
+}
+
 /// Upstream §4.2: a UID from the runtime that differs from the pod's is refused unless the pod
 /// is static (the kubelet's mirror pod has another UID).
 fn check_uid(pod: &PodInfo, expected: Option<&str>) -> Result<(), PlanError> {
