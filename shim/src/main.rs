@@ -1,2 +1,127 @@
-//! stub
-fn main() {}
+//! multus-shim: the CNI plugin the container runtime execs. It checks env and stdin as CNI's
+//! skel does, answers VERSION itself, and forwards every other verb to multus-daemon as one gRPC
+//! call over a unix socket. stdout carries only the result or the CNI error JSON.
+mod client;
+mod conf;
+mod env;
+mod log;
+
+use std::io::{Read, Write};
+use std::process::ExitCode;
+
+use conf::ShimConf;
+use env::CniEnv;
+use log::{Level, Logger};
+use multus_common::constants::env as vars;
+use multus_common::{CniError, Command, code, version};
+use multus_proto::v1::CniRequest;
+
+const ABOUT: &str =
+    "multus-shim: meta-plugin that delegates to other CNI plugins (via multus-daemon)";
+
+fn main() -> ExitCode {
+    let arg = std::env::args().nth(1);
+    if matches!(arg.as_deref(), Some("-v" | "--version" | "-version")) {
+        println!("multus-shim version {}", env!("CARGO_PKG_VERSION"));
+        return ExitCode::SUCCESS;
+    }
+    let command = std::env::var(vars::COMMAND).unwrap_or_default();
+    if command.is_empty() {
+        eprintln!("{ABOUT}");
+        eprintln!(
+            "CNI protocol versions supported: {}",
+            version::SUPPORTED_VERSIONS.join(", ")
+        );
+        return ExitCode::SUCCESS;
+    }
+    let cmd = match command.parse::<Command>() {
+        Ok(cmd) => cmd,
+        Err(e) => {
+            return fail(
+                &command,
+                &CniError::new(code::INVALID_ENV, e.to_string()),
+                version::CURRENT_VERSION,
+            );
+        }
+    };
+    if cmd == Command::Version {
+        println!("{}", version::version_result());
+        return ExitCode::SUCCESS;
+    }
+    let mut stdin = Vec::new();
+    let outcome = std::io::stdin()
+        .read_to_end(&mut stdin)
+        .map_err(|e| CniError::new(code::IO_FAILURE, format!("reading stdin: {e}")))
+        .and_then(|_| run(cmd, &stdin));
+    match outcome {
+        Ok(result) => {
+            let mut out = std::io::stdout().lock();
+            if out.write_all(&result).and_then(|()| out.flush()).is_err() {
+                return ExitCode::FAILURE;
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(cmd.as_str(), &e, &conf::error_version(&stdin)),
+    }
+}
+
+/// Checks env and stdin in skel's order, then makes the call.
+fn run(cmd: Command, stdin: &[u8]) -> Result<Vec<u8>, CniError> {
+    let env = CniEnv::read(cmd, |k| std::env::var(k).ok())?;
+    let conf = ShimConf::parse(stdin)?;
+    let logger = Logger::new(
+        conf.log_level.as_deref(),
+        conf.log_file.clone(),
+        conf.log_to_stderr,
+    );
+    let checked = env.validate(cmd).and_then(|()| conf.check_version(cmd));
+    if let Err(e) = checked {
+        logger.log(Level::Error, &format!("{cmd} refused: {e}"));
+        return Err(e);
+    }
+    let socket = conf.socket_path();
+    logger.log(
+        Level::Verbose,
+        &format!(
+            "{cmd} container={} ifname={} socket={}",
+            env.container_id,
+            env.ifname,
+            socket.display()
+        ),
+    );
+    let request = CniRequest {
+        protocol_version: multus_proto::PROTOCOL_VERSION,
+        container_id: env.container_id,
+        netns: env.netns,
+        ifname: env.ifname,
+        cni_args_raw: env.args.raw,
+        cni_args: env.args.pairs.into_iter().collect(),
+        cni_path: env.path,
+        config: stdin.to_vec(),
+    };
+    match client::call(cmd, &socket, request, conf.timeout) {
+        Ok(result) => {
+            logger.log(
+                Level::Debug,
+                &format!("{cmd} succeeded: {}", String::from_utf8_lossy(&result)),
+            );
+            Ok(result)
+        }
+        Err(e) => {
+            logger.log(Level::Error, &format!("{cmd} failed: {e}"));
+            Err(e)
+        }
+    }
+}
+
+/// Prints the CNI error JSON on stdout and a human line on stderr; exit status 1.
+fn fail(verb: &str, err: &CniError, cni_version: &str) -> ExitCode {
+    println!("{}", err.to_json(cni_version));
+    let details = if err.details.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", err.details)
+    };
+    eprintln!("multus-shim: {verb} failed: {err}{details}");
+    ExitCode::FAILURE
+}

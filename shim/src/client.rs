@@ -1,0 +1,181 @@
+//! The one RPC to multus-daemon over `<daemonSocketDir>/multus.sock`, and the one place a gRPC
+//! status without our details becomes a CNI error code.
+use std::io;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use hyper_util::rt::TokioIo;
+use multus_common::{CniError, Command, code};
+use multus_proto::v1::{CniRequest, cni_client::CniClient};
+use tokio::net::UnixStream;
+use tonic::transport::{Channel, Endpoint, Uri};
+
+/// How long reaching the daemon may take before the runtime is told to try again.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Sends `request` for `cmd` and returns the response's result bytes (empty except for ADD).
+pub fn call(
+    cmd: Command,
+    socket: &Path,
+    request: CniRequest,
+    timeout: Duration,
+) -> Result<Vec<u8>, CniError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            CniError::new(
+                code::IO_FAILURE,
+                format!("starting the shim's runtime: {e}"),
+            )
+        })?;
+    runtime.block_on(async {
+        let channel = connect(socket).await?;
+        let mut client = CniClient::new(channel);
+        let mut req = tonic::Request::new(request);
+        req.set_timeout(timeout);
+        let response = match cmd {
+            Command::Add => client.add(req).await,
+            Command::Del => client.del(req).await,
+            Command::Check => client.check(req).await,
+            Command::Status => client.status(req).await,
+            Command::Gc => client.gc(req).await,
+            Command::Version => {
+                return Err(CniError::new(
+                    code::INTERNAL,
+                    "VERSION is answered by the shim",
+                ));
+            }
+        };
+        response
+            .map(|r| r.into_inner().result)
+            .map_err(to_cni_error)
+    })
+}
+
+/// Connects the unix socket ourselves (so a missing, refused or slow socket gets its own
+/// message), then lets tonic run HTTP/2 over that one stream.
+async fn connect(socket: &Path) -> Result<Channel, CniError> {
+    let shown = socket.display();
+    let stream = match tokio::time::timeout(CONNECT_TIMEOUT, UnixStream::connect(socket)).await {
+        Err(_) => {
+            let msg = format!(
+                "timed out after {CONNECT_TIMEOUT:?} connecting to multus-daemon socket {shown}"
+            );
+            return Err(CniError::new(code::TRY_AGAIN_LATER, msg));
+        }
+        Ok(Err(e)) => return Err(connect_error(socket, &e)),
+        Ok(Ok(stream)) => stream,
+    };
+    let slot = Arc::new(Mutex::new(Some(stream)));
+    let connector = tower::service_fn(move |_: Uri| {
+        let taken = slot.lock().ok().and_then(|mut s| s.take());
+        async move {
+            taken.map(TokioIo::new).ok_or_else(|| {
+                io::Error::new(io::ErrorKind::NotConnected, "the shim connects only once")
+            })
+        }
+    });
+    // The URI is never dialled: the connector above hands over the connected socket.
+    Endpoint::from_static("http://[::]:50051")
+        .connect_timeout(CONNECT_TIMEOUT)
+        .connect_with_connector(connector)
+        .await
+        .map_err(|e| {
+            let msg = format!("HTTP/2 handshake with multus-daemon on {shown} failed: {e}");
+            CniError::new(code::TRY_AGAIN_LATER, msg)
+        })
+}
+
+fn connect_error(socket: &Path, e: &io::Error) -> CniError {
+    let shown = socket.display();
+    let msg = match e.kind() {
+        io::ErrorKind::NotFound => {
+            format!(
+                "multus-daemon socket {shown} does not exist: is multus-daemon running on this node?"
+            )
+        }
+        io::ErrorKind::ConnectionRefused => {
+            format!(
+                "connection refused on multus-daemon socket {shown}: is multus-daemon running on this node?"
+            )
+        }
+        _ => format!("connecting to multus-daemon socket {shown}: {e}"),
+    };
+    CniError::new(code::TRY_AGAIN_LATER, msg)
+}
+
+/// The only place a gRPC status becomes a CNI error. The daemon's own errors travel in the
+/// details and are returned unchanged; anything else is a transport or protocol failure.
+pub fn to_cni_error(status: tonic::Status) -> CniError {
+    if let Some(err) = CniError::from_wire(status.details()).filter(|e| e.code != 0) {
+        return err;
+    }
+    let grpc = status.code();
+    let cni_code = match grpc {
+        // The daemon is restarting, overloaded or slow: the runtime should retry.
+        tonic::Code::Unavailable
+        | tonic::Code::DeadlineExceeded
+        | tonic::Code::Cancelled
+        | tonic::Code::ResourceExhausted => code::TRY_AGAIN_LATER,
+        // An older daemon without this verb: the runtime asked for something it cannot do
+        // (the spec's "unsupported" for a verb is code 4, as for an unknown CNI_COMMAND).
+        tonic::Code::Unimplemented => code::INVALID_ENV,
+        _ => code::INTERNAL,
+    };
+    let msg = format!("multus-daemon answered gRPC {grpc:?}: {}", status.message());
+    CniError::new(cni_code, msg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_map_to_one_code_each() {
+        let cases = [
+            (tonic::Code::Unavailable, code::TRY_AGAIN_LATER),
+            (tonic::Code::DeadlineExceeded, code::TRY_AGAIN_LATER),
+            (tonic::Code::Cancelled, code::TRY_AGAIN_LATER),
+            (tonic::Code::Unimplemented, code::INVALID_ENV),
+            (tonic::Code::Internal, code::INTERNAL),
+            (tonic::Code::PermissionDenied, code::INTERNAL),
+        ];
+        for (grpc, want) in cases {
+            let e = to_cni_error(tonic::Status::new(grpc, "boom"));
+            assert_eq!(e.code, want, "{grpc:?}");
+            assert!(
+                e.msg.contains("boom") && e.msg.contains(&format!("{grpc:?}")),
+                "{}",
+                e.msg
+            );
+        }
+    }
+
+    #[test]
+    fn daemon_errors_in_details_are_kept() {
+        let inner = CniError::new(7, "no such NAD").with_details("ns/x");
+        let status = tonic::Status::with_details(
+            tonic::Code::FailedPrecondition,
+            "x",
+            inner.to_wire().into(),
+        );
+        assert_eq!(to_cni_error(status), inner);
+    }
+
+    #[test]
+    fn missing_socket_is_code_11_naming_it() {
+        let path = Path::new("/nonexistent-multus-test/multus.sock");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let err = rt.block_on(connect(path)).unwrap_err();
+        assert_eq!(err.code, code::TRY_AGAIN_LATER);
+        assert!(
+            err.msg.contains("does not exist")
+                && err.msg.contains("/nonexistent-multus-test/multus.sock")
+        );
+    }
+}
