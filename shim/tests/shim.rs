@@ -1,5 +1,8 @@
 //! Runs the built multus-shim binary with crafted env and stdin, alone and against a tiny Cni
 //! service on a tempdir unix socket.
+// Test helpers (not only #[test] fns) unwrap: a failed setup step is a failed test.
+#![allow(clippy::unwrap_used)]
+
 use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
@@ -31,7 +34,7 @@ fn shim(env: &[(&str, &str)], stdin: &str) -> Output {
     child.wait_with_output().unwrap()
 }
 
-fn add_env<'a>(cid: &'a str) -> Vec<(&'static str, &'a str)> {
+fn add_env(cid: &str) -> Vec<(&'static str, &str)> {
     vec![
         ("CNI_COMMAND", "ADD"),
         ("CNI_CONTAINERID", cid),
@@ -78,7 +81,9 @@ fn no_command_prints_about_and_flag_prints_version() {
 fn env_and_stdin_errors_carry_skels_codes() {
     let dir = tempfile::tempdir().unwrap();
     let good = conf(dir.path(), "1.0.0");
-    let cases: Vec<(Vec<(&str, &str)>, String, u64, &str)> = vec![
+    // (env, stdin, expected code, text the message must contain)
+    type Case<'a> = (Vec<(&'a str, &'a str)>, String, u64, &'a str);
+    let cases: Vec<Case<'_>> = vec![
         (
             vec![("CNI_COMMAND", "ADD")],
             good.clone(),
