@@ -83,7 +83,9 @@ mod tests {
 
     #[test]
     fn missing_variables_are_all_named_per_verb() {
-        let cases: &[(Command, &[(&str, &str)], &str)] = &[
+        // (verb, env, the missing list the message must contain)
+        type Case<'a> = (Command, &'a [(&'a str, &'a str)], &'a str);
+        let cases: &[Case<'_>] = &[
             (
                 Command::Add,
                 &[],
