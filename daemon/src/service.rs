@@ -1,1 +1,165 @@
-//! (module being written)
+//! The gRPC `multus.cni.v1.Cni` service: request → validation → [`CniCall`] → engine → response.
+//! Every failure leaves through [`to_status`], the one place that picks the CNI error code.
+use std::sync::Arc;
+
+use bytes::Bytes;
+use multus_common::validate;
+use multus_common::{CniArgs, CniError, Command, code};
+use multus_proto::PROTOCOL_VERSION;
+use multus_proto::v1::cni_server::Cni;
+use multus_proto::v1::{CniRequest, CniResponse};
+use tonic::{Request, Response, Status};
+
+use crate::engine::conflist::ConflistError;
+use crate::engine::exec::ExecError;
+use crate::engine::plan::PlanError;
+use crate::engine::{CniCall, Engine, EngineError};
+use crate::source::SourceError;
+
+/// The CNI service over one shared [`Engine`].
+pub struct CniService {
+    engine: Arc<Engine>,
+}
+
+impl CniService {
+    pub fn new(engine: Arc<Engine>) -> Self {
+        Self { engine }
+    }
+
+    async fn serve(&self, command: Command, request: Request<CniRequest>) -> Result<Response<CniResponse>, Status> {
+        let call = to_call(command, request.into_inner()).map_err(|e| to_status(&e))?;
+        let id = call.container_id.clone();
+        let outcome = match command {
+            Command::Add => self.engine.add(call).await,
+            Command::Del => self.engine.del(call).await.map(|()| Vec::new()),
+            Command::Check => self.engine.check(call).await.map(|()| Vec::new()),
+            Command::Status => self.engine.status(call).await.map(|()| Vec::new()),
+            Command::Gc => self.engine.gc(call).await.map(|()| Vec::new()),
+            Command::Version => Err(EngineError::Internal("VERSION is answered by the shim".into())),
+        };
+        match outcome {
+            Ok(result) => Ok(Response::new(CniResponse { result })),
+            Err(e) => {
+                tracing::warn!(cni.command = %command, container.id = %id, error = %e, "request failed");
+                Err(to_status(&e))
+            }
+        }
+    }
+}
+
+/// Checks the request and turns it into the engine's call.
+fn to_call(command: Command, req: CniRequest) -> Result<CniCall, EngineError> {
+    if req.protocol_version > PROTOCOL_VERSION {
+        return Err(EngineError::ProtocolTooNew { requested: req.protocol_version, supported: PROTOCOL_VERSION });
+    }
+    if command.is_per_container() {
+        validate::id("container id", &req.container_id)?;
+        validate::ifname(&req.ifname)?;
+    }
+    let args = if req.cni_args.is_empty() {
+        CniArgs::parse(&req.cni_args_raw).map_err(|e| EngineError::InvalidArgs(e.to_string()))?
+    } else {
+        CniArgs::from_pairs(req.cni_args_raw, req.cni_args)
+    };
+    Ok(CniCall {
+        command,
+        container_id: req.container_id,
+        netns: req.netns,
+        ifname: req.ifname,
+        args,
+        cni_path: req.cni_path,
+        config: req.config,
+    })
+}
+
+/// The CNI error for an engine error: code, message, and the plugin's details when it gave any.
+fn cni_error(e: &EngineError) -> CniError {
+    let details = match e.first() {
+        EngineError::Delegate { source, .. } => match source.first() {
+            ConflistError::Exec { source: ExecError::Plugin { error, .. }, .. } => error.details.clone(),
+            _ => String::new(),
+        },
+        _ => String::new(),
+    };
+    CniError::new(cni_code(e.first()), e.to_string()).with_details(details)
+}
+
+fn cni_code(e: &EngineError) -> u32 {
+    match e {
+        EngineError::InvalidName(_) | EngineError::InvalidArgs(_) => code::INVALID_ENV,
+        EngineError::DecodeConfig(_) => code::DECODE_FAILURE,
+        EngineError::InvalidConfig(_) => code::INVALID_NETWORK_CONFIG,
+        EngineError::Plan(p) => plan_code(p),
+        EngineError::Admission(_) | EngineError::NotReady(_) | EngineError::ProtocolTooNew { .. } => code::TRY_AGAIN_LATER,
+        EngineError::Delegate { source, .. } => delegate_code(source.first()),
+        EngineError::NetworkStatus { source: SourceError::Unavailable { .. }, .. } => code::TRY_AGAIN_LATER,
+        EngineError::ConvertResult { source: multus_common::result::ResultError::UnknownVersion(_), .. } => {
+            code::INCOMPATIBLE_VERSION
+        }
+        EngineError::UnknownContainer(_) => code::UNKNOWN_CONTAINER,
+        EngineError::Unavailable(_) => code::PLUGIN_NOT_AVAILABLE,
+        EngineError::Several(v) => v.first().map_or(code::INTERNAL, cni_code),
+        EngineError::Cache(_) | EngineError::NetworkStatus { .. } | EngineError::ConvertResult { .. } => code::INTERNAL,
+        EngineError::Internal(_) => code::INTERNAL,
+    }
+}
+
+fn plan_code(p: &PlanError) -> u32 {
+    match p {
+        PlanError::DecodeConfig(_) => code::DECODE_FAILURE,
+        PlanError::MissingArg(_) => code::INVALID_ENV,
+        PlanError::Source { source: SourceError::Unavailable { .. }, .. } => code::TRY_AGAIN_LATER,
+        // Bad annotations, unknown or unrunnable NADs, isolation, interface names, ECMP.
+        _ => code::INVALID_NETWORK_CONFIG,
+    }
+}
+
+fn delegate_code(c: &ConflistError) -> u32 {
+    match c {
+        ConflistError::Exec { source, .. } => match source {
+            ExecError::Plugin { error, .. } => error.code,
+            ExecError::Admission(_) => code::TRY_AGAIN_LATER,
+            ExecError::InvalidType(_) | ExecError::NotFound { .. } => code::INVALID_NETWORK_CONFIG,
+            _ => code::INTERNAL,
+        },
+        ConflistError::InvalidConfig(_) => code::INVALID_NETWORK_CONFIG,
+        ConflistError::CheckUnsupported(_) => code::INCOMPATIBLE_VERSION,
+        ConflistError::InvalidResult { .. } => code::DECODE_FAILURE,
+        ConflistError::Several(v) => v.first().map_or(code::INTERNAL, delegate_code),
+    }
+}
+
+/// The gRPC status for an engine error, with the CNI error in its details.
+pub fn to_status(e: &EngineError) -> Status {
+    let cni = cni_error(e);
+    let grpc = match cni.code {
+        code::INCOMPATIBLE_VERSION | code::UNSUPPORTED_FIELD | code::INVALID_ENV | code::DECODE_FAILURE
+        | code::INVALID_NETWORK_CONFIG => tonic::Code::InvalidArgument,
+        code::UNKNOWN_CONTAINER => tonic::Code::NotFound,
+        code::TRY_AGAIN_LATER | code::PLUGIN_NOT_AVAILABLE | code::LIMITED_CONNECTIVITY => tonic::Code::Unavailable,
+        _ => tonic::Code::Internal,
+    };
+    Status::with_details(grpc, cni.msg.clone(), Bytes::from(cni.to_wire()))
+}
+
+#[tonic::async_trait]
+impl Cni for CniService {
+    async fn add(&self, request: Request<CniRequest>) -> Result<Response<CniResponse>, Status> {
+        self.serve(Command::Add, request).await
+    }
+    async fn del(&self, request: Request<CniRequest>) -> Result<Response<CniResponse>, Status> {
+        self.serve(Command::Del, request).await
+    }
+    async fn check(&self, request: Request<CniRequest>) -> Result<Response<CniResponse>, Status> {
+        self.serve(Command::Check, request).await
+    }
+    async fn status(&self, request: Request<CniRequest>) -> Result<Response<CniResponse>, Status> {
+        self.serve(Command::Status, request).await
+    }
+    async fn gc(&self, request: Request<CniRequest>) -> Result<Response<CniResponse>, Status> {
+        self.serve(Command::Gc, request).await
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -14,7 +14,7 @@ mod del;
 pub mod delegate;
 pub mod exec;
 #[cfg(test)]
-mod fakeplugin;
+pub(crate) mod fakeplugin;
 pub mod netconf;
 pub mod netstatus;
 mod node;
@@ -47,6 +47,14 @@ pub enum EngineError {
     /// A container id or interface name from the runtime is not valid (code 4).
     #[error("{0}")]
     InvalidName(#[from] InvalidName),
+    /// CNI_ARGS could not be split into pairs (code 4).
+    #[error("invalid CNI_ARGS: {0}")]
+    InvalidArgs(String),
+    /// The shim speaks a newer protocol than this daemon (code 11: retry once it is upgraded).
+    #[error(
+        "the shim speaks protocol version {requested}, this daemon only up to {supported}; retry after the daemon is upgraded"
+    )]
+    ProtocolTooNew { requested: u32, supported: u32 },
     /// The shim's stdin config is not JSON (code 6).
     #[error("failed to decode the network config: {0}")]
     DecodeConfig(String),
