@@ -26,7 +26,11 @@ impl CniService {
         Self { engine }
     }
 
-    async fn serve(&self, command: Command, request: Request<CniRequest>) -> Result<Response<CniResponse>, Status> {
+    async fn serve(
+        &self,
+        command: Command,
+        request: Request<CniRequest>,
+    ) -> Result<Response<CniResponse>, Status> {
         let call = to_call(command, request.into_inner()).map_err(|e| to_status(&e))?;
         let id = call.container_id.clone();
         let outcome = match command {
@@ -35,7 +39,9 @@ impl CniService {
             Command::Check => self.engine.check(call).await.map(|()| Vec::new()),
             Command::Status => self.engine.status(call).await.map(|()| Vec::new()),
             Command::Gc => self.engine.gc(call).await.map(|()| Vec::new()),
-            Command::Version => Err(EngineError::Internal("VERSION is answered by the shim".into())),
+            Command::Version => Err(EngineError::Internal(
+                "VERSION is answered by the shim".into(),
+            )),
         };
         match outcome {
             Ok(result) => Ok(Response::new(CniResponse { result })),
@@ -50,7 +56,10 @@ impl CniService {
 /// Checks the request and turns it into the engine's call.
 fn to_call(command: Command, req: CniRequest) -> Result<CniCall, EngineError> {
     if req.protocol_version > PROTOCOL_VERSION {
-        return Err(EngineError::ProtocolTooNew { requested: req.protocol_version, supported: PROTOCOL_VERSION });
+        return Err(EngineError::ProtocolTooNew {
+            requested: req.protocol_version,
+            supported: PROTOCOL_VERSION,
+        });
     }
     if command.is_per_container() {
         validate::id("container id", &req.container_id)?;
@@ -75,8 +84,8 @@ fn to_call(command: Command, req: CniRequest) -> Result<CniCall, EngineError> {
 /// The CNI error for an engine error: code, message, and the plugin's details when it gave any.
 fn cni_error(e: &EngineError) -> CniError {
     let details = match e.first() {
-        EngineError::Delegate { source, .. } => match source.first() {
-            ConflistError::Exec { source: ExecError::Plugin { error, .. }, .. } => error.details.clone(),
+        EngineError::Delegate { source, .. } => match source.exec_error() {
+            Some(ExecError::Plugin { error, .. }) => error.details.clone(),
             _ => String::new(),
         },
         _ => String::new(),
@@ -90,16 +99,24 @@ fn cni_code(e: &EngineError) -> u32 {
         EngineError::DecodeConfig(_) => code::DECODE_FAILURE,
         EngineError::InvalidConfig(_) => code::INVALID_NETWORK_CONFIG,
         EngineError::Plan(p) => plan_code(p),
-        EngineError::Admission(_) | EngineError::NotReady(_) | EngineError::ProtocolTooNew { .. } => code::TRY_AGAIN_LATER,
+        EngineError::Admission(_)
+        | EngineError::NotReady(_)
+        | EngineError::ProtocolTooNew { .. } => code::TRY_AGAIN_LATER,
         EngineError::Delegate { source, .. } => delegate_code(source.first()),
-        EngineError::NetworkStatus { source: SourceError::Unavailable { .. }, .. } => code::TRY_AGAIN_LATER,
-        EngineError::ConvertResult { source: multus_common::result::ResultError::UnknownVersion(_), .. } => {
-            code::INCOMPATIBLE_VERSION
-        }
+        EngineError::NetworkStatus {
+            source: SourceError::Unavailable { .. },
+            ..
+        } => code::TRY_AGAIN_LATER,
+        EngineError::ConvertResult {
+            source: multus_common::result::ResultError::UnknownVersion(_),
+            ..
+        } => code::INCOMPATIBLE_VERSION,
         EngineError::UnknownContainer(_) => code::UNKNOWN_CONTAINER,
         EngineError::Unavailable(_) => code::PLUGIN_NOT_AVAILABLE,
         EngineError::Several(v) => v.first().map_or(code::INTERNAL, cni_code),
-        EngineError::Cache(_) | EngineError::NetworkStatus { .. } | EngineError::ConvertResult { .. } => code::INTERNAL,
+        EngineError::Cache(_)
+        | EngineError::NetworkStatus { .. }
+        | EngineError::ConvertResult { .. } => code::INTERNAL,
         EngineError::Internal(_) => code::INTERNAL,
     }
 }
@@ -108,7 +125,10 @@ fn plan_code(p: &PlanError) -> u32 {
     match p {
         PlanError::DecodeConfig(_) => code::DECODE_FAILURE,
         PlanError::MissingArg(_) => code::INVALID_ENV,
-        PlanError::Source { source: SourceError::Unavailable { .. }, .. } => code::TRY_AGAIN_LATER,
+        PlanError::Source {
+            source: SourceError::Unavailable { .. },
+            ..
+        } => code::TRY_AGAIN_LATER,
         // Bad annotations, unknown or unrunnable NADs, isolation, interface names, ECMP.
         _ => code::INVALID_NETWORK_CONFIG,
     }
@@ -116,7 +136,7 @@ fn plan_code(p: &PlanError) -> u32 {
 
 fn delegate_code(c: &ConflistError) -> u32 {
     match c {
-        ConflistError::Exec { source, .. } => match source {
+        ConflistError::Exec { source, .. } => match source.as_ref() {
             ExecError::Plugin { error, .. } => error.code,
             ExecError::Admission(_) => code::TRY_AGAIN_LATER,
             ExecError::InvalidType(_) | ExecError::NotFound { .. } => code::INVALID_NETWORK_CONFIG,
@@ -133,10 +153,15 @@ fn delegate_code(c: &ConflistError) -> u32 {
 pub fn to_status(e: &EngineError) -> Status {
     let cni = cni_error(e);
     let grpc = match cni.code {
-        code::INCOMPATIBLE_VERSION | code::UNSUPPORTED_FIELD | code::INVALID_ENV | code::DECODE_FAILURE
+        code::INCOMPATIBLE_VERSION
+        | code::UNSUPPORTED_FIELD
+        | code::INVALID_ENV
+        | code::DECODE_FAILURE
         | code::INVALID_NETWORK_CONFIG => tonic::Code::InvalidArgument,
         code::UNKNOWN_CONTAINER => tonic::Code::NotFound,
-        code::TRY_AGAIN_LATER | code::PLUGIN_NOT_AVAILABLE | code::LIMITED_CONNECTIVITY => tonic::Code::Unavailable,
+        code::TRY_AGAIN_LATER | code::PLUGIN_NOT_AVAILABLE | code::LIMITED_CONNECTIVITY => {
+            tonic::Code::Unavailable
+        }
         _ => tonic::Code::Internal,
     };
     Status::with_details(grpc, cni.msg.clone(), Bytes::from(cni.to_wire()))

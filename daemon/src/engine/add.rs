@@ -33,15 +33,24 @@ fn pod_gone_result(call: &CniCall) -> Result<Vec<u8>, EngineError> {
         "interfaces": [{"name": call.ifname, "sandbox": call.netns}],
         "ips": [{"address": "0.0.0.0/0", "gateway": "0.0.0.0"}],
     });
-    let result = multus_common::result::convert(&placeholder, "1.0.0", &version).map_err(|source| {
-        EngineError::ConvertResult { name: "pod-gone placeholder".into(), version: version.clone(), source }
-    })?;
+    let result =
+        multus_common::result::convert(&placeholder, "1.0.0", &version).map_err(|source| {
+            EngineError::ConvertResult {
+                name: "pod-gone placeholder".into(),
+                version: version.clone(),
+                source,
+            }
+        })?;
     Ok(result.to_string().into_bytes())
 }
 
 fn stdin_version(config: &[u8]) -> Result<String, EngineError> {
-    let v: Value = serde_json::from_slice(config).map_err(|e| EngineError::DecodeConfig(e.to_string()))?;
-    Ok(v.get("cniVersion").and_then(Value::as_str).unwrap_or_default().to_owned())
+    let v: Value =
+        serde_json::from_slice(config).map_err(|e| EngineError::DecodeConfig(e.to_string()))?;
+    Ok(v.get("cniVersion")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned())
 }
 
 async fn attach(e: &Engine, call: &CniCall, p: Plan) -> Result<Vec<u8>, EngineError> {
@@ -56,12 +65,23 @@ async fn attach(e: &Engine, call: &CniCall, p: Plan) -> Result<Vec<u8>, EngineEr
             uid: pod.uid.clone(),
         }),
         result_version: p.result_version.clone(),
-        delegates: p.delegates.into_iter().map(|d| Entry { delegate: d, state: State::Planned, result: None }).collect(),
+        delegates: p
+            .delegates
+            .into_iter()
+            .map(|d| Entry {
+                delegate: d,
+                state: State::Planned,
+                result: None,
+            })
+            .collect(),
         from_upstream: false,
     };
     // Before the first exec: a crash from here on leaves a record DEL can tear down.
     save(e, &record).await?;
-    let at = Attachment { container_id: &call.container_id, netns: &call.netns };
+    let at = Attachment {
+        container_id: &call.container_id,
+        netns: &call.netns,
+    };
     for i in 0..record.delegates.len() {
         let outcome = conflist::add(&e.exec, &record.delegates[i].delegate, &at).await;
         let failure = match outcome {
@@ -93,10 +113,14 @@ async fn save(e: &Engine, record: &Record) -> Result<(), EngineError> {
 /// DELs delegates `last..=0` in reverse (the failing one too: it may have half-attached). The
 /// record is removed only when every DEL succeeded; otherwise the runtime's own DEL retries it.
 async fn rollback(e: &Engine, call: &CniCall, record: &Record, last: usize) {
-    let at = Attachment { container_id: &call.container_id, netns: &call.netns };
+    let at = Attachment {
+        container_id: &call.container_id,
+        netns: &call.netns,
+    };
     let mut clean = true;
     for entry in record.delegates.iter().take(last + 1).rev() {
-        if let Err(err) = conflist::del(&e.exec, &entry.delegate, &at, entry.result.as_ref()).await {
+        if let Err(err) = conflist::del(&e.exec, &entry.delegate, &at, entry.result.as_ref()).await
+        {
             clean = false;
             tracing::warn!(container.id = %call.container_id, network = %entry.delegate.name, error = %err, "rollback DEL failed");
         }
@@ -111,10 +135,17 @@ async fn rollback(e: &Engine, call: &CniCall, record: &Record, last: usize) {
     }
 }
 
-async fn publish_status(e: &Engine, record: &Record, pod: Option<&crate::source::PodInfo>) -> Result<(), EngineError> {
+async fn publish_status(
+    e: &Engine,
+    record: &Record,
+    pod: Option<&crate::source::PodInfo>,
+) -> Result<(), EngineError> {
     let Some(pod) = pod else { return Ok(()) };
-    let entries: Vec<_> =
-        record.delegates.iter().filter_map(|en| en.result.as_ref().map(|r| (&en.delegate, r))).collect();
+    let entries: Vec<_> = record
+        .delegates
+        .iter()
+        .filter_map(|en| en.result.as_ref().map(|r| (&en.delegate, r)))
+        .collect();
     let status = netstatus::build_with(&entries, netstatus::read_device_info);
     let annotation = netstatus::to_annotation(&status);
     match e.source.set_network_status(pod, &annotation).await {
@@ -123,18 +154,33 @@ async fn publish_status(e: &Engine, record: &Record, pod: Option<&crate::source:
             tracing::info!(pod.namespace = %pod.namespace, pod.name = %pod.name, "pod gone; network-status not written");
             Ok(())
         }
-        Err(source) => Err(EngineError::NetworkStatus { pod: format!("{}/{}", pod.namespace, pod.name), source }),
+        Err(source) => Err(EngineError::NetworkStatus {
+            pod: format!("{}/{}", pod.namespace, pod.name),
+            source,
+        }),
     }
 }
 
 /// The cluster network's result (else the first one), in the runtime's cniVersion.
 fn cluster_result(record: &Record, version: &str) -> Result<Vec<u8>, EngineError> {
-    let chosen = record.delegates.iter().find(|en| en.delegate.is_default).or(record.delegates.first());
-    let Some((d, result)) = chosen.and_then(|en| en.result.as_ref().map(|r| (&en.delegate, r))) else {
-        return Err(EngineError::Internal("no delegate produced a result".into()));
+    let chosen = record
+        .delegates
+        .iter()
+        .find(|en| en.delegate.is_default)
+        .or(record.delegates.first());
+    let Some((d, result)) = chosen.and_then(|en| en.result.as_ref().map(|r| (&en.delegate, r)))
+    else {
+        return Err(EngineError::Internal(
+            "no delegate produced a result".into(),
+        ));
     };
-    let converted = multus_common::result::convert(result, d.cni_version(), version).map_err(|source| {
-        EngineError::ConvertResult { name: d.name.clone(), version: version.to_owned(), source }
-    })?;
+    let converted =
+        multus_common::result::convert(result, d.cni_version(), version).map_err(|source| {
+            EngineError::ConvertResult {
+                name: d.name.clone(),
+                version: version.to_owned(),
+                source,
+            }
+        })?;
     Ok(converted.to_string().into_bytes())
 }

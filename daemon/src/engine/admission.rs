@@ -11,8 +11,13 @@ use tokio::sync::{OwnedMutexGuard, OwnedSemaphorePermit, Semaphore};
 /// A wait for admission ran out; the runtime should retry (CNI code 11).
 #[derive(Debug, thiserror::Error)]
 pub enum AdmissionError {
-    #[error("container {container_id}: another request for it is still running after {waited_ms} ms")]
-    ContainerBusy { container_id: String, waited_ms: u64 },
+    #[error(
+        "container {container_id}: another request for it is still running after {waited_ms} ms"
+    )]
+    ContainerBusy {
+        container_id: String,
+        waited_ms: u64,
+    },
     #[error("no delegate slot free after {waited_ms} ms ({limit} plugins already running)")]
     NoDelegateSlot { limit: usize, waited_ms: u64 },
     #[error("the delegate slots are closed (daemon shutting down)")]
@@ -61,19 +66,40 @@ impl Drop for Entry {
 impl Admission {
     pub fn new(delegate_concurrency: usize, timeout: Duration) -> Self {
         let limit = delegate_concurrency.max(1);
-        Self { containers: Arc::default(), slots: Arc::new(Semaphore::new(limit)), limit, timeout }
+        Self {
+            containers: Arc::default(),
+            slots: Arc::new(Semaphore::new(limit)),
+            limit,
+            timeout,
+        }
     }
 
     /// Waits for exclusive use of `container_id`; returns the guard and how long it waited.
-    pub async fn lock_container(&self, container_id: &str) -> Result<(ContainerGuard, Duration), AdmissionError> {
+    pub async fn lock_container(
+        &self,
+        container_id: &str,
+    ) -> Result<(ContainerGuard, Duration), AdmissionError> {
         let started = Instant::now();
         let lock = {
-            let mut map = self.containers.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut map = self
+                .containers
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
             map.entry(container_id.to_owned()).or_default().clone()
         };
-        let entry = Entry { map: self.containers.clone(), id: container_id.to_owned(), lock: Some(lock.clone()) };
+        let entry = Entry {
+            map: self.containers.clone(),
+            id: container_id.to_owned(),
+            lock: Some(lock.clone()),
+        };
         match tokio::time::timeout(self.timeout, lock.lock_owned()).await {
-            Ok(guard) => Ok((ContainerGuard { _lock: guard, _entry: entry }, started.elapsed())),
+            Ok(guard) => Ok((
+                ContainerGuard {
+                    _lock: guard,
+                    _entry: entry,
+                },
+                started.elapsed(),
+            )),
             Err(_) => Err(AdmissionError::ContainerBusy {
                 container_id: container_id.to_owned(),
                 waited_ms: started.elapsed().as_millis() as u64,
@@ -96,7 +122,10 @@ impl Admission {
 
     /// How many containers have a lock entry (held or awaited); for tests and metrics.
     pub fn tracked_containers(&self) -> usize {
-        self.containers.lock().unwrap_or_else(PoisonError::into_inner).len()
+        self.containers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
     }
 }
 
@@ -112,7 +141,10 @@ mod tests {
         let (p1, _) = a.delegate_slot().await.unwrap();
         let (_p2, _) = a.delegate_slot().await.unwrap();
         let err = a.delegate_slot().await.unwrap_err();
-        assert!(matches!(err, AdmissionError::NoDelegateSlot { limit: 2, .. }), "{err}");
+        assert!(
+            matches!(err, AdmissionError::NoDelegateSlot { limit: 2, .. }),
+            "{err}"
+        );
         drop(p1);
         assert!(a.delegate_slot().await.is_ok());
     }
@@ -122,7 +154,10 @@ mod tests {
         let a = Admission::new(1, SHORT);
         let (g, _) = a.lock_container("c1").await.unwrap();
         let busy = a.lock_container("c1").await.unwrap_err();
-        assert!(matches!(busy, AdmissionError::ContainerBusy { .. }), "{busy}");
+        assert!(
+            matches!(busy, AdmissionError::ContainerBusy { .. }),
+            "{busy}"
+        );
         let (_other, _) = a.lock_container("c2").await.unwrap();
         drop(g);
         assert!(a.lock_container("c1").await.is_ok());

@@ -34,21 +34,43 @@ pub enum CacheError {
     #[error("invalid container id: {0}")]
     InvalidId(#[from] InvalidName),
     #[error("creating cache dir {path}: {source}")]
-    CreateDir { path: PathBuf, source: std::io::Error },
+    CreateDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("encoding cache record: {0}")]
     Encode(serde_json::Error),
     #[error("writing cache file {path}: {source}")]
-    Write { path: PathBuf, source: std::io::Error },
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("renaming {from} to {to}: {source}")]
-    Rename { from: PathBuf, to: PathBuf, source: std::io::Error },
+    Rename {
+        from: PathBuf,
+        to: PathBuf,
+        source: std::io::Error,
+    },
     #[error("syncing cache dir {path}: {source}")]
-    SyncDir { path: PathBuf, source: std::io::Error },
+    SyncDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("reading cache file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("removing cache file {path}: {source}")]
-    Remove { path: PathBuf, source: std::io::Error },
+    Remove {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("listing cache dir {path}: {source}")]
-    List { path: PathBuf, source: std::io::Error },
+    List {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// How far a delegate got.
@@ -137,13 +159,24 @@ impl Cache {
             .recursive(true)
             .mode(0o700)
             .create(&self.dir)
-            .map_err(|source| CacheError::CreateDir { path: self.dir.clone(), source })?;
+            .map_err(|source| CacheError::CreateDir {
+                path: self.dir.clone(),
+                source,
+            })?;
         let bytes = serde_json::to_vec(record).map_err(CacheError::Encode)?;
         let seq = SEQ.fetch_add(1, Ordering::Relaxed);
         // A leading '.' is not a valid container id, so list() never mistakes a temp file.
-        let tmp = self.dir.join(format!(".{}.tmp-{}-{seq}", record.container_id, std::process::id()));
+        let tmp = self.dir.join(format!(
+            ".{}.tmp-{}-{seq}",
+            record.container_id,
+            std::process::id()
+        ));
         let written = write_synced(&tmp, &bytes).and_then(|()| {
-            std::fs::rename(&tmp, &path).map_err(|source| CacheError::Rename { from: tmp.clone(), to: path.clone(), source })
+            std::fs::rename(&tmp, &path).map_err(|source| CacheError::Rename {
+                from: tmp.clone(),
+                to: path.clone(),
+                source,
+            })
         });
         if written.is_err() {
             let _ = std::fs::remove_file(&tmp);
@@ -151,12 +184,20 @@ impl Cache {
         written?;
         File::open(&self.dir)
             .and_then(|d| d.sync_all())
-            .map_err(|source| CacheError::SyncDir { path: self.dir.clone(), source })
+            .map_err(|source| CacheError::SyncDir {
+                path: self.dir.clone(),
+                source,
+            })
     }
 
     /// Reads the container's record. `ifname` and `args` are the DEL request's, needed only to
     /// rebuild delegates from upstream's format.
-    pub fn read(&self, container_id: &str, ifname: &str, args: &CniArgs) -> Result<Loaded, CacheError> {
+    pub fn read(
+        &self,
+        container_id: &str,
+        ifname: &str,
+        args: &CniArgs,
+    ) -> Result<Loaded, CacheError> {
         let path = self.path(container_id)?;
         let bytes = match std::fs::read(&path) {
             Ok(b) => b,
@@ -170,7 +211,11 @@ impl Cache {
             return Ok(Loaded::Found(record));
         }
         let aside = path.with_file_name(format!("{container_id}{CORRUPT_SUFFIX}"));
-        std::fs::rename(&path, &aside).map_err(|source| CacheError::Rename { from: path.clone(), to: aside.clone(), source })?;
+        std::fs::rename(&path, &aside).map_err(|source| CacheError::Rename {
+            from: path.clone(),
+            to: aside.clone(),
+            source,
+        })?;
         tracing::warn!(container.id = %container_id, moved_to = %aside.display(), "cache record unreadable; moved aside");
         Ok(Loaded::Corrupt(aside))
     }
@@ -179,7 +224,9 @@ impl Cache {
     pub fn remove(&self, container_id: &str) -> Result<(), CacheError> {
         let path = self.path(container_id)?;
         match std::fs::remove_file(&path) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(CacheError::Remove { path, source: e }),
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(CacheError::Remove { path, source: e })
+            }
             _ => Ok(()),
         }
     }
@@ -189,7 +236,12 @@ impl Cache {
         let entries = match std::fs::read_dir(&self.dir) {
             Ok(e) => e,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(source) => return Err(CacheError::List { path: self.dir.clone(), source }),
+            Err(source) => {
+                return Err(CacheError::List {
+                    path: self.dir.clone(),
+                    source,
+                });
+            }
         };
         let mut ids: Vec<String> = entries
             .filter_map(Result::ok)
@@ -203,8 +255,16 @@ impl Cache {
 }
 
 fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), CacheError> {
-    let err = |source| CacheError::Write { path: path.to_owned(), source };
-    let mut f = OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).map_err(err)?;
+    let err = |source| CacheError::Write {
+        path: path.to_owned(),
+        source,
+    };
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(err)?;
     f.write_all(bytes).map_err(err)?;
     f.sync_all().map_err(err)
 }

@@ -27,7 +27,12 @@ pub enum ConflistError {
     #[error("invalid network config: {0}")]
     InvalidConfig(String),
     #[error("plugin type={plugin:?} name={network:?} failed ({command}): {source}")]
-    Exec { plugin: String, network: String, command: &'static str, source: ExecError },
+    Exec {
+        plugin: String,
+        network: String,
+        command: &'static str,
+        source: Box<ExecError>,
+    },
     #[error("plugin type={plugin:?} returned an invalid result: {reason}")]
     InvalidResult { plugin: String, reason: String },
     #[error("configuration version {0:?} does not support the CHECK command")]
@@ -38,10 +43,22 @@ pub enum ConflistError {
 }
 
 fn join(errors: &[ConflistError]) -> String {
-    errors.iter().map(ToString::to_string).collect::<Vec<_>>().join(" / ")
+    errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(" / ")
 }
 
 impl ConflistError {
+    /// The exec failure behind the first underlying error, if it was one.
+    pub fn exec_error(&self) -> Option<&ExecError> {
+        match self.first() {
+            ConflistError::Exec { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+
     /// The first underlying error (the one whose CNI code a caller reports).
     pub fn first(&self) -> &ConflistError {
         match self {
@@ -60,27 +77,53 @@ struct Plugins<'a> {
 }
 
 fn plugins(d: &Delegate) -> Result<Plugins<'_>, ConflistError> {
-    let obj = d.config.as_object().ok_or_else(|| ConflistError::InvalidConfig("config is not a JSON object".into()))?;
+    let obj = d
+        .config
+        .as_object()
+        .ok_or_else(|| ConflistError::InvalidConfig("config is not a JSON object".into()))?;
     let (list, is_list) = match obj.get("plugins") {
         Some(Value::Array(ps)) => {
             let list = ps
                 .iter()
                 .map(Value::as_object)
                 .collect::<Option<Vec<_>>>()
-                .ok_or_else(|| ConflistError::InvalidConfig("a plugins entry is not an object".into()))?;
+                .ok_or_else(|| {
+                    ConflistError::InvalidConfig("a plugins entry is not an object".into())
+                })?;
             (list, true)
         }
-        Some(_) => return Err(ConflistError::InvalidConfig("plugins is not an array".into())),
+        Some(_) => {
+            return Err(ConflistError::InvalidConfig(
+                "plugins is not an array".into(),
+            ));
+        }
         None => (vec![obj], false),
     };
     if list.is_empty() {
-        return Err(ConflistError::InvalidConfig(format!("network {:?} has no plugins", d.network_name())));
+        return Err(ConflistError::InvalidConfig(format!(
+            "network {:?} has no plugins",
+            d.network_name()
+        )));
     }
-    if let Some(p) = list.iter().find(|p| !p.get("type").and_then(Value::as_str).is_some_and(|t| !t.is_empty())) {
-        let name = p.get("name").and_then(Value::as_str).unwrap_or(d.network_name());
-        return Err(ConflistError::InvalidConfig(format!("a plugin of network {name:?} has no type")));
+    if let Some(p) = list.iter().find(|p| {
+        p.get("type")
+            .and_then(Value::as_str)
+            .is_none_or(str::is_empty)
+    }) {
+        let name = p
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or(d.network_name());
+        return Err(ConflistError::InvalidConfig(format!(
+            "a plugin of network {name:?} has no type"
+        )));
     }
-    Ok(Plugins { name: d.network_name(), version: d.cni_version(), list, is_list })
+    Ok(Plugins {
+        name: d.network_name(),
+        version: d.cni_version(),
+        list,
+        is_list,
+    })
 }
 
 fn at_least(version: &str, min: SpecVersion) -> bool {
@@ -88,11 +131,18 @@ fn at_least(version: &str, min: SpecVersion) -> bool {
 }
 
 fn list_flag(d: &Delegate, key: &str) -> bool {
-    d.config.get(key).is_some_and(|v| v.as_bool() == Some(true) || v.as_str() == Some("true"))
+    d.config
+        .get(key)
+        .is_some_and(|v| v.as_bool() == Some(true) || v.as_str() == Some("true"))
 }
 
 /// libcni's `buildOneConfig`: the plugin config as the plugin will read it on stdin.
-fn one_config(p: &Plugins<'_>, plugin: &Map<String, Value>, d: &Delegate, extra: &[(&str, &Value)]) -> Vec<u8> {
+fn one_config(
+    p: &Plugins<'_>,
+    plugin: &Map<String, Value>,
+    d: &Delegate,
+    extra: &[(&str, &Value)],
+) -> Vec<u8> {
     let mut conf = plugin.clone();
     if p.is_list {
         conf.insert("name".into(), p.name.into());
@@ -115,7 +165,10 @@ fn one_config(p: &Plugins<'_>, plugin: &Map<String, Value>, d: &Delegate, extra:
 }
 
 fn plugin_type(plugin: &Map<String, Value>) -> &str {
-    plugin.get("type").and_then(Value::as_str).unwrap_or_default()
+    plugin
+        .get("type")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
 }
 
 async fn run_one(
@@ -126,16 +179,24 @@ async fn run_one(
     stdin: &[u8],
 ) -> Result<Vec<u8>, ConflistError> {
     let ty = plugin_type(plugin);
-    x.run(ty, env, stdin).await.map_err(|source| ConflistError::Exec {
-        plugin: ty.to_owned(),
-        network: p.name.to_owned(),
-        command: env.command.as_str(),
-        source,
-    })
+    x.run(ty, env, stdin)
+        .await
+        .map_err(|source| ConflistError::Exec {
+            plugin: ty.to_owned(),
+            network: p.name.to_owned(),
+            command: env.command.as_str(),
+            source: Box::new(source),
+        })
 }
 
 fn env<'a>(command: Command, d: &'a Delegate, at: &Attachment<'a>) -> ExecEnv<'a> {
-    ExecEnv { command, container_id: at.container_id, netns: at.netns, ifname: &d.ifname, cni_args: &d.cni_args }
+    ExecEnv {
+        command,
+        container_id: at.container_id,
+        netns: at.netns,
+        ifname: &d.ifname,
+        cni_args: &d.cni_args,
+    }
 }
 
 /// ADD: every plugin in order, each getting the previous one's result; returns the last result.
@@ -146,10 +207,11 @@ pub async fn add(x: &Executor, d: &Delegate, at: &Attachment<'_>) -> Result<Valu
     for plugin in &p.list {
         let extra: Vec<(&str, &Value)> = prev.iter().map(|r| ("prevResult", r)).collect();
         let out = run_one(x, &p, plugin, &env, &one_config(&p, plugin, d, &extra)).await?;
-        let result: Value = serde_json::from_slice(&out).map_err(|e| ConflistError::InvalidResult {
-            plugin: plugin_type(plugin).to_owned(),
-            reason: e.to_string(),
-        })?;
+        let result: Value =
+            serde_json::from_slice(&out).map_err(|e| ConflistError::InvalidResult {
+                plugin: plugin_type(plugin).to_owned(),
+                reason: e.to_string(),
+            })?;
         if !result.is_object() {
             return Err(ConflistError::InvalidResult {
                 plugin: plugin_type(plugin).to_owned(),
@@ -162,7 +224,12 @@ pub async fn add(x: &Executor, d: &Delegate, at: &Attachment<'_>) -> Result<Valu
 }
 
 /// DEL: every plugin in reverse with the cached result as `prevResult` (>= 0.4.0); all run.
-pub async fn del(x: &Executor, d: &Delegate, at: &Attachment<'_>, cached: Option<&Value>) -> Result<(), ConflistError> {
+pub async fn del(
+    x: &Executor,
+    d: &Delegate,
+    at: &Attachment<'_>,
+    cached: Option<&Value>,
+) -> Result<(), ConflistError> {
     let p = plugins(d)?;
     let env = env(Command::Del, d, at);
     let prev = cached.filter(|_| at_least(p.version, SpecVersion::V0_4_0));
@@ -186,7 +253,12 @@ fn several(mut errors: Vec<ConflistError>) -> Result<(), ConflistError> {
 }
 
 /// CHECK: only for configs >= 0.4.0; `disableCheck` skips it; every plugin gets the cached result.
-pub async fn check(x: &Executor, d: &Delegate, at: &Attachment<'_>, cached: Option<&Value>) -> Result<(), ConflistError> {
+pub async fn check(
+    x: &Executor,
+    d: &Delegate,
+    at: &Attachment<'_>,
+    cached: Option<&Value>,
+) -> Result<(), ConflistError> {
     let p = plugins(d)?;
     if !at_least(p.version, SpecVersion::V0_4_0) {
         return Err(ConflistError::CheckUnsupported(p.version.to_owned()));
@@ -208,7 +280,13 @@ pub async fn status(x: &Executor, d: &Delegate) -> Result<(), ConflistError> {
     if !at_least(p.version, SpecVersion::V1_1_0) {
         return Ok(());
     }
-    let env = ExecEnv { command: Command::Status, container_id: "", netns: "", ifname: "", cni_args: "" };
+    let env = ExecEnv {
+        command: Command::Status,
+        container_id: "",
+        netns: "",
+        ifname: "",
+        cni_args: "",
+    };
     for plugin in &p.list {
         run_one(x, &p, plugin, &env, &one_config(&p, plugin, d, &[])).await?;
     }
@@ -225,14 +303,27 @@ pub struct ValidAttachment {
 
 /// GC: configs >= 1.1.0 without `disableGC`; every plugin gets `cni.dev/valid-attachments` (and
 /// the legacy `cni.dev/attachments`, as libcni). All plugins run; failures are collected.
-pub async fn gc(x: &Executor, d: &Delegate, valid: &[ValidAttachment]) -> Result<(), ConflistError> {
+pub async fn gc(
+    x: &Executor,
+    d: &Delegate,
+    valid: &[ValidAttachment],
+) -> Result<(), ConflistError> {
     let p = plugins(d)?;
     if !at_least(p.version, SpecVersion::V1_1_0) || list_flag(d, "disableGC") {
         return Ok(());
     }
-    let env = ExecEnv { command: Command::Gc, container_id: "", netns: "", ifname: "", cni_args: "" };
+    let env = ExecEnv {
+        command: Command::Gc,
+        container_id: "",
+        netns: "",
+        ifname: "",
+        cni_args: "",
+    };
     let list = json!(valid);
-    let extra = [("cni.dev/valid-attachments", &list), ("cni.dev/attachments", &list)];
+    let extra = [
+        ("cni.dev/valid-attachments", &list),
+        ("cni.dev/attachments", &list),
+    ];
     let mut errors = Vec::new();
     for plugin in &p.list {
         if let Err(e) = run_one(x, &p, plugin, &env, &one_config(&p, plugin, d, &extra)).await {

@@ -13,7 +13,11 @@ use super::conflist::{self, Attachment};
 use super::{CniCall, Engine, EngineError};
 
 async fn load(e: &Engine, call: &CniCall) -> Result<Loaded, EngineError> {
-    let (id, ifname, args) = (call.container_id.clone(), call.ifname.clone(), call.args.clone());
+    let (id, ifname, args) = (
+        call.container_id.clone(),
+        call.ifname.clone(),
+        call.args.clone(),
+    );
     e.blocking(move |c| c.read(&id, &ifname, &args)).await
 }
 
@@ -52,7 +56,10 @@ pub(super) async fn del(e: &Engine, call: CniCall) -> Result<(), EngineError> {
 
 /// DEL of every delegate in reverse, each with its cached result; returns every failure.
 pub(super) async fn teardown(e: &Engine, record: &Record, netns: &str) -> Vec<EngineError> {
-    let at = Attachment { container_id: &record.container_id, netns };
+    let at = Attachment {
+        container_id: &record.container_id,
+        netns,
+    };
     let mut errors = Vec::new();
     for entry in record.delegates.iter().rev() {
         let d = &entry.delegate;
@@ -69,7 +76,11 @@ pub(super) async fn teardown(e: &Engine, record: &Record, netns: &str) -> Vec<En
 
 /// The device-info file written for the delegate (upstream removes it on DEL too).
 fn remove_device_info(d: &super::Delegate) {
-    let Some(path) = d.capability_args.get("CNIDeviceInfoFile").and_then(serde_json::Value::as_str) else {
+    let Some(path) = d
+        .capability_args
+        .get("CNIDeviceInfoFile")
+        .and_then(serde_json::Value::as_str)
+    else {
         return;
     };
     if let Err(e) = std::fs::remove_file(path)
@@ -87,19 +98,29 @@ pub(super) async fn check(e: &Engine, call: CniCall) -> Result<(), EngineError> 
     let (_guard, _) = e.admission.lock_container(&call.container_id).await?;
     let record = match load(e, &call).await? {
         Loaded::Found(r) => r,
-        Loaded::Missing | Loaded::Corrupt(_) => return Err(EngineError::UnknownContainer(call.container_id)),
+        Loaded::Missing | Loaded::Corrupt(_) => {
+            return Err(EngineError::UnknownContainer(call.container_id));
+        }
     };
-    let at = Attachment { container_id: &call.container_id, netns: &call.netns };
+    let at = Attachment {
+        container_id: &call.container_id,
+        netns: &call.netns,
+    };
     for entry in &record.delegates {
         let d = &entry.delegate;
         if entry.state != State::Added {
-            return Err(EngineError::Internal(format!("delegate {:?} ({}) was never fully added", d.name, d.ifname)));
+            return Err(EngineError::Internal(format!(
+                "delegate {:?} ({}) was never fully added",
+                d.name, d.ifname
+            )));
         }
         if SpecVersion::parse(d.cni_version()).is_none_or(|v| v < SpecVersion::V0_4_0) {
             tracing::debug!(network = %d.name, version = %d.cni_version(), "CHECK skipped: config predates 0.4.0");
             continue;
         }
-        conflist::check(&e.exec, d, &at, entry.result.as_ref()).await.map_err(|s| EngineError::delegate(d, s))?;
+        conflist::check(&e.exec, d, &at, entry.result.as_ref())
+            .await
+            .map_err(|s| EngineError::delegate(d, s))?;
     }
     Ok(())
 }

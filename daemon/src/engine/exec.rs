@@ -43,18 +43,32 @@ pub enum ExecError {
     #[error(transparent)]
     Admission(#[from] AdmissionError),
     #[error("failed to start plugin {plugin:?}: {source}")]
-    Spawn { plugin: String, source: std::io::Error },
+    Spawn {
+        plugin: String,
+        source: std::io::Error,
+    },
     #[error("I/O with plugin {plugin:?}: {source}")]
-    Io { plugin: String, source: std::io::Error },
+    Io {
+        plugin: String,
+        source: std::io::Error,
+    },
     #[error("plugin {plugin:?} did not finish within {seconds}s and was killed")]
     Timeout { plugin: String, seconds: u64 },
     /// The plugin's own CNI error object (its code is kept).
     #[error("plugin {plugin:?} failed: {error}")]
     Plugin { plugin: String, error: CniError },
     #[error("plugin {plugin:?} exited with status {code}: {stderr}")]
-    Failed { plugin: String, code: i32, stderr: String },
+    Failed {
+        plugin: String,
+        code: i32,
+        stderr: String,
+    },
     #[error("plugin {plugin:?} was killed by signal {signal}: {stderr}")]
-    Signaled { plugin: String, signal: i32, stderr: String },
+    Signaled {
+        plugin: String,
+        signal: i32,
+        stderr: String,
+    },
 }
 
 /// Runs plugins from `binDir`, optionally chrooted, one admission slot per exec.
@@ -73,7 +87,8 @@ impl Executor {
             bin_dir: config.bin_dir.to_string_lossy().into_owned(),
             chroot: config.chroot_dir.clone(),
             timeout: Duration::from_secs(config.delegate_timeout_seconds.max(1)),
-            path_env: std::env::var_os("PATH").unwrap_or_else(|| "/usr/sbin:/usr/bin:/sbin:/bin".into()),
+            path_env: std::env::var_os("PATH")
+                .unwrap_or_else(|| "/usr/sbin:/usr/bin:/sbin:/bin".into()),
             admission,
         }
     }
@@ -95,7 +110,10 @@ impl Executor {
                 return Ok(path);
             }
         }
-        Err(ExecError::NotFound { plugin: plugin.to_owned(), bin_dir: self.bin_dir.clone() })
+        Err(ExecError::NotFound {
+            plugin: plugin.to_owned(),
+            bin_dir: self.bin_dir.clone(),
+        })
     }
 
     /// Where `path` (as the plugin sees it) is in the daemon's filesystem.
@@ -107,14 +125,22 @@ impl Executor {
     }
 
     /// Runs `plugin` with `stdin` as its config; returns its stdout on exit 0.
-    pub async fn run(&self, plugin: &str, env: &ExecEnv<'_>, stdin: &[u8]) -> Result<Vec<u8>, ExecError> {
+    pub async fn run(
+        &self,
+        plugin: &str,
+        env: &ExecEnv<'_>,
+        stdin: &[u8],
+    ) -> Result<Vec<u8>, ExecError> {
         let path = self.find(plugin)?;
         let (_permit, waited) = self.admission.delegate_slot().await?;
         let span = tracing::info_span!("plugin_exec", plugin.r#type = %plugin, cni.command = %env.command,
             container.id = %env.container_id, ifname = %env.ifname, queue_wait_ms = waited.as_millis() as u64,
             exit.code = tracing::field::Empty, duration_ms = tracing::field::Empty);
         let started = Instant::now();
-        let outcome = self.spawn_and_wait(plugin, &path, env, stdin).instrument(span.clone()).await;
+        let outcome = self
+            .spawn_and_wait(plugin, &path, env, stdin)
+            .instrument(span.clone())
+            .await;
         span.record("duration_ms", started.elapsed().as_millis() as u64);
         match &outcome {
             Ok((status, _, _)) => {
@@ -148,12 +174,20 @@ impl Executor {
             .stderr(Stdio::piped())
             .kill_on_drop(true);
         if let Some(root) = &self.chroot {
-            let root = CString::new(root.as_os_str().as_bytes())
-                .map_err(|e| ExecError::Spawn { plugin: plugin.to_owned(), source: std::io::Error::other(e) })?;
+            let root = CString::new(root.as_os_str().as_bytes()).map_err(|e| ExecError::Spawn {
+                plugin: plugin.to_owned(),
+                source: std::io::Error::other(e),
+            })?;
             chroot_child(&mut cmd, root);
         }
-        let spawn_err = |source| ExecError::Spawn { plugin: plugin.to_owned(), source };
-        let io_err = |source| ExecError::Io { plugin: plugin.to_owned(), source };
+        let spawn_err = |source| ExecError::Spawn {
+            plugin: plugin.to_owned(),
+            source,
+        };
+        let io_err = |source| ExecError::Io {
+            plugin: plugin.to_owned(),
+            source,
+        };
         let mut child = cmd.spawn().map_err(spawn_err)?;
         let (Some(mut child_in), Some(mut child_out), Some(mut child_err)) =
             (child.stdin.take(), child.stdout.take(), child.stderr.take())
@@ -171,8 +205,11 @@ impl Executor {
                 }
             };
             let (mut out, mut err) = (Vec::new(), Vec::new());
-            let (w, o, e) =
-                tokio::join!(write, child_out.read_to_end(&mut out), child_err.read_to_end(&mut err));
+            let (w, o, e) = tokio::join!(
+                write,
+                child_out.read_to_end(&mut out),
+                child_err.read_to_end(&mut err)
+            );
             w.and(o).and(e).map_err(io_err)?;
             let status = child.wait().await.map_err(io_err)?;
             Ok((status, out, err))
@@ -180,7 +217,10 @@ impl Executor {
         match tokio::time::timeout(self.timeout, work).await {
             Ok(r) => r,
             // Dropping `work` drops the child, and kill_on_drop kills and reaps it.
-            Err(_) => Err(ExecError::Timeout { plugin: plugin.to_owned(), seconds: self.timeout.as_secs() }),
+            Err(_) => Err(ExecError::Timeout {
+                plugin: plugin.to_owned(),
+                seconds: self.timeout.as_secs(),
+            }),
         }
     }
 }
@@ -200,18 +240,34 @@ fn chroot_child(cmd: &mut tokio::process::Command, root: CString) {
 }
 
 /// Exit 0 → stdout; otherwise the plugin's CNI error JSON if it printed one, else a plain error.
-fn decode(plugin: &str, status: ExitStatus, stdout: Vec<u8>, stderr: &[u8]) -> Result<Vec<u8>, ExecError> {
+fn decode(
+    plugin: &str,
+    status: ExitStatus,
+    stdout: Vec<u8>,
+    stderr: &[u8],
+) -> Result<Vec<u8>, ExecError> {
     if status.success() {
         return Ok(stdout);
     }
     let stderr_text = String::from_utf8_lossy(stderr).trim().to_owned();
     if let Some(signal) = status.signal() {
-        return Err(ExecError::Signaled { plugin: plugin.to_owned(), signal, stderr: stderr_text });
+        return Err(ExecError::Signaled {
+            plugin: plugin.to_owned(),
+            signal,
+            stderr: stderr_text,
+        });
     }
     if let Ok(error) = serde_json::from_slice::<CniError>(&stdout) {
-        return Err(ExecError::Plugin { plugin: plugin.to_owned(), error });
+        return Err(ExecError::Plugin {
+            plugin: plugin.to_owned(),
+            error,
+        });
     }
-    Err(ExecError::Failed { plugin: plugin.to_owned(), code: status.code().unwrap_or(-1), stderr: stderr_text })
+    Err(ExecError::Failed {
+        plugin: plugin.to_owned(),
+        code: status.code().unwrap_or(-1),
+        stderr: stderr_text,
+    })
 }
 
 #[cfg(test)]

@@ -34,7 +34,9 @@ fi"#;
 
 impl FakePlugins {
     pub fn new() -> Self {
-        Self { dir: tempfile::tempdir().expect("tempdir") }
+        Self {
+            dir: tempfile::tempdir().expect("tempdir"),
+        }
     }
 
     pub fn log_path(&self) -> PathBuf {
@@ -44,7 +46,10 @@ impl FakePlugins {
     /// Writes plugin `name` whose body (bash) runs after the call is logged; `$P` is the
     /// plugin's name, `$N` a number unique to it.
     pub fn add(&self, name: &str, body: &str) -> &Self {
-        let n = std::fs::read_dir(self.dir.path()).map(|d| d.count()).unwrap_or(0) + 1;
+        let n = std::fs::read_dir(self.dir.path())
+            .map(|d| d.count())
+            .unwrap_or(0)
+            + 1;
         let script = format!(
             "#!/bin/bash\nP={name}\nN={n}\nin=$(cat)\nprintf '%s %s %s %s %s\\n' \"$P\" \"$CNI_COMMAND\" \"${{CNI_IFNAME:--}}\" \"${{CNI_ARGS:--}}\" \"$in\" >> {log}\n{body}\n",
             log = self.log_path().display()
@@ -64,16 +69,29 @@ impl FakePlugins {
                 let mut next = || it.next().unwrap_or_default().to_owned();
                 let (plugin, command, ifname, cni_args) = (next(), next(), next(), next());
                 let stdin = serde_json::from_str(&next()).unwrap_or(Value::Null);
-                Call { plugin, command, ifname, cni_args, stdin }
+                Call {
+                    plugin,
+                    command,
+                    ifname,
+                    cni_args,
+                    stdin,
+                }
             })
             .collect()
     }
 
     pub fn config(&self) -> Config {
-        Config { bin_dir: self.dir.path().to_owned(), delegate_timeout_seconds: 10, ..Config::default() }
+        Config {
+            bin_dir: self.dir.path().to_owned(),
+            delegate_timeout_seconds: 10,
+            ..Config::default()
+        }
     }
 
     pub fn executor(&self) -> Executor {
-        Executor::new(&self.config(), Arc::new(Admission::new(4, Duration::from_secs(10))))
+        Executor::new(
+            &self.config(),
+            Arc::new(Admission::new(4, Duration::from_secs(10))),
+        )
     }
 }

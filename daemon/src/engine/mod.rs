@@ -70,13 +70,22 @@ pub enum EngineError {
     Cache(#[from] CacheError),
     /// A delegate failed; `plugin` is the plugin type that failed (or the first one).
     #[error("delegate {name:?} (plugin {plugin}, {ifname}): {source}")]
-    Delegate { name: String, plugin: String, ifname: String, source: ConflistError },
+    Delegate {
+        name: String,
+        plugin: String,
+        ifname: String,
+        source: Box<ConflistError>,
+    },
     /// Writing network-status failed (code 11 when the source is unavailable).
     #[error("pod {pod}: setting network-status: {source}")]
     NetworkStatus { pod: String, source: SourceError },
     /// The result could not be given in the runtime's cniVersion (code 1 for unknown versions).
     #[error("converting the result of {name:?} to cniVersion {version:?}: {source}")]
-    ConvertResult { name: String, version: String, source: ResultError },
+    ConvertResult {
+        name: String,
+        version: String,
+        source: ResultError,
+    },
     /// CHECK for a container nothing is recorded for (code 3).
     #[error("container {0}: nothing recorded for it (unknown container)")]
     UnknownContainer(String),
@@ -104,16 +113,31 @@ impl EngineError {
 
     fn delegate(d: &Delegate, source: ConflistError) -> Self {
         let plugin = match source.first() {
-            ConflistError::Exec { plugin, .. } | ConflistError::InvalidResult { plugin, .. } => plugin.clone(),
+            ConflistError::Exec { plugin, .. } | ConflistError::InvalidResult { plugin, .. } => {
+                plugin.clone()
+            }
             _ => first_plugin_type(d),
         };
-        EngineError::Delegate { name: d.name.clone(), plugin, ifname: d.ifname.clone(), source }
+        EngineError::Delegate {
+            name: d.name.clone(),
+            plugin,
+            ifname: d.ifname.clone(),
+            source: Box::new(source),
+        }
     }
 }
 
 fn first_plugin_type(d: &Delegate) -> String {
-    let first = d.config.get("plugins").and_then(|p| p.get(0)).unwrap_or(&d.config);
-    first.get("type").and_then(serde_json::Value::as_str).unwrap_or("?").to_owned()
+    let first = d
+        .config
+        .get("plugins")
+        .and_then(|p| p.get(0))
+        .unwrap_or(&d.config);
+    first
+        .get("type")
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or("?")
+        .to_owned()
 }
 
 /// The engine: one per daemon, shared by every request.
@@ -133,7 +157,13 @@ impl Engine {
         ));
         let exec = Executor::new(&config, admission.clone());
         let cache = Cache::new(config.cni_dir.clone());
-        Ok(Self { config, source, admission, exec, cache })
+        Ok(Self {
+            config,
+            source,
+            admission,
+            exec,
+            cache,
+        })
     }
 
     /// The admission state (for metrics: tracked containers).

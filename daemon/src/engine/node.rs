@@ -19,9 +19,13 @@ pub(super) async fn status(e: &Engine, call: CniCall) -> Result<(), EngineError>
     if let Some(path) = &e.config.readiness_indicator_file
         && !path.exists()
     {
-        return Err(EngineError::Unavailable(format!("readiness indicator file {} does not exist", path.display())));
+        return Err(EngineError::Unavailable(format!(
+            "readiness indicator file {} does not exist",
+            path.display()
+        )));
     }
-    let Some((name, config)) = plan::cluster_network(&e.config, &*e.source, &call.config).await? else {
+    let Some((name, config)) = plan::cluster_network(&e.config, &*e.source, &call.config).await?
+    else {
         return Ok(());
     };
     let d = Delegate {
@@ -33,11 +37,14 @@ pub(super) async fn status(e: &Engine, call: CniCall) -> Result<(), EngineError>
         is_default: true,
         default_route: None,
     };
-    conflist::status(&e.exec, &d).await.map_err(|s| EngineError::delegate(&d, s))
+    conflist::status(&e.exec, &d)
+        .await
+        .map_err(|s| EngineError::delegate(&d, s))
 }
 
 fn valid_attachments(config: &[u8]) -> Result<Vec<ValidAttachment>, EngineError> {
-    let v: Value = serde_json::from_slice(config).map_err(|e| EngineError::DecodeConfig(e.to_string()))?;
+    let v: Value =
+        serde_json::from_slice(config).map_err(|e| EngineError::DecodeConfig(e.to_string()))?;
     // Without the list every record would look stale; refuse rather than tear down every pod.
     let list = v
         .get("cni.dev/valid-attachments")
@@ -53,14 +60,23 @@ pub(super) async fn gc(e: &Engine, call: CniCall) -> Result<(), EngineError> {
     let mut networks: BTreeMap<String, (Delegate, Vec<ValidAttachment>)> = BTreeMap::new();
     for id in e.blocking(|c| c.list()).await? {
         let is_live = live.contains(id.as_str());
-        let Some(record) = (if is_live { read(e, &id).await } else { collect(e, &id, &mut errors).await }) else {
+        let Some(record) = (if is_live {
+            read(e, &id).await
+        } else {
+            collect(e, &id, &mut errors).await
+        }) else {
             continue;
         };
         for entry in &record.delegates {
             let key = entry.delegate.config.to_string();
-            let slot = networks.entry(key).or_insert_with(|| (entry.delegate.clone(), Vec::new()));
+            let slot = networks
+                .entry(key)
+                .or_insert_with(|| (entry.delegate.clone(), Vec::new()));
             if is_live {
-                slot.1.push(ValidAttachment { container_id: id.clone(), ifname: entry.delegate.ifname.clone() });
+                slot.1.push(ValidAttachment {
+                    container_id: id.clone(),
+                    ifname: entry.delegate.ifname.clone(),
+                });
             }
         }
     }
@@ -78,7 +94,10 @@ pub(super) async fn gc(e: &Engine, call: CniCall) -> Result<(), EngineError> {
 
 async fn read(e: &Engine, id: &str) -> Option<Record> {
     let id = id.to_owned();
-    match e.blocking(move |c| c.read(&id, "", &Default::default())).await {
+    match e
+        .blocking(move |c| c.read(&id, "", &Default::default()))
+        .await
+    {
         Ok(Loaded::Found(r)) => Some(r),
         Ok(_) => None,
         Err(err) => {

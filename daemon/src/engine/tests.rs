@@ -22,7 +22,10 @@ struct Mem {
 }
 
 fn unavailable() -> SourceError {
-    SourceError::Unavailable { what: "api".into(), reason: "down".into() }
+    SourceError::Unavailable {
+        what: "api".into(),
+        reason: "down".into(),
+    }
 }
 
 #[async_trait]
@@ -31,13 +34,21 @@ impl ClusterSource for Mem {
         if self.down.load(Ordering::SeqCst) {
             return Err(unavailable());
         }
-        Ok(self.pods.iter().find(|p| p.namespace == ns && p.name == name).cloned())
+        Ok(self
+            .pods
+            .iter()
+            .find(|p| p.namespace == ns && p.name == name)
+            .cloned())
     }
     async fn nad(&self, ns: &str, name: &str) -> Result<Option<NadInfo>, SourceError> {
         if self.down.load(Ordering::SeqCst) {
             return Err(unavailable());
         }
-        Ok(self.nads.iter().find(|n| n.namespace == ns && n.name == name).cloned())
+        Ok(self
+            .nads
+            .iter()
+            .find(|n| n.namespace == ns && n.name == name)
+            .cloned())
     }
     async fn set_network_status(&self, _: &PodInfo, status: &str) -> Result<bool, SourceError> {
         if self.status_fails {
@@ -53,7 +64,11 @@ fn mem() -> Mem {
         namespace: "app".into(),
         name: "web".into(),
         uid: "uid-1".into(),
-        annotations: [("k8s.v1.cni.cncf.io/networks".to_owned(), "sec1,sec2".to_owned())].into(),
+        annotations: [(
+            "k8s.v1.cni.cncf.io/networks".to_owned(),
+            "sec1,sec2".to_owned(),
+        )]
+        .into(),
     };
     let nad = |name: &str, plugin: &str| NadInfo {
         namespace: "app".into(),
@@ -61,7 +76,11 @@ fn mem() -> Mem {
         config: json!({"cniVersion": "1.0.0", "name": name, "type": plugin}).to_string(),
         ..Default::default()
     };
-    Mem { pods: vec![pod], nads: vec![nad("sec1", "second"), nad("sec2", "third")], ..Default::default() }
+    Mem {
+        pods: vec![pod],
+        nads: vec![nad("sec1", "second"), nad("sec2", "third")],
+        ..Default::default()
+    }
 }
 
 struct Fixture {
@@ -83,7 +102,12 @@ fn fixture(source: Mem, tweak: impl FnOnce(&mut Config)) -> Fixture {
     tweak(&mut config);
     let source = Arc::new(source);
     let engine = Engine::new(Arc::new(config), source.clone()).unwrap();
-    Fixture { plugins, cni_dir, source, engine }
+    Fixture {
+        plugins,
+        cni_dir,
+        source,
+        engine,
+    }
 }
 
 fn call(command: Command, id: &str) -> CniCall {
@@ -94,16 +118,25 @@ fn call(command: Command, id: &str) -> CniCall {
         ifname: "eth0".into(),
         args: CniArgs::parse("K8S_POD_NAMESPACE=app;K8S_POD_NAME=web;K8S_POD_UID=uid-1").unwrap(),
         cni_path: String::new(),
-        config: json!({"cniVersion": "0.3.1", "name": "multus-cni-network", "type": "multus-shim"}).to_string().into_bytes(),
+        config: json!({"cniVersion": "0.3.1", "name": "multus-cni-network", "type": "multus-shim"})
+            .to_string()
+            .into_bytes(),
     }
 }
 
 fn order(f: &Fixture) -> Vec<String> {
-    f.plugins.calls().iter().map(|c| format!("{} {} {}", c.command, c.plugin, c.ifname)).collect()
+    f.plugins
+        .calls()
+        .iter()
+        .map(|c| format!("{} {} {}", c.command, c.plugin, c.ifname))
+        .collect()
 }
 
 fn record(f: &Fixture, id: &str) -> Option<cache::Record> {
-    match Cache::new(f.cni_dir.path()).read(id, "eth0", &CniArgs::default()).unwrap() {
+    match Cache::new(f.cni_dir.path())
+        .read(id, "eth0", &CniArgs::default())
+        .unwrap()
+    {
         Loaded::Found(r) => Some(r),
         _ => None,
     }
@@ -116,10 +149,20 @@ async fn add_runs_every_delegate_records_it_and_returns_the_cluster_result() {
     let result: Value = serde_json::from_slice(&out).unwrap();
     assert_eq!(result["cniVersion"], "0.3.1");
     assert_eq!(result["by"], "first");
-    assert_eq!(result["ips"][0]["version"], "4", "converted to the runtime's version");
-    assert_eq!(order(&f), ["ADD first eth0", "ADD second net1", "ADD third net2"]);
+    assert_eq!(
+        result["ips"][0]["version"], "4",
+        "converted to the runtime's version"
+    );
+    assert_eq!(
+        order(&f),
+        ["ADD first eth0", "ADD second net1", "ADD third net2"]
+    );
     let rec = record(&f, "c1").unwrap();
-    assert!(rec.delegates.iter().all(|e| e.state == State::Added && e.result.is_some()));
+    assert!(
+        rec.delegates
+            .iter()
+            .all(|e| e.state == State::Added && e.result.is_some())
+    );
     assert_eq!(rec.pod.as_ref().map(|p| p.uid.as_str()), Some("uid-1"));
     let statuses = f.source.statuses.lock().unwrap().clone();
     assert_eq!(statuses.len(), 1);
@@ -131,7 +174,10 @@ async fn add_runs_every_delegate_records_it_and_returns_the_cluster_result() {
 #[tokio::test]
 async fn record_exists_before_the_first_plugin_runs() {
     let f = fixture(mem(), |_| {});
-    let check = format!("grep -q '\"state\":\"planned\"' {}/c1 || exit 7\n{ECHO_RESULT}", f.cni_dir.path().display());
+    let check = format!(
+        "grep -q '\"state\":\"planned\"' {}/c1 || exit 7\n{ECHO_RESULT}",
+        f.cni_dir.path().display()
+    );
     f.plugins.add("first", &check);
     f.engine.add(call(Command::Add, "c1")).await.unwrap();
 }
@@ -139,15 +185,33 @@ async fn record_exists_before_the_first_plugin_runs() {
 #[tokio::test]
 async fn failed_delegate_rolls_back_in_reverse_and_drops_the_record() {
     let f = fixture(mem(), |_| {});
-    f.plugins.add("third", r#"[ "$CNI_COMMAND" = ADD ] && { echo '{"code":107,"msg":"no"}'; exit 1; }; true"#);
+    f.plugins.add(
+        "third",
+        r#"[ "$CNI_COMMAND" = ADD ] && { echo '{"code":107,"msg":"no"}'; exit 1; }; true"#,
+    );
     let err = f.engine.add(call(Command::Add, "c1")).await.unwrap_err();
     match &err {
-        EngineError::Delegate { name, plugin, ifname, .. } => {
-            assert_eq!((name.as_str(), plugin.as_str(), ifname.as_str()), ("app/sec2", "third", "net2"))
+        EngineError::Delegate {
+            name,
+            plugin,
+            ifname,
+            ..
+        } => {
+            assert_eq!(
+                (name.as_str(), plugin.as_str(), ifname.as_str()),
+                ("app/sec2", "third", "net2")
+            )
         }
         other => panic!("{other}"),
     }
-    let expected = ["ADD first eth0", "ADD second net1", "ADD third net2", "DEL third net2", "DEL second net1", "DEL first eth0"];
+    let expected = [
+        "ADD first eth0",
+        "ADD second net1",
+        "ADD third net2",
+        "DEL third net2",
+        "DEL second net1",
+        "DEL first eth0",
+    ];
     assert_eq!(order(&f), expected);
     assert!(record(&f, "c1").is_none());
     assert!(f.source.statuses.lock().unwrap().is_empty());
@@ -155,11 +219,23 @@ async fn failed_delegate_rolls_back_in_reverse_and_drops_the_record() {
 
 #[tokio::test]
 async fn network_status_failure_rolls_back_everything() {
-    let f = fixture(Mem { status_fails: true, ..mem() }, |_| {});
+    let f = fixture(
+        Mem {
+            status_fails: true,
+            ..mem()
+        },
+        |_| {},
+    );
     let err = f.engine.add(call(Command::Add, "c1")).await.unwrap_err();
     assert!(matches!(err, EngineError::NetworkStatus { .. }), "{err}");
-    let dels: Vec<_> = order(&f).into_iter().filter(|c| c.starts_with("DEL")).collect();
-    assert_eq!(dels, ["DEL third net2", "DEL second net1", "DEL first eth0"]);
+    let dels: Vec<_> = order(&f)
+        .into_iter()
+        .filter(|c| c.starts_with("DEL"))
+        .collect();
+    assert_eq!(
+        dels,
+        ["DEL third net2", "DEL second net1", "DEL first eth0"]
+    );
     assert!(record(&f, "c1").is_none());
 }
 
@@ -175,10 +251,16 @@ async fn del_needs_only_the_record_and_is_idempotent() {
     let dels: Vec<_> = calls.iter().filter(|c| c.command == "DEL").collect();
     let names: Vec<_> = dels.iter().map(|c| c.plugin.as_str()).collect();
     assert_eq!(names, ["third", "second", "first"]);
-    assert_eq!(dels[2].stdin["prevResult"]["by"], "first", "cached result passed on DEL");
+    assert_eq!(
+        dels[2].stdin["prevResult"]["by"], "first",
+        "cached result passed on DEL"
+    );
     assert!(record(&f, "c1").is_none());
     f.engine.del(del).await.unwrap();
-    f.engine.del(call(Command::Del, "never-added")).await.unwrap();
+    f.engine
+        .del(call(Command::Del, "never-added"))
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
@@ -186,10 +268,14 @@ async fn del_failure_is_reported_and_retry_delete_on_error_keeps_the_record() {
     for retry in [false, true] {
         let f = fixture(mem(), |c| c.retry_delete_on_error = retry);
         f.engine.add(call(Command::Add, "c1")).await.unwrap();
-        f.plugins.add("second", r#"echo '{"code":11,"msg":"busy"}'; exit 1"#);
+        f.plugins
+            .add("second", r#"echo '{"code":11,"msg":"busy"}'; exit 1"#);
         let err = f.engine.del(call(Command::Del, "c1")).await.unwrap_err();
         assert!(matches!(err, EngineError::Delegate { .. }), "{err}");
-        let dels: Vec<_> = order(&f).into_iter().filter(|c| c.starts_with("DEL")).collect();
+        let dels: Vec<_> = order(&f)
+            .into_iter()
+            .filter(|c| c.starts_with("DEL"))
+            .collect();
         assert_eq!(dels.len(), 3, "every delegate is tried: {dels:?}");
         assert_eq!(record(&f, "c1").is_some(), retry);
     }
@@ -198,17 +284,33 @@ async fn del_failure_is_reported_and_retry_delete_on_error_keeps_the_record() {
 #[tokio::test]
 async fn check_unknown_container_and_recorded_delegates() {
     let f = fixture(mem(), |_| {});
-    let err = f.engine.check(call(Command::Check, "nope")).await.unwrap_err();
+    let err = f
+        .engine
+        .check(call(Command::Check, "nope"))
+        .await
+        .unwrap_err();
     assert!(matches!(err, EngineError::UnknownContainer(_)), "{err}");
     f.engine.add(call(Command::Add, "c1")).await.unwrap();
     f.engine.check(call(Command::Check, "c1")).await.unwrap();
-    let checks: Vec<_> = order(&f).into_iter().filter(|c| c.starts_with("CHECK")).collect();
-    assert_eq!(checks, ["CHECK first eth0", "CHECK second net1", "CHECK third net2"]);
+    let checks: Vec<_> = order(&f)
+        .into_iter()
+        .filter(|c| c.starts_with("CHECK"))
+        .collect();
+    assert_eq!(
+        checks,
+        ["CHECK first eth0", "CHECK second net1", "CHECK third net2"]
+    );
 }
 
 #[tokio::test]
 async fn pod_gone_gives_the_placeholder_result_and_runs_nothing() {
-    let f = fixture(Mem { pods: vec![], ..mem() }, |_| {});
+    let f = fixture(
+        Mem {
+            pods: vec![],
+            ..mem()
+        },
+        |_| {},
+    );
     let out = f.engine.add(call(Command::Add, "c1")).await.unwrap();
     let result: Value = serde_json::from_slice(&out).unwrap();
     assert_eq!(result["ips"][0]["address"], "0.0.0.0/0");
@@ -231,14 +333,24 @@ async fn gc_tears_down_containers_not_in_valid_attachments() {
     assert!(record(&f, "keep").is_some());
     assert!(record(&f, "stale").is_none());
     let calls = f.plugins.calls();
-    let dels: Vec<_> = calls.iter().filter(|c| c.command == "DEL").map(|c| c.plugin.as_str()).collect();
+    let dels: Vec<_> = calls
+        .iter()
+        .filter(|c| c.command == "DEL")
+        .map(|c| c.plugin.as_str())
+        .collect();
     assert_eq!(dels, ["third", "second", "first"]);
     let gcs: Vec<_> = calls.iter().filter(|c| c.command == "GC").collect();
     assert_eq!(gcs.len(), 1, "only the 1.1.0 network gets GC");
-    assert_eq!(gcs[0].stdin["cni.dev/valid-attachments"], json!([{"containerID": "keep", "ifname": "eth0"}]));
+    assert_eq!(
+        gcs[0].stdin["cni.dev/valid-attachments"],
+        json!([{"containerID": "keep", "ifname": "eth0"}])
+    );
     let mut bad = call(Command::Gc, "");
     bad.config = b"{\"cniVersion\":\"1.1.0\"}".to_vec();
-    assert!(matches!(f.engine.gc(bad).await, Err(EngineError::InvalidConfig(_))));
+    assert!(matches!(
+        f.engine.gc(bad).await,
+        Err(EngineError::InvalidConfig(_))
+    ));
 }
 
 #[tokio::test]
@@ -249,15 +361,29 @@ async fn status_checks_readiness_then_the_cluster_network() {
         c.readiness_indicator_file = Some(flag.clone());
         c.delegates[0]["cniVersion"] = json!("1.1.0");
     });
-    let err = f.engine.status(call(Command::Status, "")).await.unwrap_err();
+    let err = f
+        .engine
+        .status(call(Command::Status, ""))
+        .await
+        .unwrap_err();
     assert!(matches!(err, EngineError::Unavailable(_)), "{err}");
     std::fs::write(&flag, b"").unwrap();
     f.engine.status(call(Command::Status, "")).await.unwrap();
     assert_eq!(order(&f), ["STATUS first -"]);
-    f.plugins.add("first", r#"echo '{"code":50,"msg":"datastore not ready"}'; exit 1"#);
-    match f.engine.status(call(Command::Status, "")).await.unwrap_err() {
+    f.plugins.add(
+        "first",
+        r#"echo '{"code":50,"msg":"datastore not ready"}'; exit 1"#,
+    );
+    match f
+        .engine
+        .status(call(Command::Status, ""))
+        .await
+        .unwrap_err()
+    {
         EngineError::Delegate { source, .. } => {
-            assert!(matches!(source, ConflistError::Exec { source: exec::ExecError::Plugin { error, .. }, .. } if error.code == 50))
+            assert!(
+                matches!(source.exec_error(), Some(exec::ExecError::Plugin { error, .. }) if error.code == 50)
+            )
         }
         other => panic!("{other}"),
     }

@@ -20,7 +20,9 @@ fn request(protocol_version: u32, id: &str, ifname: &str) -> CniRequest {
         cni_args_raw: "K8S_POD_NAMESPACE=app;K8S_POD_NAME=web".into(),
         cni_args: HashMap::new(),
         cni_path: String::new(),
-        config: json!({"cniVersion": "1.0.0", "name": "multus", "type": "multus-shim"}).to_string().into_bytes(),
+        config: json!({"cniVersion": "1.0.0", "name": "multus", "type": "multus-shim"})
+            .to_string()
+            .into_bytes(),
     }
 }
 
@@ -34,52 +36,180 @@ fn requests_are_validated() {
     assert_eq!(ok.args.get("K8S_POD_NAME"), Some("web"));
     assert!(to_call(Command::Add, request(PROTOCOL_VERSION, "c1", "eth0")).is_ok());
     let cases = [
-        (request(PROTOCOL_VERSION + 1, "c1", "eth0"), Command::Add, code::TRY_AGAIN_LATER, tonic::Code::Unavailable),
-        (request(1, "../etc", "eth0"), Command::Add, code::INVALID_ENV, tonic::Code::InvalidArgument),
-        (request(1, "c1", "a/b"), Command::Del, code::INVALID_ENV, tonic::Code::InvalidArgument),
-        (request(1, "", "eth0"), Command::Check, code::INVALID_ENV, tonic::Code::InvalidArgument),
+        (
+            request(PROTOCOL_VERSION + 1, "c1", "eth0"),
+            Command::Add,
+            code::TRY_AGAIN_LATER,
+            tonic::Code::Unavailable,
+        ),
+        (
+            request(1, "../etc", "eth0"),
+            Command::Add,
+            code::INVALID_ENV,
+            tonic::Code::InvalidArgument,
+        ),
+        (
+            request(1, "c1", "a/b"),
+            Command::Del,
+            code::INVALID_ENV,
+            tonic::Code::InvalidArgument,
+        ),
+        (
+            request(1, "", "eth0"),
+            Command::Check,
+            code::INVALID_ENV,
+            tonic::Code::InvalidArgument,
+        ),
     ];
     for (req, command, want, grpc) in cases {
         let status = to_status(&to_call(command, req).unwrap_err());
-        assert_eq!((decoded(&status).code, status.code()), (want, grpc), "{}", status.message());
+        assert_eq!(
+            (decoded(&status).code, status.code()),
+            (want, grpc),
+            "{}",
+            status.message()
+        );
     }
     let too_new = to_status(&to_call(Command::Add, request(7, "c1", "eth0")).unwrap_err());
-    assert!(too_new.message().contains('7') && too_new.message().contains(&PROTOCOL_VERSION.to_string()));
+    assert!(
+        too_new.message().contains('7')
+            && too_new.message().contains(&PROTOCOL_VERSION.to_string())
+    );
     // STATUS and GC carry no container.
     assert!(to_call(Command::Gc, request(1, "", "")).is_ok());
     let mut bad_args = request(1, "c1", "eth0");
     bad_args.cni_args_raw = "junk".into();
-    assert_eq!(decoded(&to_status(&to_call(Command::Add, bad_args).unwrap_err())).code, code::INVALID_ENV);
+    assert_eq!(
+        decoded(&to_status(&to_call(Command::Add, bad_args).unwrap_err())).code,
+        code::INVALID_ENV
+    );
 }
 
 fn delegate_error(source: ConflistError) -> EngineError {
-    EngineError::Delegate { name: "default/macvlan-net".into(), plugin: "macvlan".into(), ifname: "net1".into(), source }
+    EngineError::Delegate {
+        name: "default/macvlan-net".into(),
+        plugin: "macvlan".into(),
+        ifname: "net1".into(),
+        source: Box::new(source),
+    }
 }
 
 fn exec_error(source: ExecError) -> EngineError {
-    delegate_error(ConflistError::Exec { plugin: "macvlan".into(), network: "m".into(), command: "ADD", source })
+    delegate_error(ConflistError::Exec {
+        plugin: "macvlan".into(),
+        network: "m".into(),
+        command: "ADD",
+        source: Box::new(source),
+    })
 }
 
 #[test]
 fn every_error_kind_gets_its_code() {
-    let unavailable = || SourceError::Unavailable { what: "pod".into(), reason: "timeout".into() };
+    let unavailable = || SourceError::Unavailable {
+        what: "pod".into(),
+        reason: "timeout".into(),
+    };
     let plugin_err = CniError::new(107, "no addresses").with_details("pool empty");
     let cases: Vec<(EngineError, u32, tonic::Code)> = vec![
-        (EngineError::DecodeConfig("x".into()), 6, tonic::Code::InvalidArgument),
-        (EngineError::Plan(PlanError::DecodeConfig("x".into())), 6, tonic::Code::InvalidArgument),
-        (EngineError::Plan(PlanError::NadNotFound { namespace: "a".into(), name: "b".into() }), 7, tonic::Code::InvalidArgument),
-        (EngineError::Plan(PlanError::MissingArg("K8S_POD_NAME")), 4, tonic::Code::InvalidArgument),
-        (EngineError::Plan(PlanError::Source { what: "pod".into(), source: unavailable() }), 11, tonic::Code::Unavailable),
-        (EngineError::Admission(AdmissionError::NoDelegateSlot { limit: 2, waited_ms: 5 }), 11, tonic::Code::Unavailable),
-        (EngineError::UnknownContainer("c".into()), 3, tonic::Code::NotFound),
-        (EngineError::Unavailable("not ready".into()), 50, tonic::Code::Unavailable),
-        (exec_error(ExecError::Plugin { plugin: "macvlan".into(), error: plugin_err.clone() }), 107, tonic::Code::Internal),
-        (exec_error(ExecError::NotFound { plugin: "macvlan".into(), bin_dir: "/opt/cni/bin".into() }), 7, tonic::Code::InvalidArgument),
-        (exec_error(ExecError::Timeout { plugin: "macvlan".into(), seconds: 60 }), 999, tonic::Code::Internal),
-        (delegate_error(ConflistError::CheckUnsupported("0.3.1".into())), 1, tonic::Code::InvalidArgument),
-        (EngineError::NetworkStatus { pod: "a/b".into(), source: unavailable() }, 11, tonic::Code::Unavailable),
-        (EngineError::Internal("x".into()), 999, tonic::Code::Internal),
-        (EngineError::Several(vec![EngineError::UnknownContainer("c".into()), EngineError::Internal("y".into())]), 3, tonic::Code::NotFound),
+        (
+            EngineError::DecodeConfig("x".into()),
+            6,
+            tonic::Code::InvalidArgument,
+        ),
+        (
+            EngineError::Plan(PlanError::DecodeConfig("x".into())),
+            6,
+            tonic::Code::InvalidArgument,
+        ),
+        (
+            EngineError::Plan(PlanError::NadNotFound {
+                namespace: "a".into(),
+                name: "b".into(),
+            }),
+            7,
+            tonic::Code::InvalidArgument,
+        ),
+        (
+            EngineError::Plan(PlanError::MissingArg("K8S_POD_NAME")),
+            4,
+            tonic::Code::InvalidArgument,
+        ),
+        (
+            EngineError::Plan(PlanError::Source {
+                what: "pod".into(),
+                source: unavailable(),
+            }),
+            11,
+            tonic::Code::Unavailable,
+        ),
+        (
+            EngineError::Admission(AdmissionError::NoDelegateSlot {
+                limit: 2,
+                waited_ms: 5,
+            }),
+            11,
+            tonic::Code::Unavailable,
+        ),
+        (
+            EngineError::UnknownContainer("c".into()),
+            3,
+            tonic::Code::NotFound,
+        ),
+        (
+            EngineError::Unavailable("not ready".into()),
+            50,
+            tonic::Code::Unavailable,
+        ),
+        (
+            exec_error(ExecError::Plugin {
+                plugin: "macvlan".into(),
+                error: plugin_err.clone(),
+            }),
+            107,
+            tonic::Code::Internal,
+        ),
+        (
+            exec_error(ExecError::NotFound {
+                plugin: "macvlan".into(),
+                bin_dir: "/opt/cni/bin".into(),
+            }),
+            7,
+            tonic::Code::InvalidArgument,
+        ),
+        (
+            exec_error(ExecError::Timeout {
+                plugin: "macvlan".into(),
+                seconds: 60,
+            }),
+            999,
+            tonic::Code::Internal,
+        ),
+        (
+            delegate_error(ConflistError::CheckUnsupported("0.3.1".into())),
+            1,
+            tonic::Code::InvalidArgument,
+        ),
+        (
+            EngineError::NetworkStatus {
+                pod: "a/b".into(),
+                source: unavailable(),
+            },
+            11,
+            tonic::Code::Unavailable,
+        ),
+        (
+            EngineError::Internal("x".into()),
+            999,
+            tonic::Code::Internal,
+        ),
+        (
+            EngineError::Several(vec![
+                EngineError::UnknownContainer("c".into()),
+                EngineError::Internal("y".into()),
+            ]),
+            3,
+            tonic::Code::NotFound,
+        ),
     ];
     for (err, want, grpc) in cases {
         let status = to_status(&err);
@@ -87,8 +217,17 @@ fn every_error_kind_gets_its_code() {
         assert_eq!((cni.code, status.code()), (want, grpc), "{err}");
         assert_eq!(cni.msg, err.to_string());
     }
-    let status = to_status(&exec_error(ExecError::Plugin { plugin: "macvlan".into(), error: plugin_err }));
-    assert!(status.message().starts_with("delegate \"default/macvlan-net\" (plugin macvlan, net1): "), "{}", status.message());
+    let status = to_status(&exec_error(ExecError::Plugin {
+        plugin: "macvlan".into(),
+        error: plugin_err,
+    }));
+    assert!(
+        status
+            .message()
+            .starts_with("delegate \"default/macvlan-net\" (plugin macvlan, net1): "),
+        "{}",
+        status.message()
+    );
     assert_eq!(decoded(&status).details, "pool empty");
 }
 
@@ -97,7 +236,12 @@ struct OnePod;
 #[async_trait]
 impl ClusterSource for OnePod {
     async fn pod(&self, ns: &str, name: &str) -> Result<Option<PodInfo>, SourceError> {
-        Ok(Some(PodInfo { namespace: ns.into(), name: name.into(), uid: "u".into(), ..Default::default() }))
+        Ok(Some(PodInfo {
+            namespace: ns.into(),
+            name: name.into(),
+            uid: "u".into(),
+            ..Default::default()
+        }))
     }
     async fn nad(&self, _: &str, _: &str) -> Result<Option<NadInfo>, SourceError> {
         Ok(None)
@@ -120,13 +264,30 @@ async fn add_and_del_through_the_service() {
     let engine = Arc::new(Engine::new(Arc::new(config), Arc::new(OnePod)).unwrap());
     let svc = CniService::new(engine);
     let mut req = request(1, "c1", "eth0");
-    req.config = json!({"cniVersion": "0.4.0", "name": "multus", "type": "multus-shim"}).to_string().into_bytes();
-    let result = svc.add(Request::new(req.clone())).await.unwrap().into_inner().result;
+    req.config = json!({"cniVersion": "0.4.0", "name": "multus", "type": "multus-shim"})
+        .to_string()
+        .into_bytes();
+    let result = svc
+        .add(Request::new(req.clone()))
+        .await
+        .unwrap()
+        .into_inner()
+        .result;
     let v: serde_json::Value = serde_json::from_slice(&result).unwrap();
     assert_eq!(v["cniVersion"], "0.4.0");
     assert!(cni_dir.path().join("c1").exists());
-    assert!(svc.del(Request::new(req.clone())).await.unwrap().into_inner().result.is_empty());
+    assert!(
+        svc.del(Request::new(req.clone()))
+            .await
+            .unwrap()
+            .into_inner()
+            .result
+            .is_empty()
+    );
     assert!(!cni_dir.path().join("c1").exists());
     let status = svc.check(Request::new(req)).await.unwrap_err();
-    assert_eq!((status.code(), decoded(&status).code), (tonic::Code::NotFound, code::UNKNOWN_CONTAINER));
+    assert_eq!(
+        (status.code(), decoded(&status).code),
+        (tonic::Code::NotFound, code::UNKNOWN_CONTAINER)
+    );
 }

@@ -39,7 +39,13 @@ struct UpstreamDelegate {
 }
 
 /// Parses upstream's format; `None` when `bytes` is not that format.
-pub(super) fn parse(bytes: &[u8], cni_dir: &Path, container_id: &str, ifname: &str, args: &CniArgs) -> Option<Record> {
+pub(super) fn parse(
+    bytes: &[u8],
+    cni_dir: &Path,
+    container_id: &str,
+    ifname: &str,
+    args: &CniArgs,
+) -> Option<Record> {
     let list: Vec<UpstreamDelegate> = serde_json::from_slice(bytes).ok()?;
     if list.is_empty() {
         return None;
@@ -56,7 +62,11 @@ pub(super) fn parse(bytes: &[u8], cni_dir: &Path, container_id: &str, ifname: &s
         let mac = u.mac.clone().unwrap_or_default();
         let ips = u.ips.clone().unwrap_or_default();
         let delegate = Delegate {
-            name: u.name.clone().filter(|n| !n.is_empty()).unwrap_or_else(|| net_name(&config).to_owned()),
+            name: u
+                .name
+                .clone()
+                .filter(|n| !n.is_empty())
+                .unwrap_or_else(|| net_name(&config).to_owned()),
             cni_args: runtime::cni_args(args, uid, &mac, &ips),
             capability_args: capability_args(&u),
             is_default: idx == 0,
@@ -64,8 +74,17 @@ pub(super) fn parse(bytes: &[u8], cni_dir: &Path, container_id: &str, ifname: &s
             ifname,
             config,
         };
-        let result = libcni_result(cni_dir, net_name(&delegate.config), container_id, &delegate.ifname);
-        delegates.push(Entry { delegate, state: State::Added, result });
+        let result = libcni_result(
+            cni_dir,
+            net_name(&delegate.config),
+            container_id,
+            &delegate.ifname,
+        );
+        delegates.push(Entry {
+            delegate,
+            state: State::Added,
+            result,
+        });
     }
     Some(Record {
         schema_version: SCHEMA_VERSION,
@@ -80,22 +99,35 @@ pub(super) fn parse(bytes: &[u8], cni_dir: &Path, container_id: &str, ifname: &s
 }
 
 fn net_name(config: &Value) -> &str {
-    config.get("name").and_then(Value::as_str).unwrap_or_default()
+    config
+        .get("name")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
 }
 
 /// `Bytes` (the exact config) when present, else the parsed `ConfList` or `Conf`.
 fn config_of(u: &UpstreamDelegate) -> Option<Value> {
     if let Some(b64) = u.bytes.as_deref().filter(|s| !s.is_empty()) {
         let raw = base64::engine::general_purpose::STANDARD.decode(b64).ok()?;
-        return serde_json::from_slice::<Value>(&raw).ok().filter(Value::is_object);
+        return serde_json::from_slice::<Value>(&raw)
+            .ok()
+            .filter(Value::is_object);
     }
-    let list = u.conf_list.as_ref().filter(|l| l.get("plugins").and_then(Value::as_array).is_some_and(|p| !p.is_empty()));
+    let list = u.conf_list.as_ref().filter(|l| {
+        l.get("plugins")
+            .and_then(Value::as_array)
+            .is_some_and(|p| !p.is_empty())
+    });
     list.or(u.conf.as_ref()).filter(|c| c.is_object()).cloned()
 }
 
 fn capability_args(u: &UpstreamDelegate) -> Map<String, Value> {
     let mut caps = Map::new();
-    let strings = [("mac", &u.mac), ("infinibandGUID", &u.infiniband_guid), ("deviceID", &u.device_id)];
+    let strings = [
+        ("mac", &u.mac),
+        ("infinibandGUID", &u.infiniband_guid),
+        ("deviceID", &u.device_id),
+    ];
     for (key, value) in strings {
         if let Some(v) = value.as_deref().filter(|v| !v.is_empty()) {
             caps.insert(key.into(), v.into());
@@ -109,7 +141,9 @@ fn capability_args(u: &UpstreamDelegate) -> Map<String, Value> {
 
 /// The `result` libcni cached for the attachment, if the file is still there and readable.
 fn libcni_result(cni_dir: &Path, network: &str, container_id: &str, ifname: &str) -> Option<Value> {
-    let path = cni_dir.join("results").join(format!("{network}-{container_id}-{ifname}"));
+    let path = cni_dir
+        .join("results")
+        .join(format!("{network}-{container_id}-{ifname}"));
     let cached: Value = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
     cached.get("result").filter(|r| r.is_object()).cloned()
 }

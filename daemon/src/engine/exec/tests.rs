@@ -7,45 +7,87 @@ use super::*;
 use crate::engine::fakeplugin::{ECHO_RESULT, FakePlugins};
 
 fn env(command: Command) -> ExecEnv<'static> {
-    ExecEnv { command, container_id: "c1", netns: "/run/netns/x", ifname: "eth0", cni_args: "A=1" }
+    ExecEnv {
+        command,
+        container_id: "c1",
+        netns: "/run/netns/x",
+        ifname: "eth0",
+        cni_args: "A=1",
+    }
 }
 
 #[tokio::test]
 async fn passes_env_and_stdin_and_returns_stdout() {
     let f = FakePlugins::new();
-    f.add("ok", &format!("env | sort > {}/env\n{ECHO_RESULT}", f.dir.path().display()));
-    let out = f.executor().run("ok", &env(Command::Add), br#"{"x":1}"#).await.unwrap();
+    f.add(
+        "ok",
+        &format!("env | sort > {}/env\n{ECHO_RESULT}", f.dir.path().display()),
+    );
+    let out = f
+        .executor()
+        .run("ok", &env(Command::Add), br#"{"x":1}"#)
+        .await
+        .unwrap();
     let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
     assert_eq!(v["interfaces"][0]["name"], "eth0");
     let calls = f.calls();
     assert_eq!(calls.len(), 1);
     assert_eq!(calls[0].stdin, serde_json::json!({"x": 1}));
     let envs = std::fs::read_to_string(f.dir.path().join("env")).unwrap();
-    for want in ["CNI_COMMAND=ADD", "CNI_CONTAINERID=c1", "CNI_NETNS=/run/netns/x", "CNI_IFNAME=eth0", "CNI_ARGS=A=1"] {
+    for want in [
+        "CNI_COMMAND=ADD",
+        "CNI_CONTAINERID=c1",
+        "CNI_NETNS=/run/netns/x",
+        "CNI_IFNAME=eth0",
+        "CNI_ARGS=A=1",
+    ] {
         assert!(envs.lines().any(|l| l == want), "{want} missing in {envs}");
     }
-    assert!(envs.lines().any(|l| l == format!("CNI_PATH={}", f.dir.path().display())));
+    assert!(
+        envs.lines()
+            .any(|l| l == format!("CNI_PATH={}", f.dir.path().display()))
+    );
     // env_clear: nothing of the daemon's environment but PATH leaks into the plugin.
-    assert!(!envs.lines().any(|l| l.starts_with("HOME=") || l.starts_with("CARGO")), "{envs}");
+    assert!(
+        !envs
+            .lines()
+            .any(|l| l.starts_with("HOME=") || l.starts_with("CARGO")),
+        "{envs}"
+    );
 }
 
 #[tokio::test]
 async fn decodes_failures() {
     let f = FakePlugins::new();
-    f.add("cnierr", r#"echo '{"cniVersion":"1.0.0","code":107,"msg":"no leases"}'; exit 1"#);
+    f.add(
+        "cnierr",
+        r#"echo '{"cniVersion":"1.0.0","code":107,"msg":"no leases"}'; exit 1"#,
+    );
     f.add("plain", "echo boom >&2; exit 3");
     f.add("killed", "kill -9 $$");
     let x = f.executor();
     let e = env(Command::Add);
     match x.run("cnierr", &e, b"{}").await.unwrap_err() {
-        ExecError::Plugin { error, .. } => assert_eq!((error.code, error.msg.as_str()), (107, "no leases")),
+        ExecError::Plugin { error, .. } => {
+            assert_eq!((error.code, error.msg.as_str()), (107, "no leases"))
+        }
         other => panic!("{other}"),
     }
     match x.run("plain", &e, b"{}").await.unwrap_err() {
-        ExecError::Failed { plugin, code, stderr } => assert_eq!((plugin.as_str(), code, stderr.as_str()), ("plain", 3, "boom")),
+        ExecError::Failed {
+            plugin,
+            code,
+            stderr,
+        } => assert_eq!(
+            (plugin.as_str(), code, stderr.as_str()),
+            ("plain", 3, "boom")
+        ),
         other => panic!("{other}"),
     }
-    assert!(matches!(x.run("killed", &e, b"{}").await.unwrap_err(), ExecError::Signaled { signal: 9, .. }));
+    assert!(matches!(
+        x.run("killed", &e, b"{}").await.unwrap_err(),
+        ExecError::Signaled { signal: 9, .. }
+    ));
 }
 
 #[tokio::test]
@@ -58,13 +100,21 @@ async fn finds_plugins_in_any_bin_dir_and_refuses_paths() {
     assert!(x.find("there").is_ok());
     assert!(matches!(x.find("../there"), Err(ExecError::InvalidType(_))));
     assert!(matches!(x.find("missing"), Err(ExecError::NotFound { .. })));
-    assert!(x.run("there", &env(Command::Del), b"{}").await.unwrap().is_empty());
+    assert!(
+        x.run("there", &env(Command::Del), b"{}")
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 #[tokio::test]
 async fn slow_plugin_is_killed_at_the_timeout() {
     let f = FakePlugins::new();
-    f.add("slow", &format!("sleep 30; touch {}/finished", f.dir.path().display()));
+    f.add(
+        "slow",
+        &format!("sleep 30; touch {}/finished", f.dir.path().display()),
+    );
     let x = f.executor().with_timeout(Duration::from_millis(200));
     let err = x.run("slow", &env(Command::Add), b"{}").await.unwrap_err();
     assert!(matches!(err, ExecError::Timeout { .. }), "{err}");
