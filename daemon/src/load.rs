@@ -1,1 +1,227 @@
-//! (module being written)
+//! Loading the daemon `Config`: the JSON file, then `MULTUS_`-prefixed environment, merged with
+//! figment. Keys are matched case-insensitively like upstream's Go decoding; unknown keys are kept
+//! in `Config::extra`; a wrong type fails startup naming the key.
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::Serialized;
+use serde_json::{Map, Value};
+
+use crate::config::Config;
+
+/// Environment variables `MULTUS_<KEY>` set config keys (`MULTUS_SOCKET_DIR` → `socketDir`).
+pub const ENV_PREFIX: &str = "MULTUS_";
+
+/// Why the configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("reading daemon config {path}: {source}")]
+    ReadFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("parsing daemon config {path}: {source}")]
+    ParseJson {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+    #[error("daemon config {path} is not a JSON object")]
+    NotAnObject { path: PathBuf },
+    #[error("daemon config: {0}")]
+    Extract(String),
+    #[error("daemon config key {key}: {reason}")]
+    Invalid { key: &'static str, reason: String },
+}
+
+/// The canonical spelling of every key `Config` knows (its serialized default's keys).
+fn known_keys() -> Vec<String> {
+    match serde_json::to_value(Config::default()) {
+        Ok(Value::Object(map)) => map.keys().cloned().collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Renames keys to the canonical spelling of a known key that matches case-insensitively; an
+/// exact spelling wins over a case-insensitive one (Go's rule). Unknown keys stay as written.
+pub fn normalise(obj: Map<String, Value>, known: &[String]) -> Map<String, Value> {
+    let (exact, folded): (Vec<_>, Vec<_>) = obj.into_iter().partition(|(k, _)| known.contains(k));
+    let mut out: Map<String, Value> = exact.into_iter().collect();
+    for (key, value) in folded {
+        match known.iter().find(|k| k.eq_ignore_ascii_case(&key)) {
+            Some(canon) if out.contains_key(canon) => {}
+            Some(canon) => {
+                out.insert(canon.clone(), value);
+            }
+            None => {
+                out.insert(key, value);
+            }
+        }
+    }
+    out
+}
+
+/// `MULTUS_<KEY>` variables as config keys: the suffix matched against known keys ignoring case
+/// and underscores. Values are JSON when they decode to the key's type, else strings. Variables
+/// that name no key (e.g. `MULTUS_NODE_NAME`) are not config.
+pub fn env_overrides(
+    vars: impl IntoIterator<Item = (String, String)>,
+    known: &[String],
+) -> Map<String, Value> {
+    let mut out = Map::new();
+    for (name, raw) in vars {
+        let Some(suffix) = name.strip_prefix(ENV_PREFIX) else {
+            continue;
+        };
+        let folded: String = suffix.chars().filter(|c| *c != '_').collect();
+        let Some(key) = known.iter().find(|k| k.eq_ignore_ascii_case(&folded)) else {
+            continue;
+        };
+        let typed = serde_json::from_str::<Value>(&raw)
+            .ok()
+            .filter(|v| decodes_as(key, v));
+        out.insert(key.clone(), typed.unwrap_or(Value::String(raw)));
+    }
+    out
+}
+
+fn decodes_as(key: &str, value: &Value) -> bool {
+    let mut probe = Map::new();
+    probe.insert(key.to_owned(), value.clone());
+    serde_json::from_value::<Config>(Value::Object(probe)).is_ok()
+}
+
+/// Reads and merges the file at `path` and the given environment into a `Config`.
+pub fn load(
+    path: &Path,
+    vars: impl IntoIterator<Item = (String, String)>,
+) -> Result<Config, LoadError> {
+    let bytes = std::fs::read(path).map_err(|source| LoadError::ReadFile {
+        path: path.to_owned(),
+        source,
+    })?;
+    let value: Value = serde_json::from_slice(&bytes).map_err(|source| LoadError::ParseJson {
+        path: path.to_owned(),
+        source,
+    })?;
+    let Value::Object(file) = value else {
+        return Err(LoadError::NotAnObject {
+            path: path.to_owned(),
+        });
+    };
+    from_layers(file, vars)
+}
+
+/// Merges a parsed file object and the environment (environment wins).
+pub fn from_layers(
+    file: Map<String, Value>,
+    vars: impl IntoIterator<Item = (String, String)>,
+) -> Result<Config, LoadError> {
+    let known = known_keys();
+    let config: Config = Figment::new()
+        .merge(Serialized::defaults(Value::Object(normalise(file, &known))))
+        .merge(Serialized::defaults(Value::Object(env_overrides(
+            vars, &known,
+        ))))
+        .extract()
+        .map_err(|e| LoadError::Extract(describe(&e)))?;
+    validate(&config)?;
+    Ok(config)
+}
+
+/// figment's message with the key path first, so the operator sees which key is wrong.
+fn describe(e: &figment::Error) -> String {
+    e.clone()
+        .into_iter()
+        .map(|e| {
+            let key = e.path.join(".");
+            if key.is_empty() {
+                e.kind.to_string()
+            } else {
+                format!("key {key}: {}", e.kind)
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// Checks serde cannot express.
+fn validate(c: &Config) -> Result<(), LoadError> {
+    if c.connection_limit == Some(0) {
+        let reason = "must be greater than 0 when set".to_owned();
+        return Err(LoadError::Invalid {
+            key: "connectionLimit",
+            reason,
+        });
+    }
+    if c.socket_dir.as_os_str().is_empty() {
+        return Err(LoadError::Invalid {
+            key: "socketDir",
+            reason: "must not be empty".into(),
+        });
+    }
+    Ok(())
+}
+
+/// Keys accepted for compatibility whose behaviour this build does not have, one line each.
+pub fn unimplemented_keys(c: &Config) -> Vec<(&'static str, &'static str)> {
+    let mut out = Vec::new();
+    let mut note = |set: bool, key, what| {
+        if set {
+            out.push((key, what));
+        }
+    };
+    note(
+        c.multus_config_file == "auto",
+        "multusConfigFile",
+        "auto generation of 00-multus.conf is not implemented: install the multus CNI config yourself",
+    );
+    note(
+        c.multus_config_file != "auto",
+        "multusConfigFile",
+        "copying the file into cniConfigDir is not implemented: install it yourself",
+    );
+    note(
+        c.per_node_certificate.as_ref().is_some_and(|p| p.enabled),
+        "perNodeCertificate",
+        "per-node certificates are not implemented: the service account or kubeconfig is used",
+    );
+    note(
+        c.enable_pprof == Some(true),
+        "enablePprof",
+        "there is no Go profiler to serve",
+    );
+    note(
+        c.metrics_port.is_some(),
+        "metricsPort",
+        "the metrics listener is not implemented yet",
+    );
+    note(
+        c.connection_limit.is_some(),
+        "connectionLimit",
+        "not enforced; delegateConcurrency bounds concurrent plugin runs",
+    );
+    note(
+        c.log_options.is_some(),
+        "logOptions",
+        "log rotation is not implemented yet: logFile grows without bound",
+    );
+    note(
+        c.auxiliary_cni_chain_name.is_some(),
+        "auxiliaryCNIChainName",
+        "auxiliary chains are not implemented: requests using them fail",
+    );
+    note(
+        c.multus_autoconfig_dir.is_some() || c.multus_master_cni.is_some(),
+        "multusAutoconfigDir/multusMasterCNI",
+        "only used by config generation, which is not implemented",
+    );
+    note(
+        c.force_cni_version || c.override_network_name,
+        "forceCNIVersion/overrideNetworkName",
+        "only used by config generation, which is not implemented",
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests;
