@@ -3,10 +3,10 @@
 use multus_common::validate;
 use serde_json::{Value, json};
 
-use super::cache::{Entry, PodRef, Record, SCHEMA_VERSION, State};
+use super::cache::{Entry, Loaded, PodRef, Record, SCHEMA_VERSION, State};
 use super::conflist::{self, Attachment};
 use super::plan::{self, Plan, Planned};
-use super::{CniCall, Engine, EngineError, netstatus};
+use super::{CniCall, Engine, EngineError, del, netstatus};
 
 pub(super) async fn add(e: &Engine, call: CniCall) -> Result<Vec<u8>, EngineError> {
     validate::id("container id", &call.container_id)?;
@@ -54,6 +54,7 @@ fn stdin_version(config: &[u8]) -> Result<String, EngineError> {
 }
 
 async fn attach(e: &Engine, call: &CniCall, p: Plan) -> Result<Vec<u8>, EngineError> {
+    teardown_stale(e, call).await?;
     let mut record = Record {
         schema_version: SCHEMA_VERSION,
         container_id: call.container_id.clone(),
@@ -103,6 +104,17 @@ async fn attach(e: &Engine, call: &CniCall, p: Plan) -> Result<Vec<u8>, EngineEr
     }
     tracing::info!(container.id = %call.container_id, delegates = record.delegates.len(), "ADD done");
     cluster_result(&record, &p.result_version)
+}
+
+/// A second ADD for a container without a DEL in between (e.g. after a rollback that failed)
+/// would overwrite the record of what is still attached; tear that down first so nothing leaks.
+async fn teardown_stale(e: &Engine, call: &CniCall) -> Result<(), EngineError> {
+    let Loaded::Found(stale) = del::load(e, call).await? else {
+        return Ok(());
+    };
+    tracing::warn!(container.id = %call.container_id, delegates = stale.delegates.len(),
+        "ADD over an existing record; tearing the old attachments down first");
+    EngineError::from_all(del::teardown(e, &stale, &call.netns).await)
 }
 
 async fn save(e: &Engine, record: &Record) -> Result<(), EngineError> {

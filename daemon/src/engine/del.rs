@@ -12,7 +12,7 @@ use super::cache::{Loaded, Record, State};
 use super::conflist::{self, Attachment};
 use super::{CniCall, Engine, EngineError};
 
-async fn load(e: &Engine, call: &CniCall) -> Result<Loaded, EngineError> {
+pub(super) async fn load(e: &Engine, call: &CniCall) -> Result<Loaded, EngineError> {
     let (id, ifname, args) = (
         call.container_id.clone(),
         call.ifname.clone(),
@@ -39,19 +39,15 @@ pub(super) async fn del(e: &Engine, call: CniCall) -> Result<(), EngineError> {
     if record.from_upstream {
         tracing::info!(container.id = %call.container_id, "DEL from an upstream Multus record");
     }
-    let mut errors = teardown(e, &record, &call.netns).await;
+    let errors = teardown(e, &record, &call.netns).await;
     if errors.is_empty() || !e.config.retry_delete_on_error {
         let id = call.container_id.clone();
         e.blocking(move |c| c.remove(&id)).await?;
     }
-    match errors.len() {
-        0 => {
-            tracing::info!(container.id = %call.container_id, delegates = record.delegates.len(), "DEL done");
-            Ok(())
-        }
-        1 => Err(errors.remove(0)),
-        _ => Err(EngineError::Several(errors)),
+    if errors.is_empty() {
+        tracing::info!(container.id = %call.container_id, delegates = record.delegates.len(), "DEL done");
     }
+    EngineError::from_all(errors)
 }
 
 /// DEL of every delegate in reverse, each with its cached result; returns every failure.

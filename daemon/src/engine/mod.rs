@@ -111,6 +111,15 @@ impl EngineError {
         }
     }
 
+    /// `Ok` for no errors, the error itself for one, [`EngineError::Several`] for more.
+    fn from_all(mut errors: Vec<EngineError>) -> Result<(), EngineError> {
+        match errors.len() {
+            0 => Ok(()),
+            1 => Err(errors.remove(0)),
+            _ => Err(EngineError::Several(errors)),
+        }
+    }
+
     fn delegate(d: &Delegate, source: ConflistError) -> Self {
         let plugin = match source.first() {
             ConflistError::Exec { plugin, .. } | ConflistError::InvalidResult { plugin, .. } => {

@@ -85,17 +85,14 @@ pub(super) async fn gc(e: &Engine, call: CniCall) -> Result<(), EngineError> {
             errors.push(EngineError::delegate(d, source));
         }
     }
-    match errors.len() {
-        0 => Ok(()),
-        1 => Err(errors.remove(0)),
-        _ => Err(EngineError::Several(errors)),
-    }
+    EngineError::from_all(errors)
 }
 
 async fn read(e: &Engine, id: &str) -> Option<Record> {
     let id = id.to_owned();
+    // Upstream-format records name no interface for the cluster network; runtimes use eth0.
     match e
-        .blocking(move |c| c.read(&id, "", &Default::default()))
+        .blocking(move |c| c.read(&id, "eth0", &Default::default()))
         .await
     {
         Ok(Loaded::Found(r)) => Some(r),

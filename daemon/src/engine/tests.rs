@@ -388,3 +388,33 @@ async fn status_checks_readiness_then_the_cluster_network() {
         other => panic!("{other}"),
     }
 }
+
+#[tokio::test]
+async fn second_add_tears_down_what_the_first_left() {
+    let f = fixture(mem(), |_| {});
+    f.engine.add(call(Command::Add, "c1")).await.unwrap();
+    f.engine.add(call(Command::Add, "c1")).await.unwrap();
+    let cmds: Vec<_> = order(&f).iter().map(|c| c[..3].to_owned()).collect();
+    assert_eq!(
+        cmds,
+        [
+            "ADD", "ADD", "ADD", "DEL", "DEL", "DEL", "ADD", "ADD", "ADD"
+        ]
+    );
+    assert!(record(&f, "c1").is_some());
+}
+
+#[tokio::test]
+async fn failed_rollback_keeps_the_record_for_del() {
+    let f = fixture(mem(), |_| {});
+    f.plugins
+        .add("third", r#"echo '{"code":107,"msg":"no"}'; exit 1"#);
+    f.plugins.add(
+        "first",
+        &format!("[ \"$CNI_COMMAND\" = DEL ] && exit 1\n{ECHO_RESULT}"),
+    );
+    assert!(f.engine.add(call(Command::Add, "c1")).await.is_err());
+    let rec = record(&f, "c1").expect("record kept after a failed rollback");
+    assert_eq!(rec.delegates[0].state, State::Added);
+    assert_eq!(rec.delegates[2].state, State::Planned);
+}
