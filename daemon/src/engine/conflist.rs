@@ -237,7 +237,7 @@ pub async fn del(
     let mut errors = Vec::new();
     for plugin in p.list.iter().rev() {
         if let Err(e) = run_one(x, &p, plugin, &env, &one_config(&p, plugin, d, &extra)).await {
-            tracing::warn!(network = %p.name, plugin.r#type = %plugin_type(plugin), error = %e, "DEL failed; continuing");
+            tracing::warn!(network = %p.name, plugin = %plugin_type(plugin), error = %e, "DEL failed; continuing");
             errors.push(e);
         }
     }

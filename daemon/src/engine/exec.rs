@@ -133,7 +133,7 @@ impl Executor {
     ) -> Result<Vec<u8>, ExecError> {
         let path = self.find(plugin)?;
         let (_permit, waited) = self.admission.delegate_slot().await?;
-        let span = tracing::info_span!("plugin_exec", plugin.r#type = %plugin, cni.command = %env.command,
+        let span = tracing::info_span!("plugin_exec", plugin = %plugin, cni.command = %env.command,
             container.id = %env.container_id, ifname = %env.ifname, queue_wait_ms = waited.as_millis() as u64,
             exit.code = tracing::field::Empty, duration_ms = tracing::field::Empty);
         let started = Instant::now();
