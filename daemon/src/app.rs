@@ -1,1 +1,101 @@
-//! (module being written)
+//! The daemon process assembled: the cluster source chosen from the config, the engine, the
+//! socket and the gRPC server, and the order they start and stop in.
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::UnixListener;
+
+use crate::config::Config;
+use crate::engine::{Engine, EngineError};
+use crate::server::{self, ServerError};
+use crate::service::CniService;
+use crate::socket::{self, SocketError, SocketFile};
+use crate::source::ClusterSource;
+use crate::source::files::FileSource;
+use crate::source::kube::{KubeSettings, KubeSource, KubeSourceError};
+
+/// Why the daemon could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("connecting to the Kubernetes API (set clusterStateDir for standalone mode): {0}")]
+    KubeSource(#[from] KubeSourceError),
+    #[error("building the engine: {0}")]
+    Engine(#[from] EngineError),
+    #[error("daemon socket: {0}")]
+    Socket(#[from] SocketError),
+    #[error("gRPC server: {0}")]
+    Server(#[from] ServerError),
+}
+
+/// A daemon ready to serve: everything bound, nothing accepted yet.
+pub struct App {
+    engine: Arc<Engine>,
+    listener: UnixListener,
+    socket: SocketFile,
+    grace: Duration,
+}
+
+impl App {
+    /// Builds every part in dependency order; fails before binding when the source or engine
+    /// cannot be built, so no socket ever answers for a daemon that cannot work.
+    pub async fn build(config: Config) -> Result<Self, AppError> {
+        let config = Arc::new(config);
+        let source = source(&config).await?;
+        let engine = Arc::new(Engine::new(Arc::clone(&config), source)?);
+        let (listener, socket) = socket::bind(&config.socket_path())?;
+        tracing::info!(
+            socket = %socket.path().display(),
+            cni_dir = %config.cni_dir.display(),
+            bin_dir = %config.bin_dir.display(),
+            conf_dir = %config.conf_dir.display(),
+            chroot_dir = ?config.chroot_dir,
+            "multus-daemon listening"
+        );
+        Ok(Self {
+            engine,
+            listener,
+            socket,
+            grace: server::SHUTDOWN_GRACE,
+        })
+    }
+
+    /// Serves until `shutdown` resolves, drains, then removes the socket file. CNI config files
+    /// are never touched (upstream deletes 00-multus.conf here, leaving pods without networks).
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), AppError> {
+        let Self {
+            engine,
+            listener,
+            socket,
+            grace,
+        } = self;
+        let result = server::serve(CniService::new(engine), listener, shutdown, grace).await;
+        drop(socket);
+        tracing::info!("multus-daemon stopped");
+        Ok(result?)
+    }
+}
+
+/// Standalone mode when `clusterStateDir` is set, else the Kubernetes API.
+async fn source(config: &Config) -> Result<Arc<dyn ClusterSource>, AppError> {
+    if let Some(dir) = &config.cluster_state_dir {
+        tracing::info!(
+            source = "files",
+            cluster_state_dir = %dir.display(),
+            network_status_dir = ?config.network_status_dir,
+            "standalone mode: pods and NADs from manifests"
+        );
+        return Ok(Arc::new(FileSource::new(
+            dir.clone(),
+            config.network_status_dir.clone(),
+        )));
+    }
+    let settings = KubeSettings::from_config(config);
+    tracing::info!(
+        source = "kubernetes",
+        kubeconfig = ?settings.kubeconfig,
+        node = ?settings.node_name,
+        "pods and NADs from the Kubernetes API"
+    );
+    Ok(Arc::new(KubeSource::connect(settings).await?))
+}

@@ -7,6 +7,8 @@ use figment::Figment;
 use figment::providers::Serialized;
 use serde_json::{Map, Value};
 
+use multus_common::constants;
+
 use crate::config::Config;
 
 /// Environment variables `MULTUS_<KEY>` set config keys (`MULTUS_SOCKET_DIR` → `socketDir`).
@@ -221,6 +223,31 @@ pub fn unimplemented_keys(c: &Config) -> Vec<(&'static str, &'static str)> {
         "only used by config generation, which is not implemented",
     );
     out
+}
+
+/// The daemon's flags in Go `flag` spellings (`-config x`, `--config=x`, `-version`): the config
+/// file path, or `None` for `-version`.
+pub fn parse_flags(mut args: impl Iterator<Item = String>) -> Result<Option<PathBuf>, String> {
+    let mut config = PathBuf::from(constants::DEFAULT_DAEMON_CONFIG);
+    while let Some(arg) = args.next() {
+        let flag = arg.trim_start_matches('-');
+        match flag.split_once('=') {
+            None if flag == "version" => return Ok(None),
+            None if flag == "config" => {
+                config = args.next().ok_or("flag needs an argument: -config")?.into()
+            }
+            Some(("config", v)) => config = v.into(),
+            _ => return Err(format!("flag provided but not defined: {arg}")),
+        }
+    }
+    Ok(Some(config))
+}
+
+/// Logs [`unimplemented_keys`] at warn, one line per key.
+pub fn warn_unimplemented(c: &Config) {
+    for (key, reason) in unimplemented_keys(c) {
+        tracing::warn!(key, reason, "config key accepted but not implemented");
+    }
 }
 
 #[cfg(test)]

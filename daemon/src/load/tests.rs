@@ -139,3 +139,28 @@ fn unimplemented_keys_are_listed_once_each() {
     let keys: Vec<_> = unimplemented_keys(&c).into_iter().map(|(k, _)| k).collect();
     assert_eq!(keys, vec!["multusConfigFile", "metricsPort"]);
 }
+
+#[test]
+fn flags_in_go_spellings() {
+    let parse = |args: &[&str]| parse_flags(args.iter().map(|s| s.to_string()));
+    // (argv, the config path or None for -version; Err for a usage error)
+    type Case<'a> = (&'a [&'a str], Result<Option<&'a str>, ()>);
+    let cases: &[Case<'_>] = &[
+        (&[], Ok(Some("/etc/cni/net.d/multus.d/daemon-config.json"))),
+        (&["-config", "/a"], Ok(Some("/a"))),
+        (&["--config", "/b"], Ok(Some("/b"))),
+        (&["-config=/c"], Ok(Some("/c"))),
+        (&["--config=/d"], Ok(Some("/d"))),
+        (&["-version"], Ok(None)),
+        (&["--version"], Ok(None)),
+        (&["-config"], Err(())),
+        (&["-bogus"], Err(())),
+        (&["-version=1"], Err(())),
+    ];
+    for (args, want) in cases {
+        let got = parse(args)
+            .map(|p| p.map(|p| p.display().to_string()))
+            .map_err(|_| ());
+        assert_eq!(got, want.map(|p| p.map(str::to_owned)), "{args:?}");
+    }
+}
