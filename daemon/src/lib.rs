@@ -5,6 +5,7 @@ pub mod app;
 pub mod config;
 pub mod engine;
 pub mod load;
+pub mod netns;
 pub mod server;
 pub mod service;
 pub mod signal;

@@ -1,0 +1,375 @@
+//! The few things the daemon does inside a pod network namespace (default routes), each on a
+//! dedicated short-lived OS thread.
+//!
+//! `setns` changes the namespace of the calling thread only, so it never runs on a tokio worker
+//! (every later task on that worker would silently act in the pod's namespace). Each operation
+//! spawns a scoped thread, enters the namespace, opens the netlink socket there (a socket is bound
+//! to the namespace it was created in), does its work on a current-thread runtime and exits: there
+//! is nothing to restore. Async callers use [`apply_default_routes`], which runs the whole thing
+//! through `spawn_blocking`.
+use std::fs::File;
+use std::future::Future;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::path::{Path, PathBuf};
+
+use futures::TryStreamExt;
+use netlink_packet_route::AddressFamily;
+use netlink_packet_route::link::LinkMessage;
+use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteHeader, RouteMessage};
+use nix::sched::{CloneFlags, setns};
+use rtnetlink::{Handle, RouteMessageBuilder};
+
+const EEXIST: i32 = nix::libc::EEXIST;
+const ESRCH: i32 = nix::libc::ESRCH;
+
+/// Something done inside a network namespace failed.
+#[derive(Debug, thiserror::Error)]
+pub enum NetnsError {
+    #[error("opening network namespace {path}: {source}")]
+    Open {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("entering network namespace {path}: {source}")]
+    Setns { path: PathBuf, source: nix::Error },
+    #[error("starting the netlink runtime: {0}")]
+    Runtime(std::io::Error),
+    #[error("opening a netlink socket: {0}")]
+    Connect(std::io::Error),
+    #[error("the network namespace thread panicked")]
+    ThreadPanicked,
+    #[error("interface {0:?} not found")]
+    LinkNotFound(String),
+    #[error("looking up interface {ifname:?}: {source}")]
+    GetLink {
+        ifname: String,
+        source: rtnetlink::Error,
+    },
+    #[error("listing routes: {0}")]
+    ListRoutes(rtnetlink::Error),
+    #[error("deleting default route {route}: {source}")]
+    DeleteRoute {
+        route: String,
+        source: rtnetlink::Error,
+    },
+    #[error("building a default route via {gateway}: {reason}")]
+    BuildRoute { gateway: IpAddr, reason: String },
+    /// The kernel refused the route because another default route of its family exists.
+    #[error(
+        "adding default route via {gateway} on {ifname:?}: another default route exists: {existing:?}"
+    )]
+    OtherDefault {
+        ifname: String,
+        gateway: IpAddr,
+        existing: Vec<String>,
+    },
+    #[error("adding default route via {gateway} on {ifname:?}: {source}")]
+    AddRoute {
+        ifname: String,
+        gateway: IpAddr,
+        source: rtnetlink::Error,
+    },
+}
+
+/// An IP address family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Family {
+    V4,
+    V6,
+}
+
+impl Family {
+    pub fn of(ip: &IpAddr) -> Self {
+        if ip.is_ipv4() { Family::V4 } else { Family::V6 }
+    }
+
+    fn unspecified(self) -> IpAddr {
+        match self {
+            Family::V4 => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            Family::V6 => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+        }
+    }
+
+    fn address_family(self) -> AddressFamily {
+        match self {
+            Family::V4 => AddressFamily::Inet,
+            Family::V6 => AddressFamily::Inet6,
+        }
+    }
+}
+
+/// One route of the main table, as much of it as the daemon looks at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    pub family: Family,
+    /// `None` when the kernel sent no destination attribute (older netlink: a default route).
+    pub dst: Option<IpAddr>,
+    pub dst_prefix_len: u8,
+    pub gateway: Option<IpAddr>,
+    /// Output interface index.
+    pub oif: Option<u32>,
+}
+
+impl Route {
+    /// A default route: prefix length 0, whether the destination came as nil or as `0.0.0.0`/`::`
+    /// (current kernels send the latter; upstream's nil-only check misses them, ref §9.5).
+    pub fn is_default(&self) -> bool {
+        self.dst_prefix_len == 0
+    }
+
+    fn from_message(msg: &RouteMessage, family: Family) -> Self {
+        let mut route = Route {
+            family,
+            dst: None,
+            dst_prefix_len: msg.header.destination_prefix_length,
+            gateway: None,
+            oif: None,
+        };
+        for attr in &msg.attributes {
+            match attr {
+                RouteAttribute::Destination(a) => route.dst = ip_of(a),
+                RouteAttribute::Gateway(a) => route.gateway = ip_of(a),
+                RouteAttribute::Oif(i) => route.oif = Some(*i),
+                _ => {}
+            }
+        }
+        route
+    }
+}
+
+fn ip_of(a: &RouteAddress) -> Option<IpAddr> {
+    match a {
+        RouteAddress::Inet(v4) => Some(IpAddr::V4(*v4)),
+        RouteAddress::Inet6(v6) => Some(IpAddr::V6(*v6)),
+        _ => None,
+    }
+}
+
+/// What to do to the default routes of one family on one interface.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DefaultRouteChange {
+    pub ifname: String,
+    pub family: Family,
+    /// `None`: remove every default route of the family on the interface. `Some(gw)`: make the
+    /// route via `gw` its only default route of that family.
+    pub gateway: Option<IpAddr>,
+}
+
+/// Runs `f` with a netlink handle opened inside the namespace at `netns`, on its own thread.
+fn with_netlink<T, F, Fut>(netns: &Path, f: F) -> Result<T, NetnsError>
+where
+    T: Send,
+    F: FnOnce(Handle) -> Fut + Send,
+    Fut: Future<Output = Result<T, NetnsError>>,
+{
+    let file = File::open(netns).map_err(|source| NetnsError::Open {
+        path: netns.to_owned(),
+        source,
+    })?;
+    std::thread::scope(|s| {
+        s.spawn(move || {
+            setns(&file, CloneFlags::CLONE_NEWNET).map_err(|source| NetnsError::Setns {
+                path: netns.to_owned(),
+                source,
+            })?;
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_io()
+                .build()
+                .map_err(NetnsError::Runtime)?;
+            rt.block_on(async move {
+                let (conn, handle, _) = rtnetlink::new_connection().map_err(NetnsError::Connect)?;
+                tokio::spawn(conn);
+                f(handle).await
+            })
+        })
+        .join()
+        .map_err(|_| NetnsError::ThreadPanicked)?
+    })
+}
+
+/// The main-table routes of `family` in the namespace at `netns`.
+pub fn routes(netns: &Path, family: Family) -> Result<Vec<Route>, NetnsError> {
+    with_netlink(netns, |h| async move {
+        let msgs = main_routes(&h, family).await?;
+        Ok(msgs
+            .iter()
+            .map(|m| Route::from_message(m, family))
+            .collect())
+    })
+}
+
+/// Applies `changes` in order inside the namespace at `netns` (one thread for all of them).
+pub fn set_default_routes(netns: &Path, changes: &[DefaultRouteChange]) -> Result<(), NetnsError> {
+    with_netlink(netns, |h| async move {
+        for change in changes {
+            apply_one(&h, change).await?;
+        }
+        Ok(())
+    })
+}
+
+/// [`set_default_routes`] for async callers: the namespace thread is started from a blocking
+/// task, never from a runtime worker.
+pub async fn apply_default_routes(
+    netns: PathBuf,
+    changes: Vec<DefaultRouteChange>,
+) -> Result<(), NetnsError> {
+    tokio::task::spawn_blocking(move || set_default_routes(&netns, &changes))
+        .await
+        .map_err(|_| NetnsError::ThreadPanicked)?
+}
+
+async fn apply_one(h: &Handle, change: &DefaultRouteChange) -> Result<(), NetnsError> {
+    let index = link_index(h, &change.ifname).await?;
+    for msg in main_routes(h, change.family).await? {
+        let route = Route::from_message(&msg, change.family);
+        let keep = change.gateway.is_some() && route.gateway == change.gateway;
+        if route.is_default() && route.oif == Some(index) && !keep {
+            delete_route(h, msg, &route, &change.ifname).await?;
+        }
+    }
+    match change.gateway {
+        Some(gateway) => add_default(h, &change.ifname, index, gateway).await,
+        None => Ok(()),
+    }
+}
+
+async fn link_index(h: &Handle, ifname: &str) -> Result<u32, NetnsError> {
+    let links: Vec<LinkMessage> = h
+        .link()
+        .get()
+        .match_name(ifname)
+        .execute()
+        .try_collect()
+        .await
+        .map_err(|source| match errno(&source) {
+            Some(nix::libc::ENODEV) => NetnsError::LinkNotFound(ifname.to_owned()),
+            _ => NetnsError::GetLink {
+                ifname: ifname.to_owned(),
+                source,
+            },
+        })?;
+    links
+        .first()
+        .map(|l| l.header.index)
+        .ok_or_else(|| NetnsError::LinkNotFound(ifname.to_owned()))
+}
+
+/// Routes of the main table only: the kernel's dump also carries the local table, which is
+/// not the pod's routing and must never be touched.
+async fn main_routes(h: &Handle, family: Family) -> Result<Vec<RouteMessage>, NetnsError> {
+    let mut filter = RouteMessage::default();
+    filter.header.address_family = family.address_family();
+    let all: Vec<RouteMessage> = h
+        .route()
+        .get(filter)
+        .execute()
+        .try_collect()
+        .await
+        .map_err(NetnsError::ListRoutes)?;
+    Ok(all
+        .into_iter()
+        .filter(|m| table_of(m) == u32::from(RouteHeader::RT_TABLE_MAIN))
+        .collect())
+}
+
+fn table_of(m: &RouteMessage) -> u32 {
+    m.attributes
+        .iter()
+        .find_map(|a| match a {
+            RouteAttribute::Table(t) => Some(*t),
+            _ => None,
+        })
+        .unwrap_or(u32::from(m.header.table))
+}
+
+async fn delete_route(
+    h: &Handle,
+    msg: RouteMessage,
+    route: &Route,
+    ifname: &str,
+) -> Result<(), NetnsError> {
+    match h.route().del(msg).execute().await {
+        // Gone in between (e.g. the interface went down): what we wanted anyway.
+        Err(e) if errno(&e) == Some(ESRCH) => Ok(()),
+        Err(source) => Err(NetnsError::DeleteRoute {
+            route: format!("via {:?} on {ifname}", route.gateway),
+            source,
+        }),
+        Ok(()) => {
+            tracing::debug!(ifname = %ifname, gateway = ?route.gateway, "default route deleted");
+            Ok(())
+        }
+    }
+}
+
+async fn add_default(
+    h: &Handle,
+    ifname: &str,
+    index: u32,
+    gateway: IpAddr,
+) -> Result<(), NetnsError> {
+    let msg = RouteMessageBuilder::<IpAddr>::new()
+        .destination_prefix(Family::of(&gateway).unspecified(), 0)
+        .and_then(|b| b.gateway(gateway))
+        .map_err(|e| NetnsError::BuildRoute {
+            gateway,
+            reason: e.to_string(),
+        })?
+        .output_interface(index)
+        .build();
+    match h.route().add(msg).execute().await {
+        // Upstream ignores every EEXIST, but IPv4 answers it for a default route via ANY gateway
+        // on any link (same table, metric): only tolerate it when ours is the one that exists.
+        Err(e) if errno(&e) == Some(EEXIST) => ensure_present(h, ifname, index, gateway).await,
+        Err(source) => Err(NetnsError::AddRoute {
+            ifname: ifname.to_owned(),
+            gateway,
+            source,
+        }),
+        Ok(()) => {
+            tracing::debug!(ifname = %ifname, gateway = %gateway, "default route added");
+            Ok(())
+        }
+    }
+}
+
+async fn ensure_present(
+    h: &Handle,
+    ifname: &str,
+    index: u32,
+    gateway: IpAddr,
+) -> Result<(), NetnsError> {
+    let family = Family::of(&gateway);
+    let defaults: Vec<Route> = main_routes(h, family)
+        .await?
+        .iter()
+        .map(|m| Route::from_message(m, family))
+        .filter(Route::is_default)
+        .collect();
+    if defaults
+        .iter()
+        .any(|r| r.gateway == Some(gateway) && r.oif == Some(index))
+    {
+        return Ok(());
+    }
+    Err(NetnsError::OtherDefault {
+        ifname: ifname.to_owned(),
+        gateway,
+        existing: defaults
+            .iter()
+            .map(|r| format!("{:?} (link {:?})", r.gateway, r.oif))
+            .collect(),
+    })
+}
+
+/// The positive errno of a netlink error answer.
+fn errno(e: &rtnetlink::Error) -> Option<i32> {
+    match e {
+        rtnetlink::Error::NetlinkError(m) => m.code.map(|c| c.get().abs()),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests;
