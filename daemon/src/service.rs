@@ -115,6 +115,7 @@ fn cni_code(e: &EngineError) -> u32 {
         EngineError::Unavailable(_) => code::PLUGIN_NOT_AVAILABLE,
         EngineError::Several(v) => v.first().map_or(code::INTERNAL, cni_code),
         EngineError::Cache(_)
+        | EngineError::DefaultRoute(_)
         | EngineError::NetworkStatus { .. }
         | EngineError::ConvertResult { .. } => code::INTERNAL,
         EngineError::Internal(_) => code::INTERNAL,

@@ -1,12 +1,13 @@
-//! CNI ADD: plan, record the plan, run each delegate, publish network-status, return the cluster
-//! network's result. Any failure after the first exec rolls back what was attached.
+//! CNI ADD: plan, record the plan, run each delegate, apply `default-route`, publish
+//! network-status, return the cluster network's result (and post AddedInterface events). Any
+//! failure after the first exec rolls back what was attached.
 use multus_common::validate;
 use serde_json::{Value, json};
 
 use super::cache::{Entry, Loaded, PodRef, Record, SCHEMA_VERSION, State};
 use super::conflist::{self, Attachment};
 use super::plan::{self, Plan, Planned};
-use super::{CniCall, Engine, EngineError, del, netstatus};
+use super::{CniCall, Engine, EngineError, del, events, gateway, netstatus};
 
 pub(super) async fn add(e: &Engine, call: CniCall) -> Result<Vec<u8>, EngineError> {
     validate::id("container id", &call.container_id)?;
@@ -98,12 +99,35 @@ async fn attach(e: &Engine, call: &CniCall, p: Plan) -> Result<Vec<u8>, EngineEr
             return Err(err);
         }
     }
+    let last = record.delegates.len().saturating_sub(1);
+    if let Err(err) = default_routes(e, call, &mut record).await {
+        rollback(e, call, &record, last).await;
+        return Err(err);
+    }
     if let Err(err) = publish_status(e, &record, p.pod.as_ref()).await {
-        rollback(e, call, &record, record.delegates.len().saturating_sub(1)).await;
+        rollback(e, call, &record, last).await;
         return Err(err);
     }
     tracing::info!(container.id = %call.container_id, delegates = record.delegates.len(), "ADD done");
+    if let Some(pod) = p.pod {
+        events::added_interfaces(e.source.clone(), pod, &record);
+    }
     cluster_result(&record, &p.result_version)
+}
+
+/// `default-route`: after every delegate succeeded, before network-status reads the results.
+async fn default_routes(
+    e: &Engine,
+    call: &CniCall,
+    record: &mut Record,
+) -> Result<(), EngineError> {
+    let applied = gateway::apply(&call.netns, &mut record.delegates)
+        .await
+        .map_err(|err| EngineError::DefaultRoute(Box::new(err)))?;
+    if applied {
+        save(e, record).await?;
+    }
+    Ok(())
 }
 
 /// A second ADD for a container without a DEL in between (e.g. after a rollback that failed)
@@ -133,8 +157,12 @@ async fn rollback(e: &Engine, call: &CniCall, record: &Record, last: usize) {
     for entry in record.delegates.iter().take(last + 1).rev() {
         if let Err(err) = conflist::del(&e.exec, &entry.delegate, &at, entry.result.as_ref()).await
         {
-            clean = false;
-            tracing::warn!(container.id = %call.container_id, network = %entry.delegate.name, error = %err, "rollback DEL failed");
+            // Only a delegate that reported success can hold something we know of; the one whose
+            // ADD failed must clean up after itself (CNI spec), and its DEL often fails for the
+            // same reason its ADD did (e.g. a missing master), which must not pin the record.
+            let attached = entry.state == State::Added;
+            clean &= !attached;
+            tracing::warn!(container.id = %call.container_id, network = %entry.delegate.name, attached, error = %err, "rollback DEL failed");
         }
     }
     if clean {

@@ -12,9 +12,11 @@ pub mod call;
 pub mod conflist;
 mod del;
 pub mod delegate;
+pub mod events;
 pub mod exec;
 #[cfg(test)]
 pub(crate) mod fakeplugin;
+pub mod gateway;
 pub mod netconf;
 pub mod netstatus;
 mod node;
@@ -79,6 +81,10 @@ pub enum EngineError {
     /// Writing network-status failed (code 11 when the source is unavailable).
     #[error("pod {pod}: setting network-status: {source}")]
     NetworkStatus { pod: String, source: SourceError },
+    /// `default-route` could not be applied inside the pod's namespace (rolled back like a
+    /// delegate failure).
+    #[error("default-route: {0}")]
+    DefaultRoute(Box<gateway::GatewayError>),
     /// The result could not be given in the runtime's cniVersion (code 1 for unknown versions).
     #[error("converting the result of {name:?} to cniVersion {version:?}: {source}")]
     ConvertResult {

@@ -47,5 +47,12 @@ pub trait ClusterSource: Send + Sync + 'static {
     async fn nad(&self, namespace: &str, name: &str) -> Result<Option<NadInfo>, SourceError>;
     /// Writes the `k8s.v1.cni.cncf.io/network-status` annotation of the pod. `Ok(false)` when
     /// the pod no longer exists (not an error for the caller to fail on).
-    async fn set_network_status(&self, pod: &PodInfo, status_json: &str) -> Result<bool, SourceError>;
+    async fn set_network_status(
+        &self,
+        pod: &PodInfo,
+        status_json: &str,
+    ) -> Result<bool, SourceError>;
+    /// Records a Normal event about the pod (e.g. `AddedInterface`). Best effort: an
+    /// implementation bounds the time it takes and only logs a failure, never returns one.
+    async fn record_event(&self, _pod: &PodInfo, _reason: &str, _message: &str) {}
 }

@@ -1,0 +1,153 @@
+//! `default-route` through the real shim and daemon: the requested gateway becomes the pod's
+//! only IPv4 default route (read back with `ip -j route` in the pod's namespace), the cached
+//! results and network-status say so, and a gateway that cannot be set rolls the ADD back.
+#![allow(clippy::unwrap_used)]
+
+use multus_e2e::{
+    ip,
+    netns::Netns,
+    scenario::{Cluster, host_local, nad, pod},
+};
+use serde_json::{Value, json};
+
+/// The cluster network (bridge on 10.88.0.0/24 with a gateway, so eth0 gets a default route)
+/// plus `ptp-net` (ptp + host-local on 10.89.0.0/24, gateway 10.89.0.1) selected with
+/// `default-route` = `gateways`.
+fn cluster_with_ptp(gateways: Value) -> Cluster {
+    let cluster = Cluster::start(|_| {}).unwrap();
+    let ptp = json!({"cniVersion": "1.0.0", "name": "ptp-net", "type": "ptp",
+        "ipam": host_local(&cluster.layout, "10.89.0.0/24")});
+    cluster
+        .layout
+        .put_manifest("nad-ptp.json", &nad("default", "ptp-net", &ptp))
+        .unwrap();
+    let selection = json!([{"name": "ptp-net", "default-route": gateways}]).to_string();
+    cluster
+        .layout
+        .put_manifest("pod.json", &pod("default", "web", "uid-web", &selection))
+        .unwrap();
+    cluster
+}
+
+/// IPv4 default routes in the namespace as `(gateway, dev)`.
+fn v4_defaults(ns: &Netns) -> Vec<(String, String)> {
+    let routes = ip::ip_json(&["-n", ns.name(), "-4", "route", "show", "table", "main"]).unwrap();
+    routes
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["dst"] == "default")
+        .map(|r| {
+            let s = |k: &str| r[k].as_str().unwrap_or_default().to_owned();
+            (s("gateway"), s("dev"))
+        })
+        .collect()
+}
+
+/// The default routes of each delegate's cached result, by interface name.
+fn cached_defaults(cluster: &Cluster, container_id: &str) -> Vec<(String, Vec<Value>)> {
+    let path = cluster.layout.dir("cni").join(container_id);
+    let record: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    record["delegates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            let routes = d["result"]["routes"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            let defaults = routes
+                .into_iter()
+                .filter(|r| r["dst"].as_str().is_some_and(|d| d.ends_with("/0")))
+                .collect();
+            (
+                d["delegate"]["ifname"].as_str().unwrap().to_owned(),
+                defaults,
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn default_route_moves_to_net1() {
+    let cluster = cluster_with_ptp(json!(["10.89.0.1"]));
+    let pod_ns = Netns::new("mrsdr").unwrap();
+    let add = cluster.invocation("d3fa0001", &pod_ns, "default", "web", "uid-web");
+    let out = add.run().unwrap();
+    assert!(
+        out.success(),
+        "ADD failed: {out:?}\n{}",
+        cluster.daemon.log_text()
+    );
+
+    assert_eq!(
+        v4_defaults(&pod_ns),
+        [("10.89.0.1".to_owned(), "net1".to_owned())]
+    );
+    assert_eq!(
+        cached_defaults(&cluster, "d3fa0001"),
+        [
+            ("eth0".to_owned(), vec![]),
+            (
+                "net1".to_owned(),
+                vec![json!({"dst": "0.0.0.0/0", "gw": "10.89.0.1"})]
+            ),
+        ]
+    );
+    // The runtime's result is the cluster network's, rewritten too.
+    let result = out.json();
+    let routes = result["routes"].as_array().cloned().unwrap_or_default();
+    assert!(!routes.iter().any(|r| r["dst"] == "0.0.0.0/0"), "{result}");
+
+    let status = cluster
+        .layout
+        .network_status("default", "web")
+        .unwrap()
+        .unwrap();
+    assert_eq!(status[0]["interface"], "eth0");
+    assert_eq!(status[0].get("gateway"), None, "{status}");
+    assert_eq!(status[1]["interface"], "net1");
+    assert_eq!(status[1]["gateway"], json!(["10.89.0.1"]));
+
+    let del = add.with_command("DEL").run().unwrap();
+    assert!(del.success(), "DEL failed: {del:?}");
+    assert!(cluster.layout.cache_records().unwrap().is_empty());
+}
+
+#[test]
+fn empty_default_route_removes_every_default() {
+    let cluster = cluster_with_ptp(json!([]));
+    let pod_ns = Netns::new("mrsdr").unwrap();
+    let add = cluster.invocation("d3fa0002", &pod_ns, "default", "web", "uid-web");
+    let out = add.run().unwrap();
+    assert!(
+        out.success(),
+        "ADD failed: {out:?}\n{}",
+        cluster.daemon.log_text()
+    );
+    assert_eq!(v4_defaults(&pod_ns), []);
+    assert_eq!(
+        cached_defaults(&cluster, "d3fa0002"),
+        [("eth0".to_owned(), vec![]), ("net1".to_owned(), vec![])]
+    );
+    assert!(add.with_command("DEL").run().unwrap().success());
+}
+
+#[test]
+fn unreachable_gateway_rolls_the_add_back() {
+    let cluster = cluster_with_ptp(json!(["10.99.0.1"]));
+    let pod_ns = Netns::new("mrsdr").unwrap();
+    let add = cluster.invocation("d3fa0003", &pod_ns, "default", "web", "uid-web");
+    let out = add.run().unwrap();
+    assert!(!out.success(), "ADD should fail: {out:?}");
+    let log = cluster.daemon.log_text();
+    assert!(
+        log.contains("default-route") || format!("{out:?}").contains("default-route"),
+        "{out:?}\n{log}"
+    );
+    // Rolled back: no pod interfaces, no leases, no record.
+    assert_eq!(ip::links(pod_ns.name()).unwrap(), Vec::<String>::new());
+    assert!(cluster.layout.leases().unwrap().is_empty());
+    assert!(cluster.layout.cache_records().unwrap().is_empty());
+}
