@@ -2,8 +2,23 @@
 use std::{
     path::{Path, PathBuf},
     process::Command,
-    sync::OnceLock,
+    sync::{
+        OnceLock,
+        atomic::{AtomicBool, Ordering},
+    },
 };
+
+/// Whether the binaries under test are the release build (benchmarks) or the debug one (tests).
+static RELEASE: AtomicBool = AtomicBool::new(false);
+
+/// Makes every later lookup use (and build) the release profile. Call before the first lookup.
+pub fn use_release() {
+    RELEASE.store(true, Ordering::Relaxed);
+}
+
+fn release() -> bool {
+    RELEASE.load(Ordering::Relaxed)
+}
 
 /// The workspace's target directory (`CARGO_TARGET_DIR` or `<workspace>/target`).
 fn target_dir() -> PathBuf {
@@ -25,15 +40,19 @@ pub fn workspace_root() -> PathBuf {
 fn ensure_built() -> &'static Result<(), String> {
     static BUILT: OnceLock<Result<(), String>> = OnceLock::new();
     BUILT.get_or_init(|| {
-        let status = Command::new(env!("CARGO"))
-            .args([
-                "build",
-                "--quiet",
-                "-p",
-                "multus-shim",
-                "-p",
-                "multus-daemon",
-            ])
+        let mut cmd = Command::new(env!("CARGO"));
+        cmd.args([
+            "build",
+            "--quiet",
+            "-p",
+            "multus-shim",
+            "-p",
+            "multus-daemon",
+        ]);
+        if release() {
+            cmd.arg("--release");
+        }
+        let status = cmd
             .current_dir(workspace_root())
             .status()
             .map_err(|e| format!("cargo build: {e}"))?;
@@ -49,7 +68,9 @@ fn binary(name: &str) -> PathBuf {
     if let Err(e) = ensure_built() {
         panic!("cannot build the binaries under test: {e}");
     }
-    target_dir().join("debug").join(name)
+    target_dir()
+        .join(if release() { "release" } else { "debug" })
+        .join(name)
 }
 
 /// Path of the `multus-shim` binary under test.
