@@ -15,25 +15,51 @@ use multus_e2e::{
 };
 
 fn main() -> Result<()> {
-    ensure!(nix::unistd::Uid::effective().is_root(), "the demo creates network namespaces: run it as root");
-    ensure!(Path::new("/usr/lib/cni/bridge").exists(), "reference CNI plugins missing: run `e2e/run demo`");
+    ensure!(
+        nix::unistd::Uid::effective().is_root(),
+        "the demo creates network namespaces: run it as root"
+    );
+    ensure!(
+        Path::new("/usr/lib/cni/bridge").exists(),
+        "reference CNI plugins missing: run `e2e/run demo`"
+    );
     let demo = bins::workspace_root().join("e2e/demo");
 
     let node = Netns::new("demonode")?;
     let pod_ns = Netns::new("demopod")?;
     let layout = Layout::new()?;
     step("node namespace, pod namespace and a veth parent for macvlan");
-    ip::ip(&["-n", node.name(), "link", "add", "demo-parent", "type", "veth", "peer", "name", "demo-peer"])?;
+    ip::ip(&[
+        "-n",
+        node.name(),
+        "link",
+        "add",
+        "demo-parent",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "demo-peer",
+    ])?;
     for end in ["demo-parent", "demo-peer"] {
         ip::ip(&["-n", node.name(), "link", "set", end, "up"])?;
     }
-    println!("  node={} pod={} state={}", node.name(), pod_ns.name(), layout.dir("state").display());
+    println!(
+        "  node={} pod={} state={}",
+        node.name(),
+        pod_ns.name(),
+        layout.dir("state").display()
+    );
 
     let ipam = layout.dir("ipam").to_string_lossy().into_owned();
     let conflist = layout.dir("net.d").join("10-cluster.conflist");
     copy_with(&demo.join("net.d/10-cluster.conflist"), &conflist, &ipam)?;
     for f in ["nads.yaml", "pod.yaml"] {
-        copy_with(&demo.join("cluster").join(f), &layout.dir("state").join(f), &ipam)?;
+        copy_with(
+            &demo.join("cluster").join(f),
+            &layout.dir("state").join(f),
+            &ipam,
+        )?;
     }
 
     step("start multus-daemon in standalone mode (clusterStateDir = the manifests above)");
@@ -43,19 +69,40 @@ fn main() -> Result<()> {
     println!("  listening on {}", daemon.socket().display());
 
     let cid = "demo0000000000000001";
-    let args = k8s_args("default", "demo", "6f1c2a7e-0000-4000-8000-00000000demo", cid);
-    let add = Invocation::new("ADD", cid, &pod_ns.path(), args, multus_conf("1.0.0", daemon.socket_dir()));
+    let args = k8s_args(
+        "default",
+        "demo",
+        "6f1c2a7e-0000-4000-8000-00000000demo",
+        cid,
+    );
+    let add = Invocation::new(
+        "ADD",
+        cid,
+        &pod_ns.path(),
+        args,
+        multus_conf("1.0.0", daemon.socket_dir()),
+    );
 
     step("CNI ADD through multus-shim");
     let out = add.run()?;
     if !out.success() {
-        bail!("ADD failed: {}{}\n{}", out.stdout, out.stderr, daemon.log_text());
+        bail!(
+            "ADD failed: {}{}\n{}",
+            out.stdout,
+            out.stderr,
+            daemon.log_text()
+        );
     }
     println!("{}", serde_json::to_string_pretty(&out.json())?);
-    step(&format!("interfaces in the pod (ip -n {} -br addr)", pod_ns.name()));
+    step(&format!(
+        "interfaces in the pod (ip -n {} -br addr)",
+        pod_ns.name()
+    ));
     print!("{}", ip::ip(&["-n", pod_ns.name(), "-br", "addr"])?);
     step("k8s.v1.cni.cncf.io/network-status");
-    let status = layout.network_status("default", "demo")?.context("no network-status written")?;
+    let status = layout
+        .network_status("default", "demo")?
+        .context("no network-status written")?;
     println!("{}", serde_json::to_string_pretty(&status)?);
 
     step("CNI DEL through multus-shim");
@@ -64,11 +111,17 @@ fn main() -> Result<()> {
     let left = ip::links(pod_ns.name())?;
     let leases = layout.leases()?;
     println!("  interfaces left in the pod: {left:?}; host-local leases left: {leases:?}");
-    ensure!(left.is_empty() && leases.is_empty(), "DEL left something behind");
+    ensure!(
+        left.is_empty() && leases.is_empty(),
+        "DEL left something behind"
+    );
 
     step("stop the daemon (SIGTERM) and clean up");
     let status = daemon.stop()?;
-    println!("  daemon exited: {status:?}; socket removed: {}", !daemon.socket().exists());
+    println!(
+        "  daemon exited: {status:?}; socket removed: {}",
+        !daemon.socket().exists()
+    );
     println!("\ndemo OK");
     Ok(())
 }
