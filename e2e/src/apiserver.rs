@@ -1,8 +1,8 @@
 //! A Kubernetes API server stand-in on 127.0.0.1 (plain HTTP, no auth) that speaks the real REST
-//! paths and JSON for pods (get, list, watch, merge patch) and NetworkAttachmentDefinitions (get,
-//! list, watch), with an in-memory store tests change directly (each change is a watch event),
-//! fault injection, and a kubeconfig pointing at itself so the daemon connects exactly as it
-//! would to a real cluster.
+//! paths and JSON for pods (get, list, watch, merge patch), NetworkAttachmentDefinitions (get,
+//! list, watch) and events (create, kept for tests to read), with an in-memory store tests change
+//! directly (each change is a watch event), fault injection, and a kubeconfig pointing at itself
+//! so the daemon connects exactly as it would to a real cluster.
 mod faults;
 mod http;
 mod store;
@@ -59,6 +59,7 @@ impl ApiServer {
             store: Mutex::new(Store::new()),
             faults: Mutex::new(Vec::new()),
             requests: Mutex::new(Vec::new()),
+            events: Mutex::new(Vec::new()),
             drops,
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -136,6 +137,11 @@ impl ApiServer {
     /// Closes every open watch (as an API server restart does); clients must re-watch.
     pub fn drop_watches(&self) {
         self.shared.drops.send_modify(|generation| *generation += 1);
+    }
+
+    /// The events POSTed so far (core/v1 Event JSON), oldest first.
+    pub fn events(&self) -> Vec<Value> {
+        lock(&self.shared.events).clone()
     }
 
     /// How many requests had this method and path (query not compared).

@@ -1,9 +1,17 @@
 //! `default-route` through the real shim and daemon: the requested gateway becomes the pod's
 //! only IPv4 default route (read back with `ip -j route` in the pod's namespace), the cached
 //! results and network-status say so, and a gateway that cannot be set rolls the ADD back.
+//! Also the AddedInterface events' Kubernetes side: `KubeSource::record_event` against the API
+//! server stand-in, whose failures and slowness never reach the caller.
 #![allow(clippy::unwrap_used)]
 
+use std::time::Duration;
+
+use axum::http::Method;
+use multus_daemon::source::kube::{Budget, KubeSettings, KubeSource};
+use multus_daemon::source::{ClusterSource, PodInfo};
 use multus_e2e::{
+    apiserver::{Action, ApiServer, Fault},
     ip,
     netns::Netns,
     scenario::{Cluster, host_local, nad, pod},
@@ -150,4 +158,56 @@ fn unreachable_gateway_rolls_the_add_back() {
     assert_eq!(ip::links(pod_ns.name()).unwrap(), Vec::<String>::new());
     assert!(cluster.layout.leases().unwrap().is_empty());
     assert!(cluster.layout.cache_records().unwrap().is_empty());
+}
+
+async fn kube_source(server: &ApiServer) -> KubeSource {
+    let settings = KubeSettings {
+        kubeconfig: Some(server.kubeconfig_path()),
+        node_name: Some("node-a".into()),
+        budget: Budget {
+            per_call: Duration::from_millis(500),
+            total: Duration::from_secs(2),
+        },
+    };
+    KubeSource::connect(settings).await.unwrap()
+}
+
+#[tokio::test]
+async fn added_interface_events_are_posted_and_their_failures_only_logged() {
+    let server = ApiServer::start().await.unwrap();
+    let source = kube_source(&server).await;
+    let web = PodInfo {
+        namespace: "app".into(),
+        name: "web".into(),
+        uid: "uid-web".into(),
+        ..PodInfo::default()
+    };
+    let message = "Add net1 [10.89.0.2/24] from default/ptp-net";
+    source.record_event(&web, "AddedInterface", message).await;
+    let events = server.events();
+    assert_eq!(events.len(), 1, "{events:?}");
+    let e = &events[0];
+    assert_eq!(e["metadata"]["namespace"], "app");
+    assert_eq!(e["involvedObject"]["kind"], "Pod");
+    assert_eq!(e["involvedObject"]["name"], "web");
+    assert_eq!(e["involvedObject"]["uid"], "uid-web");
+    assert_eq!(
+        (&e["type"], &e["reason"], &e["message"]),
+        (&json!("Normal"), &json!("AddedInterface"), &json!(message))
+    );
+    assert_eq!(
+        e["source"],
+        json!({"component": "multus", "host": "node-a"})
+    );
+
+    // A failing and a hanging API server: the call returns, nothing is stored, nothing retried.
+    let path = "/api/v1/namespaces/app/events";
+    server.inject(Fault::new(Method::POST, path, Action::Status(500)).times(1));
+    source.record_event(&web, "AddedInterface", message).await;
+    server.inject(Fault::new(Method::POST, path, Action::Delay(Duration::from_secs(30))).times(1));
+    source.record_event(&web, "AddedInterface", message).await;
+    // Bounded by the per-call timeout: had the call waited for the late answer, the stand-in
+    // would have stored that event by now.
+    assert_eq!(server.events().len(), 1);
+    assert_eq!(server.requests(&Method::POST, path), 3);
 }

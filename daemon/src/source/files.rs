@@ -91,6 +91,12 @@ impl ClusterSource for FileSource {
         }
     }
 
+    /// Standalone mode has nowhere to post events: they go to the log.
+    async fn record_event(&self, pod: &PodInfo, reason: &str, message: &str) {
+        tracing::info!(pod.namespace = %pod.namespace, pod.name = %pod.name,
+            event.reason = %reason, event.message = %message, "pod event");
+    }
+
     async fn set_network_status(
         &self,
         pod: &PodInfo,

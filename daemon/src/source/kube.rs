@@ -7,11 +7,13 @@
 //! * `pods`: `list`, `watch` (the node's pods, `spec.nodeName=<node>`), `get` (cache miss),
 //!   `patch` (the network-status annotation).
 //! * `k8s.cni.cncf.io` `network-attachment-definitions`: `list`, `watch` (cache), `get` (miss).
+//! * `events` (core/v1): `create` (AddedInterface events on the pod, best effort).
 //!
 //! Why NADs are cached cluster-wide: upstream does the same (MC#1214, to cut API calls); the
 //! cache is bounded by the cluster's NAD count (small next to pods), every ADD with secondary
 //! networks reads one or more NADs, and a watch costs the API server less than a GET per ADD.
 //! A miss still does a live GET, so a NAD created a moment before its first pod is found.
+mod events;
 mod nad;
 mod pods;
 mod retry;
@@ -96,6 +98,8 @@ pub struct KubeSource {
     pods: Store<PartialObjectMeta<Pod>>,
     nads: Store<NetworkAttachmentDefinition>,
     budget: Budget,
+    /// Reported as the events' source host.
+    node_name: Option<String>,
     reflectors: Vec<JoinHandle<()>>,
 }
 
@@ -164,6 +168,7 @@ impl KubeSource {
             pods,
             nads,
             budget,
+            node_name: node_name.map(str::to_owned),
             reflectors,
         }
     }
@@ -295,6 +300,11 @@ impl ClusterSource for KubeSource {
             return Ok(Some(nad.to_info()));
         }
         self.live_nad(namespace, name).await
+    }
+
+    async fn record_event(&self, pod: &PodInfo, reason: &str, message: &str) {
+        let event = events::normal(pod, reason, message, self.node_name.as_deref());
+        events::post(self.client.clone(), event, self.budget.per_call).await;
     }
 
     async fn set_network_status(

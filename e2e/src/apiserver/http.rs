@@ -1,5 +1,5 @@
 //! The stand-in's HTTP side: the real REST paths of pods and NADs (get, list, watch, merge
-//! patch), discovery, and fault injection before each answer.
+//! patch) and events (create), discovery, and fault injection before each answer.
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -20,6 +20,8 @@ pub struct Shared {
     pub store: Mutex<Store>,
     pub faults: Mutex<Vec<Fault>>,
     pub requests: Mutex<Vec<(Method, String)>>,
+    /// Events POSTed to `/api/v1/namespaces/{ns}/events`, as received.
+    pub events: Mutex<Vec<Value>>,
     /// Bumped to close every open watch.
     pub drops: signal::Sender<u64>,
 }
@@ -34,6 +36,7 @@ enum Target {
     Discovery(&'static str),
     Collection(Kind, Option<String>),
     Object(Kind, String, String),
+    Events(String),
 }
 
 fn route(path: &str) -> Option<Target> {
@@ -47,6 +50,7 @@ fn route(path: &str) -> Option<Target> {
         ["api", "v1", "namespaces", ns, "pods"] => {
             Target::Collection(Kind::Pod, Some((*ns).into()))
         }
+        ["api", "v1", "namespaces", ns, "events"] => Target::Events((*ns).into()),
         ["api", "v1", "namespaces", ns, "pods", name] => {
             Target::Object(Kind::Pod, (*ns).into(), (*name).into())
         }
@@ -105,6 +109,7 @@ pub async fn handle(
         (Some(Target::Object(kind, ns, name)), &Method::PATCH) => {
             patch(&s, kind, &ns, &name, content_type, &body, metadata_only)
         }
+        (Some(Target::Events(ns)), &Method::POST) => create_event(&s, &ns, &body),
         (Some(_), _) => faults::status(
             405,
             &format!("{method} not supported by the stand-in on {path}"),
@@ -261,6 +266,26 @@ fn not_found(kind: Kind, name: &str) -> Response {
         Kind::Nad => "network-attachment-definitions.k8s.cni.cncf.io",
     };
     faults::status(404, &format!("{resource} \"{name}\" not found"))
+}
+
+/// Stores a core/v1 Event as an API server would accept it: JSON, kind Event (or none), its
+/// namespace the path's; answers 201 with it.
+fn create_event(s: &Shared, ns: &str, body: &[u8]) -> Response {
+    let Ok(mut event) = serde_json::from_slice::<Value>(body) else {
+        return faults::status(400, "event body is not JSON");
+    };
+    if str_at(&event, "/kind").is_some_and(|k| k != "Event") {
+        return faults::status(400, "not an Event");
+    }
+    match str_at(&event, "/metadata/namespace") {
+        Some(n) if n != ns => {
+            return faults::status(400, "the namespace of the object does not match the path");
+        }
+        _ => {}
+    }
+    event["metadata"]["namespace"] = json!(ns);
+    lock(&s.events).push(event.clone());
+    (axum::http::StatusCode::CREATED, json_response(event)).into_response()
 }
 
 fn json_response(v: Value) -> Response {
