@@ -64,7 +64,12 @@ fn ensure_built() -> &'static Result<(), String> {
     })
 }
 
+/// `MULTUS_E2E_BIN_DIR` points the suite at binaries built elsewhere (an installed release, a
+/// tree another build is busy in) and skips the build.
 fn binary(name: &str) -> PathBuf {
+    if let Some(dir) = std::env::var_os("MULTUS_E2E_BIN_DIR") {
+        return PathBuf::from(dir).join(name);
+    }
     if let Err(e) = ensure_built() {
         panic!("cannot build the binaries under test: {e}");
     }
