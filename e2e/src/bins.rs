@@ -66,24 +66,24 @@ fn ensure_built() -> &'static Result<(), String> {
 
 /// `MULTUS_E2E_BIN_DIR` points the suite at binaries built elsewhere (an installed release, a
 /// tree another build is busy in) and skips the build.
-fn binary(name: &str) -> PathBuf {
+fn binary(name: &str) -> anyhow::Result<PathBuf> {
     if let Some(dir) = std::env::var_os("MULTUS_E2E_BIN_DIR") {
-        return PathBuf::from(dir).join(name);
+        return Ok(PathBuf::from(dir).join(name));
     }
     if let Err(e) = ensure_built() {
-        panic!("cannot build the binaries under test: {e}");
+        anyhow::bail!("cannot build the binaries under test ({e}); the build output is above");
     }
-    target_dir()
+    Ok(target_dir()
         .join(if release() { "release" } else { "debug" })
-        .join(name)
+        .join(name))
 }
 
 /// Path of the `multus-shim` binary under test.
-pub fn shim() -> PathBuf {
+pub fn shim() -> anyhow::Result<PathBuf> {
     binary("multus-shim")
 }
 
 /// Path of the `multus-daemon` binary under test.
-pub fn daemon() -> PathBuf {
+pub fn daemon() -> anyhow::Result<PathBuf> {
     binary("multus-daemon")
 }

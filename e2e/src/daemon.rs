@@ -107,9 +107,10 @@ impl Daemon {
             .join(format!("daemon-{}.json", crate::unique("c")));
         fs::write(&file, serde_json::to_vec_pretty(config)?)?;
         let log = file.with_extension("log");
+        let binary = bins::daemon()?;
         let child = Command::new("ip")
             .args(["netns", "exec", node.name()])
-            .arg(bins::daemon())
+            .arg(binary)
             .arg("--config")
             .arg(&file)
             .stdin(Stdio::null())

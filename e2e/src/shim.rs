@@ -95,7 +95,7 @@ impl Invocation {
 
     /// Runs the shim and collects its output.
     pub fn run(&self) -> Result<Output> {
-        let mut cmd = Command::new(bins::shim());
+        let mut cmd = Command::new(bins::shim()?);
         cmd.env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("CNI_COMMAND", &self.command)

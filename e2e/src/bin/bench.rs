@@ -28,7 +28,7 @@ fn main() -> Result<()> {
         .and_then(|a| a.parse().ok())
         .unwrap_or(30);
     bins::use_release();
-    let shim = bins::shim();
+    let shim = bins::shim()?;
     println!(
         "multus-shim (release) size: {} bytes",
         fs::metadata(&shim)?.len()
