@@ -11,6 +11,8 @@ use super::fakeplugin::{ECHO_RESULT, FakePlugins};
 use super::*;
 use crate::source::{NadInfo, PodInfo};
 
+mod default_route;
+
 #[derive(Default)]
 struct Mem {
     pods: Vec<PodInfo>,
@@ -19,6 +21,8 @@ struct Mem {
     down: AtomicBool,
     status_fails: bool,
     statuses: Mutex<Vec<String>>,
+    /// `(reason, message)` of every recorded event.
+    events: Mutex<Vec<(String, String)>>,
 }
 
 fn unavailable() -> SourceError {
@@ -56,6 +60,10 @@ impl ClusterSource for Mem {
         }
         self.statuses.lock().unwrap().push(status.to_owned());
         Ok(true)
+    }
+    async fn record_event(&self, _: &PodInfo, reason: &str, message: &str) {
+        let event = (reason.to_owned(), message.to_owned());
+        self.events.lock().unwrap().push(event);
     }
 }
 

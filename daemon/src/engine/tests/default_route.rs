@@ -1,0 +1,66 @@
+//! ADD with `default-route` and AddedInterface events over fake plugins: a default route that
+//! cannot be set rolls everything back like a delegate failure; a successful ADD posts one event
+//! per delegate with a result, and a failed one none.
+use super::*;
+
+/// `sec1` selected with a `default-route`; `sec2` plain.
+fn mem_with_default_route() -> Mem {
+    let mut m = mem();
+    let selection = json!([{"name": "sec1", "default-route": ["10.9.0.1"]}, {"name": "sec2"}]);
+    m.pods[0]
+        .annotations
+        .insert("k8s.v1.cni.cncf.io/networks".into(), selection.to_string());
+    m
+}
+
+/// Waits for the detached event task (bounded: a broken build fails, it does not hang).
+async fn events_after_add(source: &Mem, want: usize) -> Vec<(String, String)> {
+    for _ in 0..500 {
+        if source.events.lock().unwrap().len() >= want {
+            break;
+        }
+        tokio::task::yield_now().await;
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    source.events.lock().unwrap().clone()
+}
+
+#[tokio::test]
+async fn default_route_failure_rolls_back_everything() {
+    let f = fixture(mem_with_default_route(), |_| {});
+    // The fake namespace path does not exist: entering it to set the route fails.
+    let err = f.engine.add(call(Command::Add, "c1")).await.unwrap_err();
+    assert!(matches!(err, EngineError::DefaultRoute(_)), "{err}");
+    assert!(err.to_string().contains("/run/netns/test"), "{err}");
+    let dels: Vec<_> = order(&f)
+        .into_iter()
+        .filter(|c| c.starts_with("DEL"))
+        .collect();
+    assert_eq!(
+        dels,
+        ["DEL third net2", "DEL second net1", "DEL first eth0"]
+    );
+    assert!(record(&f, "c1").is_none());
+    assert!(f.source.statuses.lock().unwrap().is_empty());
+    // A spawned event task would run at the first yields of this single-threaded runtime.
+    for _ in 0..20 {
+        tokio::task::yield_now().await;
+    }
+    assert!(f.source.events.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn added_interface_events_follow_a_successful_add() {
+    let f = fixture(mem(), |_| {});
+    f.engine.add(call(Command::Add, "c1")).await.unwrap();
+    let events = events_after_add(&f.source, 3).await;
+    let reasons: Vec<_> = events.iter().map(|(r, _)| r.as_str()).collect();
+    assert_eq!(reasons, ["AddedInterface"; 3]);
+    let messages: Vec<_> = events.iter().map(|(_, m)| m.as_str()).collect();
+    assert_eq!(
+        messages[0], "Add eth0 [10.9.0.1/24] from cluster",
+        "{messages:?}"
+    );
+    assert!(messages[1].starts_with("Add net1 [10.9.0."), "{messages:?}");
+    assert!(messages[2].ends_with("] from app/sec2"), "{messages:?}");
+}
