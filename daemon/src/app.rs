@@ -5,9 +5,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::UnixListener;
+use tokio::task::AbortHandle;
 
 use crate::config::Config;
 use crate::engine::{Engine, EngineError};
+use crate::layers::{self, Layers};
+use crate::metrics::listener::{self, ListenerError};
+use crate::metrics::{MeteredSource, Metrics};
 use crate::server::{self, ServerError};
 use crate::service::CniService;
 use crate::socket::{self, SocketError, SocketFile};
@@ -26,6 +30,8 @@ pub enum AppError {
     Socket(#[from] SocketError),
     #[error("gRPC server: {0}")]
     Server(#[from] ServerError),
+    #[error("metrics listener: {0}")]
+    Metrics(#[from] ListenerError),
 }
 
 /// A daemon ready to serve: everything bound, nothing accepted yet.
@@ -34,6 +40,8 @@ pub struct App {
     listener: UnixListener,
     socket: SocketFile,
     grace: Duration,
+    layers: Layers,
+    metrics_task: Option<AbortHandle>,
 }
 
 impl App {
@@ -41,8 +49,19 @@ impl App {
     /// cannot be built, so no socket ever answers for a daemon that cannot work.
     pub async fn build(config: Config) -> Result<Self, AppError> {
         let config = Arc::new(config);
-        let source = source(&config).await?;
-        let engine = Arc::new(Engine::new(Arc::clone(&config), source)?);
+        let metrics = Metrics::new(config.cni_dir.clone());
+        let source = source(&config, &metrics).await?;
+        let engine =
+            Arc::new(Engine::new(Arc::clone(&config), source)?.with_metrics(metrics.clone()));
+        let metrics_task = match config.metrics_port {
+            Some(port) => {
+                let l = listener::bind(&config.metrics_bind_address, port).await?;
+                tracing::info!(address = %config.metrics_bind_address, port, "metrics at /metrics");
+                Some(tokio::spawn(listener::serve(l, metrics.clone())).abort_handle())
+            }
+            None => None,
+        };
+        let layers = layers::stack(&config, metrics);
         let (listener, socket) = socket::bind(&config.socket_path())?;
         tracing::info!(
             socket = %socket.path().display(),
@@ -57,6 +76,8 @@ impl App {
             listener,
             socket,
             grace: server::SHUTDOWN_GRACE,
+            layers,
+            metrics_task,
         })
     }
 
@@ -68,16 +89,27 @@ impl App {
             listener,
             socket,
             grace,
+            layers,
+            metrics_task,
         } = self;
-        let result = server::serve(CniService::new(engine), listener, shutdown, grace).await;
+        let result =
+            server::serve(CniService::new(engine), listener, layers, shutdown, grace).await;
         drop(socket);
+        if let Some(task) = metrics_task {
+            task.abort();
+        }
         tracing::info!("multus-daemon stopped");
         Ok(result?)
     }
 }
 
-/// Standalone mode when `clusterStateDir` is set, else the Kubernetes API.
-async fn source(config: &Config) -> Result<Arc<dyn ClusterSource>, AppError> {
+/// Standalone mode when `clusterStateDir` is set, else the Kubernetes API; either one measured.
+async fn source(config: &Config, metrics: &Metrics) -> Result<Arc<dyn ClusterSource>, AppError> {
+    let (inner, kind) = inner_source(config).await?;
+    Ok(Arc::new(MeteredSource::new(inner, kind, metrics.clone())))
+}
+
+async fn inner_source(config: &Config) -> Result<(Arc<dyn ClusterSource>, &'static str), AppError> {
     if let Some(dir) = &config.cluster_state_dir {
         tracing::info!(
             source = "files",
@@ -85,10 +117,8 @@ async fn source(config: &Config) -> Result<Arc<dyn ClusterSource>, AppError> {
             network_status_dir = ?config.network_status_dir,
             "standalone mode: pods and NADs from manifests"
         );
-        return Ok(Arc::new(FileSource::new(
-            dir.clone(),
-            config.network_status_dir.clone(),
-        )));
+        let files = FileSource::new(dir.clone(), config.network_status_dir.clone());
+        return Ok((Arc::new(files), "files"));
     }
     let settings = KubeSettings::from_config(config);
     tracing::info!(
@@ -97,5 +127,5 @@ async fn source(config: &Config) -> Result<Arc<dyn ClusterSource>, AppError> {
         node = ?settings.node_name,
         "pods and NADs from the Kubernetes API"
     );
-    Ok(Arc::new(KubeSource::connect(settings).await?))
+    Ok((Arc::new(KubeSource::connect(settings).await?), "kubernetes"))
 }

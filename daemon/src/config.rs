@@ -104,6 +104,21 @@ pub struct Config {
     /// How long one lookup or status write may keep retrying transient API errors (409, 429 with
     /// its Retry-After, 5xx, timeouts) before it fails; upstream hard-codes 2.5 s.
     pub kube_api_retry_seconds: u64,
+    /// Peer uids allowed to call the socket (CNI RPCs, health, reflection); root by default.
+    pub allowed_uids: Vec<u32>,
+    /// Peer gids allowed to call the socket, in addition to `allowedUids`.
+    pub allowed_gids: Vec<u32>,
+    /// Per-verb request deadlines in seconds; a shorter client `grpc-timeout` wins.
+    pub request_timeouts: RequestTimeouts,
+    /// Address the `metricsPort` listener binds. `0.0.0.0` like upstream's `:port`, because
+    /// Prometheus scrapes the pod IP of the hostNetwork DaemonSet; set `127.0.0.1` to keep the
+    /// metrics on the node.
+    pub metrics_bind_address: String,
+    /// OTLP/gRPC endpoint for traces (e.g. `http://collector:4317`); unset: the standard
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT`, and nothing is exported when neither is set.
+    pub otlp_endpoint: Option<String>,
+    /// `text` (upstream's look) or `json` (one object per line, span fields included).
+    pub log_format: String,
 
     /// Keys this build does not know: kept, and passed into generated configs.
     #[serde(flatten)]
@@ -126,7 +141,35 @@ pub struct LogOptions {
 
 impl Default for LogOptions {
     fn default() -> Self {
-        Self { max_age: 5, max_size: 100, max_backups: 5, compress: true }
+        Self {
+            max_age: 5,
+            max_size: 100,
+            max_backups: 5,
+            compress: true,
+        }
+    }
+}
+
+/// Per-verb request deadlines, in seconds (multus-rs `requestTimeouts`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct RequestTimeouts {
+    pub add: u64,
+    pub del: u64,
+    pub check: u64,
+    pub status: u64,
+    pub gc: u64,
+}
+
+impl Default for RequestTimeouts {
+    fn default() -> Self {
+        Self {
+            add: 60,
+            del: 60,
+            check: 30,
+            status: 10,
+            gc: 60,
+        }
     }
 }
 
@@ -182,6 +225,12 @@ impl Default for Config {
             delegate_timeout_seconds: 60,
             kube_api_timeout_seconds: 10,
             kube_api_retry_seconds: 30,
+            allowed_uids: vec![0],
+            allowed_gids: Vec::new(),
+            request_timeouts: RequestTimeouts::default(),
+            metrics_bind_address: "0.0.0.0".into(),
+            otlp_endpoint: None,
+            log_format: "text".into(),
             extra: Map::new(),
         }
     }
@@ -191,7 +240,12 @@ impl Config {
     /// `globalNamespaces` as a list (upstream: comma-split, trimmed; `default` when unset).
     pub fn global_namespace_list(&self) -> Vec<String> {
         match &self.global_namespaces {
-            Some(s) => s.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect(),
+            Some(s) => s
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect(),
             None => vec!["default".into()],
         }
     }
@@ -226,6 +280,9 @@ mod tests {
         assert_eq!(c.multus_master_cni.as_deref(), Some("10-a.conf"));
         assert_eq!(c.auxiliary_cni_chain_name.as_deref(), Some("aux"));
         assert_eq!(c.extra.get("someFutureKey"), Some(&serde_json::json!(1)));
-        assert_eq!(c.global_namespace_list(), vec!["a".to_string(), "b".to_string()]);
+        assert_eq!(
+            c.global_namespace_list(),
+            vec!["a".to_string(), "b".to_string()]
+        );
     }
 }

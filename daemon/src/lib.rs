@@ -2,10 +2,14 @@
 //! pod/NAD sources and the gRPC server. `main.rs` is a thin wrapper around it.
 
 pub mod app;
+pub mod caps;
 pub mod config;
 pub mod engine;
+pub mod layers;
 pub mod load;
+pub mod metrics;
 pub mod netns;
+pub mod otel;
 pub mod server;
 pub mod service;
 pub mod signal;

@@ -19,12 +19,13 @@ pub enum ServerError {
     Serve(#[from] tonic::transport::Error),
 }
 
-/// Serves `cni` on `listener` until `shutdown` resolves, then stops accepting, lets in-flight
-/// requests finish for at most `grace`, and returns. Health turns NOT_SERVING at the signal so
-/// watchers on open connections see the drain.
+/// Serves `cni` behind `layers` on `listener` until `shutdown` resolves, then stops accepting,
+/// lets in-flight requests finish for at most `grace`, and returns. Health turns NOT_SERVING at
+/// the signal so watchers on open connections see the drain.
 pub async fn serve<T: Cni>(
     cni: T,
     listener: UnixListener,
+    layers: crate::layers::Layers,
     shutdown: impl Future<Output = ()>,
     grace: Duration,
 ) -> Result<(), ServerError> {
@@ -42,13 +43,8 @@ pub async fn serve<T: Cni>(
         .set_service_status("", tonic_health::ServingStatus::Serving)
         .await;
 
-    // Issue 4 adds its layers here, outermost first; every request passes them in this order.
-    let layers = tower::ServiceBuilder::new()
-        // auth: SO_PEERCRED check of the connecting process (layers/auth)
-        // trace: one span per request with container id and verb (layers/trace)
-        // admission/timeout: per-verb deadline on top of the client's grpc-timeout
-        .into_inner();
-
+    // `layers` (crate::layers::stack): auth, trace, timeout, outermost first; they wrap the
+    // whole router, so health and reflection are behind auth too.
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tonic::transport::Server::builder()
         .layer(layers)

@@ -8,7 +8,9 @@ use multus_common::{CniArgs, CniError, Command, code};
 use multus_proto::PROTOCOL_VERSION;
 use multus_proto::v1::cni_server::Cni;
 use multus_proto::v1::{CniRequest, CniResponse};
+use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
+use tracing::Instrument;
 
 use crate::engine::conflist::ConflistError;
 use crate::engine::exec::ExecError;
@@ -32,9 +34,10 @@ impl CniService {
         request: Request<CniRequest>,
     ) -> Result<Response<CniResponse>, Status> {
         let call = to_call(command, request.into_inner()).map_err(|e| to_status(&e))?;
+        crate::layers::trace::record_call(&call);
         let id = call.container_id.clone();
         let outcome = match command {
-            Command::Add => self.engine.add(call).await,
+            Command::Add => self.add_detached(call).await,
             Command::Del => self.engine.del(call).await.map(|()| Vec::new()),
             Command::Check => self.engine.check(call).await.map(|()| Vec::new()),
             Command::Status => self.engine.status(call).await.map(|()| Vec::new()),
@@ -50,6 +53,21 @@ impl CniService {
                 Err(to_status(&e))
             }
         }
+    }
+}
+
+impl CniService {
+    /// ADD in its own task, so a request dropped at its deadline (layers/timeout) still rolls
+    /// back: dropping this future cancels the token, and the task kills the running delegate,
+    /// DELs what was attached and only then releases the container lock.
+    async fn add_detached(&self, call: CniCall) -> Result<Vec<u8>, EngineError> {
+        let cancel = CancellationToken::new();
+        let _cancel_on_drop = cancel.clone().drop_guard();
+        let engine = Arc::clone(&self.engine);
+        let task = async move { engine.add_cancellable(call, cancel).await };
+        tokio::spawn(task.instrument(tracing::Span::current()))
+            .await
+            .map_err(|e| EngineError::Internal(format!("ADD task: {e}")))?
     }
 }
 
@@ -100,6 +118,7 @@ fn cni_code(e: &EngineError) -> u32 {
         EngineError::InvalidConfig(_) => code::INVALID_NETWORK_CONFIG,
         EngineError::Plan(p) => plan_code(p),
         EngineError::Admission(_)
+        | EngineError::Cancelled(_)
         | EngineError::NotReady(_)
         | EngineError::ProtocolTooNew { .. } => code::TRY_AGAIN_LATER,
         EngineError::Delegate { source, .. } => delegate_code(source.first()),

@@ -3,25 +3,49 @@
 //! failure after the first exec rolls back what was attached.
 use multus_common::validate;
 use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use super::cache::{Entry, Loaded, PodRef, Record, SCHEMA_VERSION, State};
 use super::conflist::{self, Attachment};
 use super::plan::{self, Plan, Planned};
 use super::{CniCall, Engine, EngineError, del, events, gateway, netstatus};
 
-pub(super) async fn add(e: &Engine, call: CniCall) -> Result<Vec<u8>, EngineError> {
+pub(super) async fn add(
+    e: &Engine,
+    call: CniCall,
+    cancel: &CancellationToken,
+) -> Result<Vec<u8>, EngineError> {
     validate::id("container id", &call.container_id)?;
     validate::ifname(&call.ifname)?;
-    let (_guard, waited) = e.admission.lock_container(&call.container_id).await?;
+    let cancelled = || EngineError::Cancelled(call.container_id.clone());
+    let lock = e
+        .admission
+        .lock_container(&call.container_id)
+        .instrument(tracing::info_span!("admission.wait", queue = "container"));
+    let (_guard, waited) = tokio::select! {
+        biased;
+        () = cancel.cancelled() => return Err(cancelled()),
+        r = lock => r?,
+    };
+    if let Some(m) = &e.metrics {
+        m.queue_wait("container", waited);
+    }
     tracing::debug!(container.id = %call.container_id, queue_wait_ms = waited.as_millis() as u64, "ADD admitted");
     if let Some(path) = &e.config.readiness_indicator_file
         && !path.exists()
     {
         return Err(EngineError::NotReady(path.display().to_string()));
     }
-    match plan::plan(&e.config, &*e.source, &call).await? {
+    // Nothing is attached before the plan: a cancellation here has nothing to roll back.
+    let planned = tokio::select! {
+        biased;
+        () = cancel.cancelled() => return Err(cancelled()),
+        r = plan::plan(&e.config, &*e.source, &call) => r?,
+    };
+    match planned {
         Planned::PodGone => pod_gone_result(&call),
-        Planned::Plan(p) => attach(e, &call, p).await,
+        Planned::Plan(p) => attach(e, &call, p, cancel).await,
     }
 }
 
@@ -54,7 +78,12 @@ fn stdin_version(config: &[u8]) -> Result<String, EngineError> {
         .to_owned())
 }
 
-async fn attach(e: &Engine, call: &CniCall, p: Plan) -> Result<Vec<u8>, EngineError> {
+async fn attach(
+    e: &Engine,
+    call: &CniCall,
+    p: Plan,
+    cancel: &CancellationToken,
+) -> Result<Vec<u8>, EngineError> {
     teardown_stale(e, call).await?;
     let mut record = Record {
         schema_version: SCHEMA_VERSION,
@@ -85,7 +114,19 @@ async fn attach(e: &Engine, call: &CniCall, p: Plan) -> Result<Vec<u8>, EngineEr
         netns: &call.netns,
     };
     for i in 0..record.delegates.len() {
-        let outcome = conflist::add(&e.exec, &record.delegates[i].delegate, &at).await;
+        let d = &record.delegates[i].delegate;
+        let span = tracing::info_span!("delegate", network = %d.name, ifname = %d.ifname, plugin = %super::first_plugin_type(d));
+        let outcome = tokio::select! {
+            biased;
+            // Dropping the running delegate's future kills its plugin (kill_on_drop); the
+            // rollback below DELs it too, as it may have half-attached.
+            () = cancel.cancelled() => {
+                tracing::warn!(container.id = %call.container_id, network = %d.name, "deadline passed; rolling back");
+                rollback(e, call, &record, i).await;
+                return Err(EngineError::Cancelled(call.container_id.clone()));
+            }
+            r = conflist::add(&e.exec, d, &at).instrument(span) => r,
+        };
         let failure = match outcome {
             Ok(result) => {
                 record.delegates[i].state = State::Added;
@@ -143,7 +184,9 @@ async fn teardown_stale(e: &Engine, call: &CniCall) -> Result<(), EngineError> {
 
 async fn save(e: &Engine, record: &Record) -> Result<(), EngineError> {
     let record = record.clone();
-    e.blocking(move |c| c.write(&record)).await
+    e.blocking(move |c| c.write(&record))
+        .instrument(tracing::info_span!("cache.write"))
+        .await
 }
 
 /// DELs delegates `last..=0` in reverse (the failing one too: it may have half-attached). The

@@ -22,6 +22,7 @@ use tracing::Instrument;
 
 use super::admission::{Admission, AdmissionError};
 use crate::config::Config;
+use crate::metrics::Metrics;
 
 /// The CNI parameters of one exec (everything but the config, which goes on stdin).
 #[derive(Debug, Clone, Copy)]
@@ -79,6 +80,7 @@ pub struct Executor {
     timeout: Duration,
     path_env: OsString,
     admission: Arc<Admission>,
+    metrics: Option<Metrics>,
 }
 
 impl Executor {
@@ -90,7 +92,14 @@ impl Executor {
             path_env: std::env::var_os("PATH")
                 .unwrap_or_else(|| "/usr/sbin:/usr/bin:/sbin:/bin".into()),
             admission,
+            metrics: None,
         }
+    }
+
+    /// Records lookups, delegate-slot waits and execs into `metrics`.
+    pub fn with_metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// Overrides the exec timeout (tests and callers with a tighter deadline).
@@ -131,7 +140,11 @@ impl Executor {
         env: &ExecEnv<'_>,
         stdin: &[u8],
     ) -> Result<Vec<u8>, ExecError> {
-        let path = self.find(plugin)?;
+        let found = self.find(plugin);
+        if let Some(m) = &self.metrics {
+            m.plugin_lookup(plugin, found.is_ok());
+        }
+        let path = found?;
         let (_permit, waited) = self.admission.delegate_slot().await?;
         let span = tracing::info_span!("plugin_exec", plugin = %plugin, cni.command = %env.command,
             container.id = %env.container_id, ifname = %env.ifname, queue_wait_ms = waited.as_millis() as u64,
@@ -149,8 +162,18 @@ impl Executor {
             }
             Err(e) => tracing::warn!(parent: &span, error = %e, "plugin did not finish"),
         }
-        let (status, stdout, stderr) = outcome?;
-        decode(plugin, status, stdout, &stderr)
+        let decoded =
+            outcome.and_then(|(status, stdout, stderr)| decode(plugin, status, stdout, &stderr));
+        if let Some(m) = &self.metrics {
+            m.queue_wait("delegate", waited);
+            m.delegate_exec(
+                plugin,
+                env.command.as_str(),
+                exec_outcome(&decoded),
+                started.elapsed(),
+            );
+        }
+        decoded
     }
 
     async fn spawn_and_wait(
@@ -222,6 +245,17 @@ impl Executor {
                 seconds: self.timeout.as_secs(),
             }),
         }
+    }
+}
+
+/// The `outcome` label of an exec for the metrics.
+fn exec_outcome(r: &Result<Vec<u8>, ExecError>) -> &'static str {
+    match r {
+        Ok(_) => "success",
+        Err(ExecError::Timeout { .. }) => "timeout",
+        Err(ExecError::Signaled { .. }) => "signaled",
+        Err(ExecError::Spawn { .. } | ExecError::Io { .. }) => "spawn_error",
+        Err(_) => "error",
     }
 }
 

@@ -41,7 +41,9 @@ use self::conflist::ConflistError;
 use self::exec::Executor;
 use self::plan::PlanError;
 use crate::config::Config;
+use crate::metrics::Metrics;
 use crate::source::{ClusterSource, SourceError};
+use tokio_util::sync::CancellationToken;
 
 /// Why a verb failed; each variant carries what the service needs to choose the CNI code.
 #[derive(Debug, thiserror::Error)]
@@ -104,6 +106,10 @@ pub enum EngineError {
     /// DEL tried every delegate; these failed.
     #[error("errors: {}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join(" / "))]
     Several(Vec<EngineError>),
+    /// The request was dropped at its deadline (layers/timeout); what ran was rolled back
+    /// (code 11).
+    #[error("container {0}: ADD cancelled at its deadline; attached delegates were rolled back")]
+    Cancelled(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -162,6 +168,7 @@ pub struct Engine {
     admission: Arc<Admission>,
     exec: Executor,
     cache: Cache,
+    metrics: Option<Metrics>,
 }
 
 impl Engine {
@@ -178,7 +185,26 @@ impl Engine {
             admission,
             exec,
             cache,
+            metrics: None,
         })
+    }
+
+    /// Records queue waits and delegate execs into `metrics`.
+    pub fn with_metrics(mut self, metrics: Metrics) -> Self {
+        self.exec = self.exec.with_metrics(metrics.clone());
+        self.metrics = Some(metrics);
+        self
+    }
+
+    /// ADD that stops when `cancel` fires (its request was dropped at the deadline): no new
+    /// delegate starts, the running one is killed, and everything attached is rolled back
+    /// before this returns [`EngineError::Cancelled`].
+    pub async fn add_cancellable(
+        &self,
+        call: CniCall,
+        cancel: CancellationToken,
+    ) -> Result<Vec<u8>, EngineError> {
+        add::add(self, call, &cancel).await
     }
 
     /// The admission state (for metrics: tracked containers).
@@ -188,7 +214,7 @@ impl Engine {
 
     /// CNI ADD: returns the cluster network's result in the runtime's cniVersion.
     pub async fn add(&self, call: CniCall) -> Result<Vec<u8>, EngineError> {
-        add::add(self, call).await
+        add::add(self, call, &CancellationToken::new()).await
     }
 
     /// CNI DEL: tears down everything recorded for the container (idempotent).
