@@ -15,5 +15,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build_server(true)
         .build_client(true)
         .compile_fds(fds)?;
+    // The kubelet's PodResources API (a client in the daemon, a stand-in kubelet in tests); kept
+    // out of the descriptor set above, which is what the daemon serves through reflection.
+    let kubelet = "proto/k8s/podresources/v1/api.proto";
+    println!("cargo:rerun-if-changed={kubelet}");
+    tonic_prost_build::configure()
+        .build_server(true)
+        .build_client(true)
+        .compile_fds(protox::compile([kubelet], ["proto"])?)?;
     Ok(())
 }

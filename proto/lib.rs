@@ -7,6 +7,15 @@ pub mod v1 {
     tonic::include_proto!("multus.cni.v1");
 }
 
+/// Generated code for the kubelet's PodResources API (`proto/k8s/podresources/v1/api.proto`,
+/// package `v1`): the device IDs the kubelet assigned to a pod's containers.
+pub mod podresources {
+    pub mod v1 {
+        #![allow(clippy::all, clippy::pedantic, missing_docs)]
+        tonic::include_proto!("v1");
+    }
+}
+
 /// The protocol version this build speaks (see the compatibility rule in the proto file).
 pub const PROTOCOL_VERSION: u32 = 1;
 
