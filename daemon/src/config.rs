@@ -119,6 +119,14 @@ pub struct Config {
     pub otlp_endpoint: Option<String>,
     /// `text` (upstream's look) or `json` (one object per line, span fields included).
     pub log_format: String,
+    /// The kubelet's PodResources API socket, asked for the device IDs of NADs annotated
+    /// `k8s.v1.cni.cncf.io/resourceName` (upstream's fixed path).
+    pub kubelet_pod_resources_socket: PathBuf,
+    /// The kubelet's device-manager checkpoint, read instead when that socket is absent.
+    pub kubelet_checkpoint_file: PathBuf,
+    /// Base of the device-info files: device plugins write `dp/`, the daemon fills `cni/` for
+    /// the delegates (upstream's fixed path).
+    pub device_info_dir: PathBuf,
 
     /// Keys this build does not know: kept, and passed into generated configs.
     #[serde(flatten)]
@@ -231,6 +239,10 @@ impl Default for Config {
             metrics_bind_address: "0.0.0.0".into(),
             otlp_endpoint: None,
             log_format: "text".into(),
+            kubelet_pod_resources_socket: "/var/lib/kubelet/pod-resources/kubelet.sock".into(),
+            kubelet_checkpoint_file: "/var/lib/kubelet/device-plugins/kubelet_internal_checkpoint"
+                .into(),
+            device_info_dir: "/var/run/k8s.cni.cncf.io/devinfo".into(),
             extra: Map::new(),
         }
     }

@@ -5,6 +5,7 @@ pub mod app;
 pub mod caps;
 pub mod config;
 pub mod engine;
+pub mod kubelet;
 pub mod layers;
 pub mod load;
 pub mod metrics;
