@@ -242,3 +242,47 @@ fn missing_nad_is_a_config_error_and_attaches_nothing() {
     assert!(ip::links(pod_ns.name()).unwrap().is_empty());
     assert!(cluster.layout.leases().unwrap().is_empty());
 }
+
+#[test]
+fn json_list_annotation_picks_namespaces_and_interface_names() {
+    let cluster = Cluster::start(|_| {}).unwrap();
+    three_nads(&cluster).unwrap();
+    let other = serde_json::json!({"cniVersion": "1.0.0", "type": "ptp",
+        "ipam": multus_e2e::scenario::host_local(&cluster.layout, "10.93.0.0/24")});
+    cluster
+        .layout
+        .put_manifest(
+            "other.json",
+            &multus_e2e::scenario::nad("other", "ptp-net", &other),
+        )
+        .unwrap();
+    let networks = r#"[{"name": "ptp-net", "namespace": "other", "interface": "fast0"},
+                       {"name": "ptp-net"}]"#;
+    cluster
+        .layout
+        .put_manifest("pod.json", &pod("default", "js", "uid-js", networks))
+        .unwrap();
+    let pod_ns = Netns::new("mrspod").unwrap();
+    let add = cluster.invocation("c0ffee06", &pod_ns, "default", "js", "uid-js");
+
+    let out = add.run().unwrap();
+    assert!(
+        out.success(),
+        "ADD failed: {out:?}\n{}",
+        cluster.daemon.log_text()
+    );
+    // The named interface keeps its name; the unnamed one is numbered by its position.
+    assert!(addr_of(&pod_ns, "fast0")[0].starts_with("10.93.0."));
+    assert!(addr_of(&pod_ns, "net2")[0].starts_with("10.89.0."));
+    let status = cluster
+        .layout
+        .network_status("default", "js")
+        .unwrap()
+        .unwrap();
+    assert_eq!(status[1]["name"], "other/ptp-net");
+    assert_eq!(status[2]["name"], "default/ptp-net");
+
+    assert!(add.with_command("DEL").run().unwrap().success());
+    assert!(ip::links(pod_ns.name()).unwrap().is_empty());
+    assert!(cluster.layout.leases().unwrap().is_empty());
+}
