@@ -119,6 +119,9 @@ pub struct Config {
     pub otlp_endpoint: Option<String>,
     /// `text` (upstream's look) or `json` (one object per line, span fields included).
     pub log_format: String,
+    /// Capabilities kept at start besides the daemon's and the usual delegates' (e.g.
+    /// `CAP_NET_BIND_SERVICE` for an exotic delegate); everything else is dropped.
+    pub keep_capabilities: Vec<String>,
     /// The kubelet's PodResources API socket, asked for the device IDs of NADs annotated
     /// `k8s.v1.cni.cncf.io/resourceName` (upstream's fixed path).
     pub kubelet_pod_resources_socket: PathBuf,
@@ -239,6 +242,7 @@ impl Default for Config {
             metrics_bind_address: "0.0.0.0".into(),
             otlp_endpoint: None,
             log_format: "text".into(),
+            keep_capabilities: Vec::new(),
             kubelet_pod_resources_socket: "/var/lib/kubelet/pod-resources/kubelet.sock".into(),
             kubelet_checkpoint_file: "/var/lib/kubelet/device-plugins/kubelet_internal_checkpoint"
                 .into(),

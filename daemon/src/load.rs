@@ -193,19 +193,9 @@ pub fn unimplemented_keys(c: &Config) -> Vec<(&'static str, &'static str)> {
         "there is no Go profiler to serve",
     );
     note(
-        c.metrics_port.is_some(),
-        "metricsPort",
-        "the metrics listener is not implemented yet",
-    );
-    note(
         c.connection_limit.is_some(),
         "connectionLimit",
         "not enforced; delegateConcurrency bounds concurrent plugin runs",
-    );
-    note(
-        c.log_options.is_some(),
-        "logOptions",
-        "log rotation is not implemented yet: logFile grows without bound",
     );
     note(
         c.auxiliary_cni_chain_name.is_some(),

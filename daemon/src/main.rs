@@ -3,7 +3,8 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use multus_daemon::{app::App, config::Config, load, signal::Shutdown, telemetry};
+use multus_daemon::telemetry::{self, Telemetry};
+use multus_daemon::{app::App, caps, config::Config, load, signal::Shutdown};
 
 fn fail(code: u8, e: impl std::fmt::Display) -> ExitCode {
     eprintln!("multus-daemon: {e}");
@@ -24,13 +25,33 @@ fn main() -> ExitCode {
             );
         }
     };
-    let config = match setup(&config_path) {
+    let config = match load::load(&config_path, std::env::vars()) {
         Ok(c) => c,
         Err(e) => return fail(1, e),
     };
+    // Capability sets are per thread: reduce them before the runtime starts any.
+    let caps = match caps::apply(&config) {
+        Ok(report) => report,
+        Err(e) => return fail(1, e),
+    };
+    // The runtime before logging: the OTLP exporter's channel lives on it.
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => return fail(3, e),
+    };
+    let _telemetry = {
+        let _enter = runtime.enter();
+        match setup(&config_path, &config, &caps) {
+            Ok(t) => t,
+            Err(e) => return fail(1, e),
+        }
+    };
     // Without this the reason would be only in the log file when stderr logging is off.
     let file_only = config.log_file.is_some() && !config.log_to_stderr;
-    match serve(config) {
+    match serve(&runtime, config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %e, "multus-daemon failed");
@@ -43,23 +64,19 @@ fn main() -> ExitCode {
     }
 }
 
-/// Config (file, then `MULTUS_` env), then logging; any failure here is exit 1.
-fn setup(path: &Path) -> anyhow::Result<Config> {
-    let config = load::load(path, std::env::vars())?;
-    telemetry::init(
-        &config.log_level,
-        config.log_file.as_deref(),
-        config.log_to_stderr,
-    )?;
+/// Logging (format, rotation, OTLP) from the loaded config; any failure here is exit 1.
+fn setup(path: &Path, config: &Config, caps: &caps::Report) -> anyhow::Result<Telemetry> {
+    let telemetry = telemetry::init_from(config)?;
     tracing::info!(config = %path.display(), version = env!("CARGO_PKG_VERSION"), "multus-daemon starting");
-    load::warn_unimplemented(&config);
-    Ok(config)
+    tracing::info!(kept = ?caps.kept, dropped = ?caps.dropped, "capabilities reduced");
+    if !caps.bounding_kept.is_empty() {
+        tracing::warn!(bounding = ?caps.bounding_kept, "no CAP_SETPCAP: these stay in the bounding set, so delegates may gain them");
+    }
+    load::warn_unimplemented(config);
+    Ok(telemetry)
 }
 
-fn serve(config: Config) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+fn serve(runtime: &tokio::runtime::Runtime, config: Config) -> anyhow::Result<()> {
     runtime.block_on(async {
         let shutdown = Shutdown::install()?;
         let app = App::build(config).await?;

@@ -1,11 +1,19 @@
-//! Logging setup: a tracing-subscriber from `logLevel`, `logFile` (append) and `logToStderr`.
-//! Issue 4 adds rotation, JSON and OTLP here.
+//! Logging setup: a tracing-subscriber from `logLevel`, `logFile` (append, rotated per
+//! `logOptions`), `logToStderr` and `logFormat` (text or JSON, the request's span fields on every
+//! line), plus the OpenTelemetry export layer when an OTLP endpoint is configured.
+pub mod rotate;
+
 use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
 
+use tracing_subscriber::Layer;
 use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::fmt::writer::{BoxMakeWriter, MakeWriterExt};
+use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
+
+use crate::config::{Config, LogOptions};
+use crate::otel::{self, OtelGuard, OtelSettings};
 
 /// Why logging could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -19,6 +27,16 @@ pub enum TelemetryError {
     },
     #[error("installing the tracing subscriber: {0}")]
     Install(#[from] tracing_subscriber::util::TryInitError),
+    #[error("logFormat {0:?} is not one of text, json")]
+    UnknownFormat(String),
+    #[error("OpenTelemetry: {0}")]
+    Otel(#[from] otel::OtelError),
+}
+
+/// Keeps the OTLP exporter alive; dropping it flushes what is queued (bounded).
+#[derive(Debug)]
+pub struct Telemetry {
+    _otel: Option<OtelGuard>,
 }
 
 /// Upstream's level names (`panic` = errors only, `verbose` = info) plus tracing's own.
@@ -35,35 +53,93 @@ pub fn level(name: &str) -> Result<LevelFilter, TelemetryError> {
 
 /// The process-wide subscriber. Startup messages before the config is read go to stderr.
 pub fn init(level_name: &str, file: Option<&Path>, to_stderr: bool) -> Result<(), TelemetryError> {
-    let filter = level(level_name)?;
-    let writer = match file {
-        Some(path) => {
-            let f = OpenOptions::new()
+    let config = Config {
+        log_level: level_name.to_owned(),
+        log_file: file.map(Path::to_owned),
+        log_to_stderr: to_stderr,
+        ..Config::default()
+    };
+    install(&config, None).map(drop)
+}
+
+/// The subscriber from the whole config: format, rotation and (when an endpoint is configured,
+/// by key or `OTEL_EXPORTER_OTLP_ENDPOINT`) OTLP export. Must run inside the tokio runtime.
+pub fn init_from(config: &Config) -> Result<Telemetry, TelemetryError> {
+    let otel = OtelSettings::resolve(config.otlp_endpoint.as_deref(), |k| std::env::var(k).ok());
+    install(config, otel.as_ref())
+}
+
+type BoxLayer = Box<dyn Layer<tracing_subscriber::Registry> + Send + Sync>;
+
+fn install(config: &Config, otel: Option<&OtelSettings>) -> Result<Telemetry, TelemetryError> {
+    let filter = level(&config.log_level)?;
+    let writer = writer(
+        config.log_file.as_deref(),
+        config.log_options.as_ref(),
+        config.log_to_stderr,
+    )?;
+    let fmt: BoxLayer = match config.log_format.to_ascii_lowercase().as_str() {
+        "" | "text" => tracing_subscriber::fmt::layer()
+            .with_writer(writer)
+            .with_ansi(false)
+            .with_filter(filter)
+            .boxed(),
+        "json" => tracing_subscriber::fmt::layer()
+            .json()
+            .with_current_span(true)
+            .with_span_list(true)
+            .with_writer(writer)
+            .with_filter(filter)
+            .boxed(),
+        other => return Err(TelemetryError::UnknownFormat(other.to_owned())),
+    };
+    let mut layers = vec![fmt];
+    let mut guard = None;
+    if let Some(settings) = otel {
+        let (layer, g) = otel::layer(settings)?;
+        // Spans are exported whatever logLevel says (its default, panic, would hide them all);
+        // the log layer's own filter still decides what is printed.
+        layers.push(layer.with_filter(LevelFilter::INFO).boxed());
+        guard = Some(g);
+    }
+    tracing_subscriber::registry().with(layers).try_init()?;
+    if let Some(s) = otel {
+        tracing::info!(endpoint = %s.endpoint, service.name = %s.service_name, "exporting traces over OTLP");
+    }
+    Ok(Telemetry { _otel: guard })
+}
+
+fn writer(
+    file: Option<&Path>,
+    rotation: Option<&LogOptions>,
+    to_stderr: bool,
+) -> Result<BoxMakeWriter, TelemetryError> {
+    let Some(path) = file else {
+        // Without a file the daemon still logs to stderr: a silent daemon is undebuggable, and
+        // the container runtime collects stderr anyway.
+        return Ok(BoxMakeWriter::new(std::io::stderr));
+    };
+    let open_err = |source| TelemetryError::OpenLogFile {
+        path: path.to_owned(),
+        source,
+    };
+    let to_file = match rotation {
+        Some(options) => BoxMakeWriter::new(std::sync::Mutex::new(
+            rotate::RotatingFile::open(path, options.into()).map_err(open_err)?,
+        )),
+        None => BoxMakeWriter::new(std::sync::Mutex::new(
+            OpenOptions::new()
                 .create(true)
                 .append(true)
                 .open(path)
-                .map_err(|source| TelemetryError::OpenLogFile {
-                    path: path.to_owned(),
-                    source,
-                })?;
-            let to_file = BoxMakeWriter::new(std::sync::Mutex::new(f));
-            if to_stderr {
-                BoxMakeWriter::new(to_file.and(std::io::stderr))
-            } else {
-                to_file
-            }
-        }
-        // Without a file the daemon still logs to stderr: a silent daemon is undebuggable, and
-        // the container runtime collects stderr anyway.
-        None => BoxMakeWriter::new(std::io::stderr),
+                .map_err(open_err)?,
+        )),
     };
-    tracing_subscriber::fmt()
-        .with_max_level(filter)
-        .with_writer(writer)
-        .with_ansi(false)
-        .finish()
-        .try_init()?;
-    Ok(())
+    Ok(if to_stderr {
+        BoxMakeWriter::new(to_file.and(std::io::stderr))
+    } else {
+        to_file
+    })
 }
 
 #[cfg(test)]

@@ -132,12 +132,12 @@ fn file_errors_name_the_file() {
 #[test]
 fn unimplemented_keys_are_listed_once_each() {
     let c = from_layers(
-        obj(json!({"multusConfigFile": "/x.conf", "metricsPort": 9091})),
+        obj(json!({"multusConfigFile": "/x.conf", "enablePprof": true, "metricsPort": 9091})),
         Vec::new(),
     )
     .unwrap();
     let keys: Vec<_> = unimplemented_keys(&c).into_iter().map(|(k, _)| k).collect();
-    assert_eq!(keys, vec!["multusConfigFile", "metricsPort"]);
+    assert_eq!(keys, vec!["multusConfigFile", "enablePprof"]);
 }
 
 #[test]
