@@ -102,6 +102,16 @@ pub struct Daemon {
 impl Daemon {
     /// Starts `multus-daemon` in `node` with `config`, waiting until its socket accepts.
     pub fn start(node: &Netns, layout: &Layout, config: &Map<String, Value>) -> Result<Self> {
+        Self::start_with_env(node, layout, config, &[])
+    }
+
+    /// As [`Daemon::start`], with extra environment for the daemon (e.g. `MULTUS_NODE_NAME`).
+    pub fn start_with_env(
+        node: &Netns,
+        layout: &Layout,
+        config: &Map<String, Value>,
+        env: &[(&str, &str)],
+    ) -> Result<Self> {
         let file = layout
             .dir("conf")
             .join(format!("daemon-{}.json", crate::unique("c")));
@@ -113,6 +123,7 @@ impl Daemon {
             .arg(binary)
             .arg("--config")
             .arg(&file)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(fs::File::create(&log)?)

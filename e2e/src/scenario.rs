@@ -1,9 +1,14 @@
 //! Ready-made clusters for tests and the demo: a node namespace running the daemon in
 //! standalone mode, the cluster network, NADs for the reference plugins, and pods.
-use anyhow::Result;
+use std::sync::mpsc;
+
+use anyhow::{Context, Result};
+use nix::sched::CloneFlags;
 use serde_json::{Map, Value, json};
+use tokio::sync::oneshot;
 
 use crate::{
+    apiserver::ApiServer,
     daemon::{Daemon, Layout},
     netns::Netns,
     shim::{Invocation, k8s_args, multus_conf},
@@ -62,8 +67,17 @@ impl Cluster {
     /// Starts a cluster whose network is bridge + host-local on 10.88.0.0/24; `tweak` may
     /// change the daemon config before start.
     pub fn start(tweak: impl FnOnce(&mut Map<String, Value>)) -> Result<Self> {
-        let node = Netns::new("mrsnode")?;
-        let layout = Layout::new()?;
+        Self::start_on(Netns::new("mrsnode")?, Layout::new()?, &[], tweak)
+    }
+
+    /// As [`Cluster::start`], on a node namespace and layout the caller made (e.g. with an API
+    /// server stand-in already listening in `node`), with extra environment for the daemon.
+    pub fn start_on(
+        node: Netns,
+        layout: Layout,
+        env: &[(&str, &str)],
+        tweak: impl FnOnce(&mut Map<String, Value>),
+    ) -> Result<Self> {
         let bridge = crate::unique("mrsbr");
         let conflist = layout.dir("net.d").join("10-cluster.conflist");
         std::fs::write(
@@ -72,7 +86,7 @@ impl Cluster {
         )?;
         let mut config = layout.config(&conflist.to_string_lossy());
         tweak(&mut config);
-        let daemon = Daemon::start(&node, &layout, &config)?;
+        let daemon = Daemon::start_with_env(&node, &layout, &config, env)?;
         Ok(Self {
             daemon,
             layout,
@@ -135,4 +149,124 @@ pub fn three_nads(cluster: &Cluster) -> Result<()> {
         l.put_manifest(&format!("nad-{i}.json"), n)?;
     }
     Ok(())
+}
+
+/// The node a Kubernetes-mode daemon reports in `MULTUS_NODE_NAME`; pods it should cache name it.
+pub const KUBE_NODE: &str = "node-e2e";
+
+/// The API server stand-in listening on 127.0.0.1 *inside a node namespace*, where a daemon run
+/// there can reach it (a namespace has its own loopback), served by a runtime on its own thread.
+/// Its store and fault rules are used directly through `Deref`.
+pub struct NodeApiServer {
+    server: ApiServer,
+    stop: Option<oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl NodeApiServer {
+    pub fn start(node: &Netns) -> Result<Self> {
+        let ns = std::fs::File::open(node.path()).context("opening the node namespace")?;
+        let (ready_tx, ready_rx) = mpsc::channel();
+        let (stop, stopped) = oneshot::channel();
+        let thread = std::thread::Builder::new()
+            .name("apiserver-in-node".into())
+            .spawn(move || {
+                if let Err(e) = serve_in(&ns, stopped, &ready_tx) {
+                    let _ = ready_tx.send(Err(e));
+                }
+            })?;
+        let server = ready_rx
+            .recv()
+            .context("the stand-in's thread ended before it listened")??;
+        Ok(Self {
+            server,
+            stop: Some(stop),
+            thread: Some(thread),
+        })
+    }
+
+    /// Takes the server down hard, as a crashed API server: the listener and every open
+    /// connection close. The store stays readable.
+    pub fn halt(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl std::ops::Deref for NodeApiServer {
+    type Target = ApiServer;
+    fn deref(&self) -> &ApiServer {
+        &self.server
+    }
+}
+
+impl Drop for NodeApiServer {
+    fn drop(&mut self) {
+        self.halt();
+    }
+}
+
+fn serve_in(
+    ns: &std::fs::File,
+    stopped: oneshot::Receiver<()>,
+    ready: &mpsc::Sender<Result<ApiServer>>,
+) -> Result<()> {
+    // A network namespace is a per-thread attribute: only this thread (and the sockets it opens)
+    // moves into the node, the test process stays where it is.
+    nix::sched::setns(ns, CloneFlags::CLONE_NEWNET).context("setns into the node namespace")?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let server = ApiServer::start().await?;
+        let _ = ready.send(Ok(server));
+        let _ = stopped.await;
+        Ok(())
+    })
+}
+
+/// A node whose daemon reads pods and NADs from the API server stand-in through a kubeconfig,
+/// exactly as in a real cluster (no `clusterStateDir`), with `MULTUS_NODE_NAME` = [`KUBE_NODE`].
+pub struct KubeCluster {
+    // Field order is drop order: stop the daemon before its API server.
+    pub cluster: Cluster,
+    pub api: NodeApiServer,
+}
+
+impl KubeCluster {
+    /// The cluster network is `Cluster::start`'s; `tweak` may change the daemon config.
+    pub fn start(tweak: impl FnOnce(&mut Map<String, Value>)) -> Result<Self> {
+        let node = Netns::new("mrsnode")?;
+        let api = NodeApiServer::start(&node)?;
+        let kubeconfig = api.kubeconfig_path();
+        let env = [("MULTUS_NODE_NAME", KUBE_NODE)];
+        let cluster = Cluster::start_on(node, Layout::new()?, &env, |config| {
+            config.remove("clusterStateDir");
+            config.remove("networkStatusDir");
+            config.insert("kubeconfig".into(), json!(kubeconfig));
+            tweak(config);
+        })?;
+        Ok(Self { cluster, api })
+    }
+
+    /// The pod's network-status annotation as the stand-in stores it, parsed.
+    pub fn network_status(&self, namespace: &str, pod: &str) -> Option<Value> {
+        let stored = self.api.pod(namespace, pod)?;
+        let text = stored
+            .pointer("/metadata/annotations")?
+            .get("k8s.v1.cni.cncf.io/network-status")?
+            .as_str()?;
+        serde_json::from_str(text).ok()
+    }
+}
+
+impl std::ops::Deref for KubeCluster {
+    type Target = Cluster;
+    fn deref(&self) -> &Cluster {
+        &self.cluster
+    }
 }
