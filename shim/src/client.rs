@@ -33,8 +33,12 @@ pub fn call(
     runtime.block_on(async {
         let channel = connect(socket).await?;
         let mut client = CniClient::new(channel);
+        let trace = traceparent(&request);
         let mut req = tonic::Request::new(request);
         req.set_timeout(timeout);
+        if let Some(tp) = trace {
+            req.metadata_mut().insert("traceparent", tp);
+        }
         let response = match cmd {
             Command::Add => client.add(req).await,
             Command::Del => client.del(req).await,
@@ -52,6 +56,18 @@ pub fn call(
             .map(|r| r.into_inner().result)
             .map_err(to_cni_error)
     })
+}
+
+/// The runtime's W3C trace context, so the daemon's spans join the runtime's trace: CNI_ARGS
+/// `TRACEPARENT` first, then the `TRACEPARENT` environment variable (OpenTelemetry's
+/// environment carrier). A value that is not a valid header is left out, never an error.
+fn traceparent(request: &CniRequest) -> Option<tonic::metadata::AsciiMetadataValue> {
+    let value = request
+        .cni_args
+        .get("TRACEPARENT")
+        .cloned()
+        .or_else(|| std::env::var("TRACEPARENT").ok())?;
+    value.trim().parse().ok()
 }
 
 /// Connects the unix socket ourselves (so a missing, refused or slow socket gets its own
@@ -131,6 +147,16 @@ pub fn to_cni_error(status: tonic::Status) -> CniError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn traceparent_comes_from_cni_args() {
+        let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let mut req = CniRequest::default();
+        req.cni_args.insert("TRACEPARENT".into(), tp.into());
+        assert_eq!(traceparent(&req).unwrap().to_str().unwrap(), tp);
+        req.cni_args.insert("TRACEPARENT".into(), "bad\nvalue".into());
+        assert!(traceparent(&req).is_none());
+    }
 
     #[test]
     fn statuses_map_to_one_code_each() {
