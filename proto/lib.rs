@@ -20,7 +20,8 @@ pub mod podresources {
 pub const PROTOCOL_VERSION: u32 = 1;
 
 /// Encoded `FileDescriptorSet` of the contract, for gRPC server reflection.
-pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/multus_descriptor.bin"));
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/multus_descriptor.bin"));
 
 /// Encodes a message of the contract (re-exported so users need no direct `prost` dependency).
 pub fn encode<M: prost::Message>(msg: &M) -> Vec<u8> {

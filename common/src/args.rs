@@ -25,20 +25,33 @@ impl CniArgs {
                 Some((k, v)) if !k.trim().is_empty() => {
                     pairs.insert(k.trim().to_owned(), v.trim().to_owned());
                 }
-                _ => return Err(ArgsError { item: item.to_owned() }),
+                _ => {
+                    return Err(ArgsError {
+                        item: item.to_owned(),
+                    });
+                }
             }
         }
-        Ok(Self { raw: raw.to_owned(), pairs })
+        Ok(Self {
+            raw: raw.to_owned(),
+            pairs,
+        })
     }
 
     /// Builds args from already-split pairs (the daemon side of the wire).
     pub fn from_pairs(raw: String, pairs: impl IntoIterator<Item = (String, String)>) -> Self {
-        Self { raw, pairs: pairs.into_iter().collect() }
+        Self {
+            raw,
+            pairs: pairs.into_iter().collect(),
+        }
     }
 
     /// The value of `key`, if present and non-empty.
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.pairs.get(key).map(String::as_str).filter(|v| !v.is_empty())
+        self.pairs
+            .get(key)
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
     }
 }
 

@@ -69,7 +69,14 @@ mod tests {
 
     #[test]
     fn parses_every_verb_and_refuses_others() {
-        for c in [Command::Add, Command::Del, Command::Check, Command::Status, Command::Gc, Command::Version] {
+        for c in [
+            Command::Add,
+            Command::Del,
+            Command::Check,
+            Command::Status,
+            Command::Gc,
+            Command::Version,
+        ] {
             assert_eq!(c.as_str().parse::<Command>().ok(), Some(c));
         }
         assert!("add".parse::<Command>().is_err());

@@ -39,7 +39,11 @@ pub struct CniError {
 
 impl CniError {
     pub fn new(code: u32, msg: impl Into<String>) -> Self {
-        Self { code, msg: msg.into(), details: String::new() }
+        Self {
+            code,
+            msg: msg.into(),
+            details: String::new(),
+        }
     }
 
     pub fn with_details(mut self, details: impl Into<String>) -> Self {
@@ -72,13 +76,21 @@ impl CniError {
 
 impl From<multus_proto::v1::CniError> for CniError {
     fn from(e: multus_proto::v1::CniError) -> Self {
-        Self { code: e.code, msg: e.msg, details: e.details }
+        Self {
+            code: e.code,
+            msg: e.msg,
+            details: e.details,
+        }
     }
 }
 
 impl From<&CniError> for multus_proto::v1::CniError {
     fn from(e: &CniError) -> Self {
-        Self { code: e.code, msg: e.msg.clone(), details: e.details.clone() }
+        Self {
+            code: e.code,
+            msg: e.msg.clone(),
+            details: e.details.clone(),
+        }
     }
 }
 

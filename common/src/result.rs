@@ -20,10 +20,19 @@ pub enum ResultError {
 /// `target` version.
 pub fn convert(result: &Value, fallback_version: &str, target: &str) -> Result<Value, ResultError> {
     let obj = result.as_object().ok_or(ResultError::NotAnObject)?;
-    let from_str = obj.get("cniVersion").and_then(Value::as_str).unwrap_or(fallback_version);
-    let from = SpecVersion::parse(from_str).ok_or_else(|| ResultError::UnknownVersion(from_str.to_owned()))?;
-    let to = SpecVersion::parse(target).ok_or_else(|| ResultError::UnknownVersion(target.to_owned()))?;
-    let canonical = if from < SpecVersion::V0_3_0 { from_legacy(obj) } else { obj.clone() };
+    let from_str = obj
+        .get("cniVersion")
+        .and_then(Value::as_str)
+        .unwrap_or(fallback_version);
+    let from = SpecVersion::parse(from_str)
+        .ok_or_else(|| ResultError::UnknownVersion(from_str.to_owned()))?;
+    let to =
+        SpecVersion::parse(target).ok_or_else(|| ResultError::UnknownVersion(target.to_owned()))?;
+    let canonical = if from < SpecVersion::V0_3_0 {
+        from_legacy(obj)
+    } else {
+        obj.clone()
+    };
     Ok(if to < SpecVersion::V0_3_0 {
         to_legacy(&canonical, target)
     } else {
@@ -48,7 +57,11 @@ fn to_current(mut obj: Map<String, Value>, to: SpecVersion, target: &str) -> Val
             if to >= SpecVersion::V1_0_0 {
                 ip.remove("version");
             } else if !ip.contains_key("version") {
-                let v = family(ip.get("address").and_then(Value::as_str).unwrap_or_default());
+                let v = family(
+                    ip.get("address")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default(),
+                );
                 ip.insert("version".into(), v.into());
             }
         }
@@ -61,7 +74,9 @@ fn from_legacy(obj: &Map<String, Value>) -> Map<String, Value> {
     let mut ips = Vec::new();
     let mut routes = Vec::new();
     for key in ["ip4", "ip6"] {
-        let Some(ipc) = obj.get(key).and_then(Value::as_object) else { continue };
+        let Some(ipc) = obj.get(key).and_then(Value::as_object) else {
+            continue;
+        };
         if let Some(address) = ipc.get("ip") {
             let mut ip = Map::new();
             ip.insert("address".into(), address.clone());
@@ -89,11 +104,23 @@ fn from_legacy(obj: &Map<String, Value>) -> Map<String, Value> {
 fn to_legacy(obj: &Map<String, Value>, target: &str) -> Value {
     let mut out = Map::new();
     out.insert("cniVersion".into(), target.into());
-    let ips = obj.get("ips").and_then(Value::as_array).cloned().unwrap_or_default();
-    let routes = obj.get("routes").and_then(Value::as_array).cloned().unwrap_or_default();
+    let ips = obj
+        .get("ips")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let routes = obj
+        .get("routes")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
     for (key, fam) in [("ip4", "4"), ("ip6", "6")] {
         let Some(ip) = ips.iter().filter_map(Value::as_object).find(|ip| {
-            family(ip.get("address").and_then(Value::as_str).unwrap_or_default()) == fam
+            family(
+                ip.get("address")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default(),
+            ) == fam
         }) else {
             continue;
         };
@@ -169,7 +196,10 @@ mod tests {
 
     #[test]
     fn refuses_non_objects_and_unknown_versions() {
-        assert_eq!(convert(&json!([1]), "1.0.0", "1.0.0"), Err(ResultError::NotAnObject));
+        assert_eq!(
+            convert(&json!([1]), "1.0.0", "1.0.0"),
+            Err(ResultError::NotAnObject)
+        );
         assert!(convert(&json!({"cniVersion": "x"}), "1.0.0", "1.0.0").is_err());
         assert!(convert(&v100(), "1.0.0", "banana").is_err());
     }

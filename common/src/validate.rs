@@ -22,18 +22,32 @@ pub fn id(what: &'static str, value: &str) -> Result<(), InvalidName> {
     };
     let ok = first.is_ascii_alphanumeric()
         && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
-    if ok { Ok(()) } else { Err(InvalidName::BadId { what, value: value.to_owned() }) }
+    if ok {
+        Ok(())
+    } else {
+        Err(InvalidName::BadId {
+            what,
+            value: value.to_owned(),
+        })
+    }
 }
 
 /// Kernel interface names (libcni's rule: 1-15 bytes, not `.`/`..`, no `/`, `:` or whitespace).
 pub fn ifname(value: &str) -> Result<(), InvalidName> {
     if value.is_empty() {
-        return Err(InvalidName::Empty { what: "interface name" });
+        return Err(InvalidName::Empty {
+            what: "interface name",
+        });
     }
     if value.len() > 15 {
         return Err(InvalidName::IfnameTooLong(value.to_owned()));
     }
-    if value == "." || value == ".." || value.chars().any(|c| c == '/' || c == ':' || c.is_whitespace()) {
+    if value == "."
+        || value == ".."
+        || value
+            .chars()
+            .any(|c| c == '/' || c == ':' || c.is_whitespace())
+    {
         return Err(InvalidName::IfnameBadChars(value.to_owned()));
     }
     Ok(())

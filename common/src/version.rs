@@ -2,7 +2,9 @@
 use std::cmp::Ordering;
 
 /// Every spec version the shim accepts and answers to VERSION with (upstream Multus' list).
-pub const SUPPORTED_VERSIONS: [&str; 7] = ["0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"];
+pub const SUPPORTED_VERSIONS: [&str; 7] = [
+    "0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0",
+];
 
 /// The newest spec version this implementation speaks.
 pub const CURRENT_VERSION: &str = "1.1.0";

@@ -39,11 +39,17 @@ impl Delegate {
 
     /// The config's `name` (the CNI network name).
     pub fn network_name(&self) -> &str {
-        self.config.get("name").and_then(Value::as_str).unwrap_or_default()
+        self.config
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
     }
 
     /// The config's `cniVersion`.
     pub fn cni_version(&self) -> &str {
-        self.config.get("cniVersion").and_then(Value::as_str).unwrap_or_default()
+        self.config
+            .get("cniVersion")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
     }
 }
