@@ -154,7 +154,8 @@ mod tests {
         let mut req = CniRequest::default();
         req.cni_args.insert("TRACEPARENT".into(), tp.into());
         assert_eq!(traceparent(&req).unwrap().to_str().unwrap(), tp);
-        req.cni_args.insert("TRACEPARENT".into(), "bad\nvalue".into());
+        req.cni_args
+            .insert("TRACEPARENT".into(), "bad\nvalue".into());
         assert!(traceparent(&req).is_none());
     }
 
