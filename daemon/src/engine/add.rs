@@ -85,6 +85,8 @@ async fn attach(
     cancel: &CancellationToken,
 ) -> Result<Vec<u8>, EngineError> {
     teardown_stale(e, call).await?;
+    // After the stale teardown, which removes the old record's device-info files (same names).
+    plan::copy_device_info(&p.device_info);
     let mut record = Record {
         schema_version: SCHEMA_VERSION,
         container_id: call.container_id.clone(),
@@ -208,6 +210,11 @@ async fn rollback(e: &Engine, call: &CniCall, record: &Record, last: usize) {
             tracing::warn!(container.id = %call.container_id, network = %entry.delegate.name, attached, error = %err, "rollback DEL failed");
         }
     }
+    // Every device-info file was copied before the first delegate ran.
+    record
+        .delegates
+        .iter()
+        .for_each(|entry| del::remove_device_info(&entry.delegate));
     if clean {
         let id = call.container_id.clone();
         if let Err(err) = e.blocking(move |c| c.remove(&id)).await {

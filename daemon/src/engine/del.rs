@@ -71,7 +71,7 @@ pub(super) async fn teardown(e: &Engine, record: &Record, netns: &str) -> Vec<En
 }
 
 /// The device-info file written for the delegate (upstream removes it on DEL too).
-fn remove_device_info(d: &super::Delegate) {
+pub(super) fn remove_device_info(d: &super::Delegate) {
     let Some(path) = d
         .capability_args
         .get("CNIDeviceInfoFile")

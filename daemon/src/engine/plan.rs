@@ -1,21 +1,25 @@
 //! Planning an ADD: from the request, the pod and its NADs to the ordered list of delegates, with
 //! interface names, CNI_ARGS and capability args. Every refusal happens here, before anything
 //! touches the node.
+mod devices;
 mod effective;
 mod networks;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::path::Path;
 
 use multus_common::constants::k8s_args;
 use multus_common::validate::{self, InvalidName};
 
+pub use self::devices::{DeviceInfoCopy, copy_device_info};
 use self::effective::{Effective, effective};
 use self::networks::{Pending, annotation_networks, cluster_networks, resolve_value};
 use super::netconf::NetconfError;
 use super::selection::SelectionError;
 use super::{CniCall, Delegate, runtime};
 use crate::config::Config;
+use crate::kubelet::KubeletError;
 use crate::source::{ClusterSource, PodInfo, SourceError};
 
 /// Pod annotation set by the kubelet on static pods (`api` for pods from the API server).
@@ -38,6 +42,8 @@ pub struct Plan {
     pub delegates: Vec<Delegate>,
     /// The `cniVersion` the runtime asked in (the shim's stdin config).
     pub result_version: String,
+    /// Device plugins' device-info files to copy before the first delegate runs.
+    pub device_info: Vec<DeviceInfoCopy>,
 }
 
 /// Why an ADD was refused. The CNI code for each is noted on the variant.
@@ -96,11 +102,9 @@ pub enum PlanError {
     /// Code 7.
     #[error("multus does not support ECMP for default-route")]
     Ecmp,
-    /// Code 7: the kubelet device lookup of `k8s.v1.cni.cncf.io/resourceName` is not built yet.
-    #[error(
-        "network {network}: device lookup for resource {resource} is not supported yet; set deviceID in the network selection"
-    )]
-    DeviceLookupUnsupported { network: String, resource: String },
+    /// Code 7: the kubelet could not tell the pod's devices (a NAD has a resourceName).
+    #[error("getKubernetesDelegate: failed to get resourceMap: {source}")]
+    Devices { source: KubeletError },
     /// Code 7: a configured feature multus-rs does not implement yet.
     #[error("{0} is not supported yet")]
     Unsupported(&'static str),
@@ -144,22 +148,20 @@ pub async fn plan(
     let mut pending = cluster_networks(config, &eff, source, &pod).await?;
     if eff.cluster_network.is_some() && !config.system_namespaces.contains(&pod.namespace) {
         for value in &eff.default_networks {
-            let (name, net) = resolve_value(config, source, value, "defaultNetwork").await?;
-            pending.push(Pending {
-                name,
-                config: net,
-                selection: None,
-                is_default: false,
-            });
+            let resolved = resolve_value(config, source, value, "defaultNetwork").await?;
+            pending.push(Pending::new(resolved, None, false));
         }
     }
     pending.extend(annotation_networks(config, &eff, source, &pod).await?);
-    let delegates = build_delegates(pending, &eff, call, &pod)?;
+    devices::assign(config, &pod, &mut pending).await?;
+    let (delegates, device_info) =
+        build_delegates(pending, &eff, call, &pod, &config.device_info_dir)?;
     tracing::info!(pod.namespace = %pod.namespace, pod.name = %pod.name, delegates = delegates.len(), "planned ADD");
     Ok(Planned::Plan(Plan {
         pod: Some(pod),
         delegates,
         result_version: eff.result_version,
+        device_info,
     }))
 }
 
@@ -206,15 +208,18 @@ fn check_uid(pod: &PodInfo, expected: Option<&str>) -> Result<(), PlanError> {
 }
 
 /// Names interfaces (requested > CNI_IFNAME for the cluster network > `net<index>`), refuses
-/// invalid or duplicate names and ECMP default routes, and fills in each delegate's args.
+/// invalid or duplicate names and ECMP default routes, and fills in each delegate's args (and
+/// device). Also returns the device-info files to copy.
 fn build_delegates(
     pending: Vec<Pending>,
     eff: &Effective,
     call: &CniCall,
     pod: &PodInfo,
-) -> Result<Vec<Delegate>, PlanError> {
+    device_info_dir: &Path,
+) -> Result<(Vec<Delegate>, Vec<DeviceInfoCopy>), PlanError> {
     let mut seen: HashMap<String, String> = HashMap::new();
     let mut out = Vec::with_capacity(pending.len());
+    let mut copies = Vec::new();
     for (index, mut p) in pending.into_iter().enumerate() {
         let requested = p
             .selection
@@ -247,12 +252,22 @@ fn build_delegates(
         }
         let selection = p.selection.take();
         let sel = selection.clone().unwrap_or_default();
-        let capability_args = if p.is_default {
+        let mut capability_args = if p.is_default {
             runtime::cluster_capabilities(&eff.runtime, selection.as_ref())
         } else {
-            let devinfo = runtime::device_info_file(&p.name, &call.container_id, &ifname);
+            let devinfo =
+                runtime::device_info_file(device_info_dir, &p.name, &call.container_id, &ifname);
             runtime::secondary_capabilities(&eff.runtime, &sel, Some(devinfo))
         };
+        // The kubelet's device wins over the selection's `deviceID`, as upstream.
+        let container_id = &call.container_id;
+        copies.extend(devices::apply(
+            &mut p,
+            &mut capability_args,
+            device_info_dir,
+            container_id,
+            &ifname,
+        ));
         out.push(Delegate {
             cni_args: runtime::cni_args(&call.args, &pod.uid, &sel.mac, &sel.ips),
             name: p.name,
@@ -264,7 +279,7 @@ fn build_delegates(
         });
     }
     check_ecmp(&out)?;
-    Ok(out)
+    Ok((out, copies))
 }
 
 /// More than one requested default-route gateway per address family is refused.

@@ -1,14 +1,12 @@
 //! What each delegate is told about the pod besides its config: its CNI_ARGS (upstream's order)
 //! and its capability args (`runtimeConfig`), from the runtime and from the pod's selection.
+use std::path::Path;
+
 use multus_common::CniArgs;
 use multus_common::constants::k8s_args;
 use serde_json::{Map, Value};
 
 use super::selection::NetworkSelection;
-
-/// Where device-info files for plugins with a `deviceID` go (upstream's path, read by
-/// SR-IOV-style plugins and by network-status' `device-info`).
-pub const DEVICE_INFO_DIR: &str = "/var/run/k8s.cni.cncf.io/devinfo/cni";
 
 /// Capability keys that describe one interface: a secondary network takes them from its
 /// selection only, never from the runtime's request for the cluster network.
@@ -135,12 +133,24 @@ pub fn secondary_capabilities(
     caps
 }
 
-/// `<DEVICE_INFO_DIR>/<delegate name with '/'→'-'>-<containerID>_<ifname>` (upstream's name).
-pub fn device_info_file(delegate_name: &str, container_id: &str, ifname: &str) -> String {
-    format!(
-        "{DEVICE_INFO_DIR}/{}-{container_id}_{ifname}",
+/// Where a delegate's device-info file goes (read by SR-IOV-style plugins and by
+/// network-status' `device-info`): `<deviceInfoDir>/cni/<delegate name with '/'→'-'>-
+/// <containerID>_<ifname>`, upstream's name.
+pub fn device_info_file(
+    device_info_dir: &Path,
+    delegate_name: &str,
+    container_id: &str,
+    ifname: &str,
+) -> String {
+    let file = format!(
+        "{}-{container_id}_{ifname}",
         delegate_name.replace('/', "-")
-    )
+    );
+    device_info_dir
+        .join("cni")
+        .join(file)
+        .to_string_lossy()
+        .into_owned()
 }
 
 /// The capability values a selection requests, under their CNI capability names.
@@ -251,7 +261,8 @@ mod tests {
             "bandwidth": {"egressRate": 7}, "deviceID": "0000:03:00.1"
         }))
         .unwrap();
-        let file = device_info_file("ns/n", "cid", "net1");
+        let dir = crate::config::Config::default().device_info_dir;
+        let file = device_info_file(&dir, "ns/n", "cid", "net1");
         assert_eq!(file, "/var/run/k8s.cni.cncf.io/devinfo/cni/ns-n-cid_net1");
         let caps = secondary_capabilities(&runtime(), &sel, Some(file.clone()));
         let want = json!({

@@ -1,6 +1,6 @@
 //! A stand-in kubelet for tests: the real PodResources v1 service (the same generated code the
 //! client uses) on a unix socket in a temporary directory, serving a fixed set of pods.
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -92,7 +92,6 @@ impl PodResourcesLister for Service {
 
 /// A running stand-in; stops when dropped.
 pub struct FakeKubelet {
-    pub socket: PathBuf,
     pub calls: Arc<Calls>,
     task: JoinHandle<()>,
 }
@@ -115,11 +114,7 @@ impl FakeKubelet {
                 .serve_with_incoming(UnixListenerStream::new(listener))
                 .await;
         });
-        Self {
-            socket,
-            calls,
-            task,
-        }
+        Self { calls, task }
     }
 }
 

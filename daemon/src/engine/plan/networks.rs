@@ -17,6 +17,44 @@ pub(super) struct Pending {
     pub(super) config: Value,
     pub(super) selection: Option<NetworkSelection>,
     pub(super) is_default: bool,
+    /// The NAD's `k8s.v1.cni.cncf.io/resourceName`, if any.
+    pub(super) resource: Option<String>,
+    /// The device of that resource given to this network (set by `devices::assign`).
+    pub(super) device_id: Option<String>,
+}
+
+impl Pending {
+    pub(super) fn new(
+        resolved: Resolved,
+        selection: Option<NetworkSelection>,
+        is_default: bool,
+    ) -> Self {
+        Self {
+            name: resolved.name,
+            config: resolved.config,
+            selection,
+            is_default,
+            resource: resolved.resource,
+            device_id: None,
+        }
+    }
+}
+
+/// A network's delegate name and config, and its NAD's device resource.
+pub(super) struct Resolved {
+    pub(super) name: String,
+    pub(super) config: Value,
+    pub(super) resource: Option<String>,
+}
+
+impl Resolved {
+    fn file(name: String, config: Value) -> Self {
+        Self {
+            name,
+            config,
+            resource: None,
+        }
+    }
 }
 
 /// The cluster network (or what the default-network annotation puts in its place), first.
@@ -28,13 +66,8 @@ pub(super) async fn cluster_networks(
 ) -> Result<Vec<Pending>, PlanError> {
     let mut out = Vec::new();
     if let Some(value) = &eff.cluster_network {
-        let (name, net) = resolve_value(config, source, value, "clusterNetwork").await?;
-        out.push(Pending {
-            name,
-            config: net,
-            selection: None,
-            is_default: true,
-        });
+        let resolved = resolve_value(config, source, value, "clusterNetwork").await?;
+        out.push(Pending::new(resolved, None, true));
     } else {
         for (index, inline) in eff.delegates.iter().enumerate() {
             let net = netconf::from_inline(index, inline).map_err(|source| PlanError::Netconf {
@@ -46,12 +79,7 @@ pub(super) async fn cluster_networks(
                 .and_then(Value::as_str)
                 .unwrap_or_default()
                 .to_owned();
-            out.push(Pending {
-                name,
-                config: net,
-                selection: None,
-                is_default: index == 0,
-            });
+            out.push(Pending::new(Resolved::file(name, net), None, index == 0));
         }
     }
     let annotation = pod
@@ -64,13 +92,8 @@ pub(super) async fn cluster_networks(
         // others, also allowing multusNamespace, where the annotation's names resolve.
         let sel = selection::parse_default(annotation, &config.multus_namespace)?;
         check_isolation(config, eff, pod, &sel, Some(&config.multus_namespace))?;
-        let (name, net) = nad_delegate(config, source, &sel).await?;
-        *first = Pending {
-            name,
-            config: net,
-            selection: Some(sel),
-            is_default: true,
-        };
+        let resolved = nad_delegate(config, source, &sel).await?;
+        *first = Pending::new(resolved, Some(sel), true);
     }
     Ok(out)
 }
@@ -92,13 +115,8 @@ pub(super) async fn annotation_networks(
     let mut out = Vec::new();
     for sel in selection::parse(annotation, &pod.namespace)? {
         check_isolation(config, eff, pod, &sel, None)?;
-        let (name, net) = nad_delegate(config, source, &sel).await?;
-        out.push(Pending {
-            name,
-            config: net,
-            selection: Some(sel),
-            is_default: false,
-        });
+        let resolved = nad_delegate(config, source, &sel).await?;
+        out.push(Pending::new(resolved, Some(sel), false));
     }
     Ok(out)
 }
@@ -131,7 +149,7 @@ async fn nad_delegate(
     config: &Config,
     source: &dyn ClusterSource,
     sel: &NetworkSelection,
-) -> Result<(String, Value), PlanError> {
+) -> Result<Resolved, PlanError> {
     let nad = lookup_nad(source, &sel.namespace, &sel.name)
         .await?
         .ok_or_else(|| PlanError::NadNotFound {
@@ -139,16 +157,6 @@ async fn nad_delegate(
             name: sel.name.clone(),
         })?;
     let name = format!("{}/{}", nad.namespace, nad.name);
-    if let Some(resource) = nad
-        .annotations
-        .get(RESOURCE_NAME_ANNOTATION)
-        .filter(|_| sel.device_id.is_empty())
-    {
-        return Err(PlanError::DeviceLookupUnsupported {
-            network: name,
-            resource: resource.clone(),
-        });
-    }
     let mut net =
         netconf::from_nad(&nad, &config.conf_dir).map_err(|source| PlanError::Netconf {
             context: format!("getKubernetesDelegate {name}"),
@@ -157,7 +165,18 @@ async fn nad_delegate(
     if let Some(args) = &sel.cni_args {
         netconf::inject_cni_args(&mut net, args);
     }
-    Ok((name, net))
+    Ok(Resolved {
+        name,
+        config: net,
+        resource: resource_name(&nad),
+    })
+}
+
+fn resource_name(nad: &NadInfo) -> Option<String> {
+    nad.annotations
+        .get(RESOURCE_NAME_ANNOTATION)
+        .filter(|r| !r.is_empty())
+        .cloned()
 }
 
 async fn lookup_nad(
@@ -179,7 +198,7 @@ pub(super) async fn resolve_value(
     source: &dyn ClusterSource,
     value: &str,
     key: &str,
-) -> Result<(String, Value), PlanError> {
+) -> Result<Resolved, PlanError> {
     let ns = &config.multus_namespace;
     let context = || format!("GetDefaultNetworks: failed to get {key} {value} in namespace {ns}");
     let from_file = |r: Result<Value, NetconfError>| {
@@ -187,13 +206,8 @@ pub(super) async fn resolve_value(
             context: context(),
             source,
         })?;
-        Ok((
-            net.get("name")
-                .and_then(Value::as_str)
-                .unwrap_or(value)
-                .to_owned(),
-            net,
-        ))
+        let name = net.get("name").and_then(Value::as_str).unwrap_or(value);
+        Ok(Resolved::file(name.to_owned(), net))
     };
     if value.contains('/') {
         return from_file(netconf::from_path(Path::new(value)));
@@ -205,7 +219,11 @@ pub(super) async fn resolve_value(
                     context: context(),
                     source,
                 })?;
-            Ok((format!("{}/{}", nad.namespace, nad.name), net))
+            Ok(Resolved {
+                name: format!("{}/{}", nad.namespace, nad.name),
+                config: net,
+                resource: resource_name(&nad),
+            })
         }
         None => from_file(netconf::from_conf_dir(value, &config.conf_dir)),
     }

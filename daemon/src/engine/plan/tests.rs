@@ -380,3 +380,5 @@ async fn daemon_config_wins_and_stdin_fills_gaps() {
     };
     assert_eq!(plan.delegates[0].name, "filenet");
 }
+
+mod devices;
