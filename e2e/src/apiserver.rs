@@ -1,8 +1,10 @@
 //! A Kubernetes API server stand-in on 127.0.0.1 (plain HTTP, no auth) that speaks the real REST
 //! paths and JSON for pods (get, list, watch, merge patch), NetworkAttachmentDefinitions (get,
-//! list, watch) and events (create, kept for tests to read), with an in-memory store tests change
+//! list, watch), events (create, kept for tests to read) and CertificateSigningRequests (create,
+//! get, list; approved and signed by a test CA on a test's word), with an in-memory store tests change
 //! directly (each change is a watch event), fault injection, and a kubeconfig pointing at itself
 //! so the daemon connects exactly as it would to a real cluster.
+mod csr;
 mod faults;
 mod http;
 mod store;
@@ -18,6 +20,7 @@ use axum::http::Method;
 use serde_json::{Value, json};
 use tokio::sync::{oneshot, watch as signal};
 
+pub use csr::{CsrError, subject as csr_subject};
 pub use faults::{Action, Fault};
 pub use store::Kind;
 
@@ -61,6 +64,8 @@ impl ApiServer {
             requests: Mutex::new(Vec::new()),
             events: Mutex::new(Vec::new()),
             drops,
+            csrs: Mutex::new(csr::Csrs::new()),
+            authorizations: Mutex::new(Vec::new()),
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -159,6 +164,58 @@ impl ApiServer {
             .filter(|(m, p)| m == method && p.starts_with(prefix))
             .count()
     }
+}
+
+impl ApiServer {
+    /// The CertificateSigningRequests created so far, oldest first, as stored.
+    pub fn csrs(&self) -> Vec<Value> {
+        lock(&self.shared.csrs).list()
+    }
+
+    /// Approves a request and issues its certificate, signed by the test CA (what an approver and
+    /// kube-controller-manager's signer do together).
+    pub fn approve_csr(&self, name: &str) -> Result<(), CsrError> {
+        lock(&self.shared.csrs).approve(name)
+    }
+
+    /// Denies a request.
+    pub fn deny_csr(&self, name: &str, message: &str) -> Result<(), CsrError> {
+        lock(&self.shared.csrs).deny(name, message)
+    }
+
+    /// Approve every request as it is created (as a running approver would).
+    pub fn auto_approve_csrs(&self, on: bool) {
+        lock(&self.shared.csrs).auto_approve = on;
+    }
+
+    /// The `Authorization` header of each request with this method and a path starting with
+    /// `prefix`, oldest first (`None`: no header).
+    pub fn authorizations(&self, method: &Method, prefix: &str) -> Vec<Option<String>> {
+        lock(&self.shared.authorizations)
+            .iter()
+            .filter(|(m, p, _)| m == method && p.starts_with(prefix))
+            .map(|(_, _, a)| a.clone())
+            .collect()
+    }
+
+    /// The CA that signs issued certificates, PEM.
+    pub fn csr_ca_pem(&self) -> String {
+        lock(&self.shared.csrs).ca_pem().to_owned()
+    }
+
+    /// Writes a kubeconfig for this server whose user has a bootstrap token (the stand-in does
+    /// not check it; it makes the credentials a per-node client must drop visible).
+    pub fn bootstrap_kubeconfig(&self, token: &str) -> Result<PathBuf, ApiServerError> {
+        let path = self.dir.path().join("bootstrap-kubeconfig");
+        let text = kubeconfig(self.addr).replace("user: {}", &format!("user:\n    token: {token}"));
+        std::fs::write(&path, text).map_err(ApiServerError::WriteKubeconfig)?;
+        Ok(path)
+    }
+}
+
+/// The REST path of a CertificateSigningRequest.
+pub fn csr_path(name: &str) -> String {
+    format!("/apis/certificates.k8s.io/v1/certificatesigningrequests/{name}")
 }
 
 /// The REST path of a pod.

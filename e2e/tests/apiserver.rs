@@ -38,6 +38,7 @@ async fn source(server: &ApiServer, budget: Budget) -> KubeSource {
         kubeconfig: Some(server.kubeconfig_path()),
         node_name: Some(NODE.into()),
         budget,
+        per_node_certificate: None,
     };
     let source = KubeSource::connect(settings).await.unwrap();
     assert!(

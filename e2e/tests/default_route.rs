@@ -177,6 +177,7 @@ async fn kube_source(server: &ApiServer) -> KubeSource {
             per_call: Duration::from_millis(500),
             total: Duration::from_secs(2),
         },
+        per_node_certificate: None,
     };
     KubeSource::connect(settings).await.unwrap()
 }

@@ -8,11 +8,15 @@
 //!   `patch` (the network-status annotation).
 //! * `k8s.cni.cncf.io` `network-attachment-definitions`: `list`, `watch` (cache), `get` (miss).
 //! * `events` (core/v1): `create` (AddedInterface events on the pod, best effort).
+//! * with `perNodeCertificate` only: `certificates.k8s.io` `certificatesigningrequests`:
+//!   `create`, `get` (the bootstrap user, and the `system:multus` group for renewals); the
+//!   approval itself is a separate approver's (as upstream's `cert-approver`).
 //!
 //! Why NADs are cached cluster-wide: upstream does the same (MC#1214, to cut API calls); the
 //! cache is bounded by the cluster's NAD count (small next to pods), every ADD with secondary
 //! networks reads one or more NADs, and a watch costs the API server less than a GET per ADD.
 //! A miss still does a live GET, so a NAD created a moment before its first pod is found.
+pub mod certificate;
 mod events;
 mod nad;
 mod pods;
@@ -40,6 +44,7 @@ use retry::{Failure, with_retries};
 
 use super::{ClusterSource, NadInfo, PodInfo, SourceError};
 use crate::config::Config;
+use certificate::{Active, CertSettings, CertificateError, PerNodeOptions};
 
 /// The annotation the daemon writes after a successful ADD.
 pub const NETWORK_STATUS_ANNOTATION: &str = "k8s.v1.cni.cncf.io/network-status";
@@ -54,6 +59,8 @@ pub struct KubeSettings {
     /// Only this node's pods are cached; all pods when `None` (as upstream without the variable).
     pub node_name: Option<String>,
     pub budget: Budget,
+    /// `perNodeCertificate` when enabled: the client authenticates with a per-node certificate.
+    pub per_node_certificate: Option<PerNodeOptions>,
 }
 
 impl KubeSettings {
@@ -69,6 +76,7 @@ impl KubeSettings {
                 per_call: Duration::from_secs(config.kube_api_timeout_seconds.max(1)),
                 total: Duration::from_secs(config.kube_api_retry_seconds),
             },
+            per_node_certificate: PerNodeOptions::from_config(config.per_node_certificate.as_ref()),
         }
     }
 }
@@ -90,6 +98,8 @@ pub enum KubeSourceError {
     InCluster(#[from] InClusterError),
     #[error("creating the Kubernetes client: {0}")]
     CreateClient(#[source] ::kube::Error),
+    #[error("per-node certificate: {0}")]
+    PerNodeCertificate(#[from] CertificateError),
 }
 
 /// Pods and NADs from the Kubernetes API.
@@ -101,6 +111,8 @@ pub struct KubeSource {
     /// Reported as the events' source host.
     node_name: Option<String>,
     reflectors: Vec<JoinHandle<()>>,
+    /// The per-node identity in use, when `perNodeCertificate` is enabled.
+    certificate: Option<tokio::sync::watch::Receiver<Active>>,
 }
 
 impl Drop for KubeSource {
@@ -115,19 +127,34 @@ impl KubeSource {
     /// Builds the client and starts the reflectors (they fill in the background; lookups fall
     /// back to live GETs until then). Must be called inside a tokio runtime.
     pub async fn connect(settings: KubeSettings) -> Result<Self, KubeSourceError> {
-        let mut config = client_config(settings.kubeconfig.as_ref()).await?;
-        // Our own retry loop is bounded by the budget; kube's built-in one may wait up to 1000 s.
-        config.default_retry = false;
-        config.connect_timeout = Some(settings.budget.per_call);
-        let client = ClientBuilder::try_from(config)
-            .map_err(KubeSourceError::CreateClient)?
-            .with_layer(&AndThenLayer::new(retry_after::carry))
-            .build();
+        if let Some(opts) = &settings.per_node_certificate {
+            // Checked before anything else so a missing key is the startup error.
+            let cert = CertSettings::resolve(opts, settings.node_name.as_deref())?;
+            let per_node = certificate::connect(cert, settings.budget.per_call).await?;
+            let mut source = Self::with_client(
+                per_node.client,
+                settings.node_name.as_deref(),
+                settings.budget,
+            );
+            source.reflectors.push(per_node.task);
+            source.certificate = Some(per_node.current);
+            return Ok(source);
+        }
+        let config = client_config(settings.kubeconfig.as_ref()).await?;
+        let client = build_client(config, settings.budget.per_call)
+            .map_err(KubeSourceError::CreateClient)?;
         Ok(Self::with_client(
             client,
             settings.node_name.as_deref(),
             settings.budget,
         ))
+    }
+
+    /// The per-node client certificate in use (`perNodeCertificate`), if any.
+    pub fn client_certificate(&self) -> Option<certificate::Identity> {
+        self.certificate
+            .as_ref()
+            .map(|current| current.borrow().identity.clone())
     }
 
     /// Starts the reflectors on an existing client.
@@ -170,6 +197,7 @@ impl KubeSource {
             budget,
             node_name: node_name.map(str::to_owned),
             reflectors,
+            certificate: None,
         }
     }
 
@@ -254,6 +282,16 @@ where
             tracing::warn!(resource, error = %error, "watch failed; retrying with back-off");
         }
     }
+}
+
+/// A client without kube's own retries (ours are bounded by the budget; kube's may wait up to
+/// 1000 s) that keeps `Retry-After` in error statuses.
+fn build_client(mut config: ::kube::Config, per_call: Duration) -> Result<Client, ::kube::Error> {
+    config.default_retry = false;
+    config.connect_timeout = Some(per_call);
+    Ok(ClientBuilder::try_from(config)?
+        .with_layer(&AndThenLayer::new(retry_after::carry))
+        .build())
 }
 
 async fn client_config(kubeconfig: Option<&PathBuf>) -> Result<::kube::Config, KubeSourceError> {

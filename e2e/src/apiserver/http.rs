@@ -1,5 +1,6 @@
 //! The stand-in's HTTP side: the real REST paths of pods and NADs (get, list, watch, merge
-//! patch) and events (create), discovery, and fault injection before each answer.
+//! patch), events (create), CertificateSigningRequests (create, get, list), discovery, and fault
+//! injection before each answer.
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -11,6 +12,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use tokio::sync::watch as signal;
 
+use super::csr::Csrs;
 use super::faults::{self, Action, Fault};
 use super::store::{Kind, Store, merge_patch, str_at};
 use super::watch::{self, Matcher, WatchRequest};
@@ -24,6 +26,9 @@ pub struct Shared {
     pub events: Mutex<Vec<Value>>,
     /// Bumped to close every open watch.
     pub drops: signal::Sender<u64>,
+    pub csrs: Mutex<Csrs>,
+    /// Each request's `Authorization` header (method, path, header), to tell credentials apart.
+    pub authorizations: Mutex<Vec<(Method, String, Option<String>)>>,
 }
 
 /// Locks, ignoring poisoning: a panicking test thread must not wedge the server for the others.
@@ -37,6 +42,8 @@ enum Target {
     Collection(Kind, Option<String>),
     Object(Kind, String, String),
     Events(String),
+    Csrs,
+    Csr(String),
 }
 
 fn route(path: &str) -> Option<Target> {
@@ -54,6 +61,19 @@ fn route(path: &str) -> Option<Target> {
         ["api", "v1", "namespaces", ns, "pods", name] => {
             Target::Object(Kind::Pod, (*ns).into(), (*name).into())
         }
+        [
+            "apis",
+            "certificates.k8s.io",
+            "v1",
+            "certificatesigningrequests",
+        ] => Target::Csrs,
+        [
+            "apis",
+            "certificates.k8s.io",
+            "v1",
+            "certificatesigningrequests",
+            name,
+        ] => Target::Csr((*name).into()),
         ["apis", "k8s.cni.cncf.io", "v1", r] if *r == nad => Target::Collection(Kind::Nad, None),
         ["apis", "k8s.cni.cncf.io", "v1", "namespaces", ns, r] if *r == nad => {
             Target::Collection(Kind::Nad, Some((*ns).into()))
@@ -75,6 +95,11 @@ pub async fn handle(
 ) -> Response {
     let path = uri.path().to_owned();
     lock(&s.requests).push((method.clone(), path.clone()));
+    let authorization = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|a| a.to_str().ok())
+        .map(str::to_owned);
+    lock(&s.authorizations).push((method.clone(), path.clone(), authorization));
     let fault = faults::take(&mut lock(&s.faults), &method, &path);
     match fault {
         Some(Action::Delay(d)) => tokio::time::sleep(d).await,
@@ -110,6 +135,15 @@ pub async fn handle(
             patch(&s, kind, &ns, &name, content_type, &body, metadata_only)
         }
         (Some(Target::Events(ns)), &Method::POST) => create_event(&s, &ns, &body),
+        (Some(Target::Csrs), &Method::POST) => create_csr(&s, &body),
+        (Some(Target::Csrs), &Method::GET) => json_response(json!({
+            "apiVersion": "certificates.k8s.io/v1", "kind": "CertificateSigningRequestList",
+            "metadata": {}, "items": lock(&s.csrs).list(),
+        })),
+        (Some(Target::Csr(name)), &Method::GET) => match lock(&s.csrs).get(&name) {
+            Ok(csr) => json_response(csr),
+            Err(e) => faults::status(e.code(), &e.to_string()),
+        },
         (Some(_), _) => faults::status(
             405,
             &format!("{method} not supported by the stand-in on {path}"),
@@ -286,6 +320,16 @@ fn create_event(s: &Shared, ns: &str, body: &[u8]) -> Response {
     event["metadata"]["namespace"] = json!(ns);
     lock(&s.events).push(event.clone());
     (axum::http::StatusCode::CREATED, json_response(event)).into_response()
+}
+
+fn create_csr(s: &Shared, body: &[u8]) -> Response {
+    let Ok(csr) = serde_json::from_slice::<Value>(body) else {
+        return faults::status(400, "CertificateSigningRequest body is not JSON");
+    };
+    match lock(&s.csrs).create(csr) {
+        Ok(stored) => (axum::http::StatusCode::CREATED, json_response(stored)).into_response(),
+        Err(e) => faults::status(e.code(), &e.to_string()),
+    }
 }
 
 fn json_response(v: Value) -> Response {
