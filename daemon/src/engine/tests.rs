@@ -12,6 +12,7 @@ use super::*;
 use crate::source::{NadInfo, PodInfo};
 
 mod default_route;
+mod devices;
 
 #[derive(Default)]
 struct Mem {
