@@ -183,11 +183,6 @@ pub fn unimplemented_keys(c: &Config) -> Vec<(&'static str, &'static str)> {
         "copying the file into cniConfigDir is not implemented: install it yourself",
     );
     note(
-        c.per_node_certificate.as_ref().is_some_and(|p| p.enabled),
-        "perNodeCertificate",
-        "per-node certificates are not implemented: the service account or kubeconfig is used",
-    );
-    note(
         c.enable_pprof == Some(true),
         "enablePprof",
         "there is no Go profiler to serve",
