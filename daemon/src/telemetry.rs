@@ -98,8 +98,11 @@ fn install(config: &Config, otel: Option<&OtelSettings>) -> Result<Telemetry, Te
     if let Some(settings) = otel {
         let (layer, g) = otel::layer(settings)?;
         // Spans are exported whatever logLevel says (its default, panic, would hide them all);
-        // the log layer's own filter still decides what is printed.
-        layers.push(layer.with_filter(LevelFilter::INFO).boxed());
+        // the log layer's own filter still decides what is printed. Only the daemon's own
+        // spans: the HTTP/2 and Kubernetes client internals would drown the request tree.
+        let ours = tracing_subscriber::filter::Targets::new()
+            .with_target("multus_daemon", tracing::Level::INFO);
+        layers.push(layer.with_filter(ours).boxed());
         guard = Some(g);
     }
     tracing_subscriber::registry().with(layers).try_init()?;

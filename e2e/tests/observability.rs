@@ -600,3 +600,66 @@ fn base64_encode(bytes: &[u8]) -> String {
     }
     out
 }
+
+#[test]
+fn a_collector_that_is_down_fails_no_request() {
+    // Nothing listens on this port in the node namespace: every export fails.
+    let cluster = Cluster::start(|c| {
+        c.insert("otlpEndpoint".into(), json!("http://127.0.0.1:4317"));
+    })
+    .unwrap();
+    ptp_nad(&cluster);
+    cluster
+        .layout
+        .put_manifest("pod.json", &pod("default", "web", "uid-web", "ptp-net"))
+        .unwrap();
+    let pod_ns = Netns::new("mrspod").unwrap();
+    let add = cluster.invocation("d0e50001", &pod_ns, "default", "web", "uid-web");
+    for _ in 0..3 {
+        let out = add.run().unwrap();
+        assert!(out.success(), "{out:?}\n{}", cluster.daemon.log_text());
+        assert!(add.with_command("DEL").run().unwrap().success());
+    }
+}
+
+#[test]
+fn json_logs_carry_the_request_fields_on_every_line() {
+    let cluster = Cluster::start(|c| {
+        c.insert("logFormat".into(), json!("json"));
+        c.insert("logLevel".into(), json!("info"));
+    })
+    .unwrap();
+    cluster
+        .layout
+        .put_manifest("pod.json", &pod("default", "web", "uid-web", ""))
+        .unwrap();
+    let pod_ns = Netns::new("mrspod").unwrap();
+    let add = cluster.invocation("150e0001", &pod_ns, "default", "web", "uid-web");
+    assert!(add.run().unwrap().success());
+    let log = cluster.daemon.log_text();
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let in_request: Vec<_> = lines
+        .iter()
+        .filter(|l| {
+            l["span"]["name"] == "cni.rpc"
+                || l["spans"]
+                    .as_array()
+                    .is_some_and(|s| s.iter().any(|s| s["name"] == "cni.rpc"))
+        })
+        .collect();
+    assert!(in_request.len() >= 2, "{log}");
+    for line in in_request {
+        let rpc = line["spans"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == "cni.rpc")
+            .unwrap();
+        assert_eq!(rpc["container.id"], "150e0001", "{line}");
+        assert_eq!(rpc["pod.name"], "web", "{line}");
+        assert_eq!(rpc["cni.command"], "ADD", "{line}");
+    }
+}
