@@ -250,7 +250,33 @@ impl KubeCluster {
             config.insert("kubeconfig".into(), json!(kubeconfig));
             tweak(config);
         })?;
-        Ok(Self { cluster, api })
+        let k = Self { cluster, api };
+        k.wait_watching()?;
+        Ok(k)
+    }
+
+    /// Waits until the daemon's reflectors listed pods and NADs and opened their watches, so
+    /// every later change reaches its caches, and a pod stored unwatched never does.
+    fn wait_watching(&self) -> Result<()> {
+        let paths = [
+            "/api/v1/pods",
+            "/apis/k8s.cni.cncf.io/v1/network-attachment-definitions",
+        ];
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        // A list, then a watch: the second request on the collection path.
+        while paths
+            .iter()
+            .any(|p| self.api.requests(&axum::http::Method::GET, p) < 2)
+        {
+            if std::time::Instant::now() > deadline {
+                anyhow::bail!(
+                    "the daemon did not watch pods and NADs within 30 s:\n{}",
+                    self.cluster.daemon.log_text()
+                );
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        Ok(())
     }
 
     /// The pod's network-status annotation as the stand-in stores it, parsed.
