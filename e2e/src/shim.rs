@@ -117,7 +117,12 @@ impl Invocation {
             .spawn()
             .context("spawning multus-shim")?;
         if let Some(mut stdin) = child.stdin.take() {
-            stdin.write_all(&self.stdin)?;
+            // The shim may exit without reading stdin (VERSION, early env errors); a runtime
+            // ignores the broken pipe, as Go's exec does in libcni.
+            match stdin.write_all(&self.stdin) {
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+                other => other?,
+            }
         }
         let out = child.wait_with_output()?;
         Ok(Output {
