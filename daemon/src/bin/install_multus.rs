@@ -32,9 +32,11 @@ const SHIM_NAME: &str = "multus-shim";
 const MODE: u32 = 0o755;
 
 const USAGE: &str = "usage:
-  install_multus [-t|--type thick] [-d|--dest-dir DIR] [--source PATH]
+  install_multus [-t|--type thick] [-d|--dest-dir DIR] [--source PATH] [--mode OCTAL]
       copy the shim into DIR atomically (default DIR /host/opt/cni/bin,
-      PATH /usr/src/multus-cni/bin/multus-shim); nothing is written when DIR already holds it
+      PATH /usr/src/multus-cni/bin/multus-shim, mode 0755); nothing is written when DIR already
+      holds it. The same copy installs the multus CNI config (e.g. --source
+      /etc/multus-rs/00-multus.conf --dest-dir /host/etc/cni/net.d --mode 0644)
   install_multus --probe live|ready [--socket-dir DIR] [--timeout-seconds N]
       ask the daemon's gRPC health service on DIR/multus.sock (default /run/multus);
       live: it answers; ready: it answers SERVING";
@@ -49,6 +51,8 @@ enum ArgsError {
         "--type {0:?}: multus-rs ships the thick plugin only (thin is upstream's in-process plugin)"
     )]
     UnsupportedType(String),
+    #[error("--mode {0:?}: expected an octal file mode such as 0644")]
+    Mode(String),
     #[error("--probe {0:?}: expected live or ready")]
     ProbeKind(String),
     #[error("--timeout-seconds {0:?}: expected a positive integer")]
@@ -67,6 +71,7 @@ enum Action {
     Install {
         source: PathBuf,
         dest_dir: PathBuf,
+        mode: u32,
     },
     Probe {
         kind: Probe,
@@ -81,6 +86,7 @@ fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Action, ArgsEr
     let mut probe = None;
     let mut socket_dir = PathBuf::from(constants::DEFAULT_SOCKET_DIR);
     let mut timeout = Duration::from_secs(5);
+    let mut mode = MODE;
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
         let text = arg.to_string_lossy().into_owned();
@@ -105,6 +111,13 @@ fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Action, ArgsEr
             }
             "-d" | "--dest-dir" => dest_dir = value()?.into(),
             "--source" => source = value()?.into(),
+            "--mode" => {
+                let raw = value()?.to_string_lossy().into_owned();
+                match u32::from_str_radix(raw.trim_start_matches("0o"), 8) {
+                    Ok(m) if m <= 0o7777 => mode = m,
+                    _ => return Err(ArgsError::Mode(raw)),
+                }
+            }
             "--socket-dir" => socket_dir = value()?.into(),
             "--probe" => {
                 probe = Some(match value()?.to_string_lossy().as_ref() {
@@ -129,7 +142,11 @@ fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Action, ArgsEr
             socket: socket_dir.join(constants::SOCKET_FILE),
             timeout,
         },
-        None => Action::Install { source, dest_dir },
+        None => Action::Install {
+            source,
+            dest_dir,
+            mode,
+        },
     })
 }
 
@@ -160,8 +177,19 @@ enum Outcome {
     AlreadyCurrent,
 }
 
-/// Copies `source` into `dest_dir` under the same file name, atomically and only when needed.
+/// The shim's install: mode 0755.
+#[cfg(test)]
 fn install(source: &Path, dest_dir: &Path) -> Result<(PathBuf, Outcome), InstallError> {
+    install_mode(source, dest_dir, MODE)
+}
+
+/// Copies `source` into `dest_dir` under the same file name with `mode`, atomically and only when
+/// the destination does not already hold the same bytes with that mode.
+fn install_mode(
+    source: &Path,
+    dest_dir: &Path,
+    mode: u32,
+) -> Result<(PathBuf, Outcome), InstallError> {
     let name = source
         .file_name()
         .ok_or_else(|| InstallError::SourceName(source.to_owned()))?;
@@ -170,14 +198,14 @@ fn install(source: &Path, dest_dir: &Path) -> Result<(PathBuf, Outcome), Install
         path: source.to_owned(),
         source: e,
     })?;
-    if is_current(&dest, &bytes) {
+    if is_current(&dest, &bytes, mode) {
         return Ok((dest, Outcome::AlreadyCurrent));
     }
     let mut temp_name = OsString::from(".");
     temp_name.push(name);
     temp_name.push(format!(".tmp.{}", std::process::id()));
     let temp = dest_dir.join(temp_name);
-    let written = write_synced(&temp, &bytes).and_then(|()| {
+    let written = write_synced(&temp, &bytes, mode).and_then(|()| {
         fs::rename(&temp, &dest).map_err(|e| InstallError::Rename {
             from: temp.clone(),
             to: dest.clone(),
@@ -202,23 +230,23 @@ fn install(source: &Path, dest_dir: &Path) -> Result<(PathBuf, Outcome), Install
 
 /// True when `dest` already holds exactly `bytes` with mode 0755 (then nothing is rewritten, so an
 /// init container restart never touches a shim the runtime may be executing).
-fn is_current(dest: &Path, bytes: &[u8]) -> bool {
+fn is_current(dest: &Path, bytes: &[u8], mode: u32) -> bool {
     let Ok(meta) = fs::metadata(dest) else {
         return false;
     };
     meta.is_file()
         && meta.len() == bytes.len() as u64
-        && meta.permissions().mode() & 0o7777 == MODE
+        && meta.permissions().mode() & 0o7777 == mode
         && fs::read(dest).is_ok_and(|current| current == bytes)
 }
 
-fn write_synced(temp: &Path, bytes: &[u8]) -> Result<(), InstallError> {
+fn write_synced(temp: &Path, bytes: &[u8], mode: u32) -> Result<(), InstallError> {
     // A stale temp file of a killed earlier run with our pid would make create_new fail: remove it.
     let _ = fs::remove_file(temp);
     let mut file = OpenOptions::new()
         .write(true)
         .create_new(true)
-        .mode(MODE)
+        .mode(mode)
         .open(temp)
         .map_err(|e| InstallError::CreateTemp {
             path: temp.to_owned(),
@@ -230,7 +258,7 @@ fn write_synced(temp: &Path, bytes: &[u8]) -> Result<(), InstallError> {
     };
     file.write_all(bytes).map_err(write_err)?;
     // The umask may have narrowed the creation mode.
-    file.set_permissions(fs::Permissions::from_mode(MODE))
+    file.set_permissions(fs::Permissions::from_mode(mode))
         .map_err(write_err)?;
     file.sync_all().map_err(write_err)
     // `file` is closed here, before the rename: nothing holds the new binary open for writing.
@@ -303,8 +331,13 @@ async fn health_status(socket: &Path, timeout: Duration) -> Result<ServingStatus
 fn run(action: Action) -> anyhow::Result<()> {
     match action {
         Action::Help => println!("{USAGE}"),
-        Action::Install { source, dest_dir } => {
-            let (dest, outcome) = install(&source, &dest_dir).context("install the shim")?;
+        Action::Install {
+            source,
+            dest_dir,
+            mode,
+        } => {
+            let (dest, outcome) =
+                install_mode(&source, &dest_dir, mode).context("install the file")?;
             match outcome {
                 Outcome::Installed => {
                     tracing::info!(source = %source.display(), dest = %dest.display(), "shim installed")
@@ -363,6 +396,7 @@ mod tests {
                 Action::Install {
                     source: "/usr/src/multus-cni/bin/multus-shim".into(),
                     dest_dir: "/host/opt/cni/bin".into(),
+                    mode: MODE,
                 },
             ),
             (
@@ -370,6 +404,7 @@ mod tests {
                 Action::Install {
                     source: "/usr/src/multus-cni/bin/multus-shim".into(),
                     dest_dir: "/x".into(),
+                    mode: MODE,
                 },
             ),
             (
@@ -377,6 +412,22 @@ mod tests {
                 Action::Install {
                     source: "/s/shim".into(),
                     dest_dir: "/y".into(),
+                    mode: MODE,
+                },
+            ),
+            (
+                &[
+                    "--source",
+                    "/c/00-multus.conf",
+                    "-d",
+                    "/etc",
+                    "--mode",
+                    "0644",
+                ],
+                Action::Install {
+                    source: "/c/00-multus.conf".into(),
+                    dest_dir: "/etc".into(),
+                    mode: 0o644,
                 },
             ),
             (
@@ -414,6 +465,8 @@ mod tests {
             &["-t", "thin"],
             &["-d"],
             &["--probe", "maybe"],
+            &["--mode", "rw-r--r--"],
+            &["--mode", "99"],
             &["--timeout-seconds", "0"],
             &["--bogus"],
         ];
@@ -450,6 +503,38 @@ mod tests {
             fs::read_dir(&dest).unwrap().count(),
             1,
             "no temp file left behind"
+        );
+    }
+
+    #[test]
+    fn installs_a_config_with_its_own_mode_and_fixes_a_wrong_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("00-multus.conf");
+        fs::write(
+            &src,
+            br#"{"cniVersion":"1.0.0","name":"multus-cni-network","type":"multus-shim"}"#,
+        )
+        .unwrap();
+        let dest = dir.path().join("net.d");
+        fs::create_dir(&dest).unwrap();
+        let (installed, outcome) = install_mode(&src, &dest, 0o644).unwrap();
+        assert_eq!(outcome, Outcome::Installed);
+        assert_eq!(
+            fs::metadata(&installed).unwrap().permissions().mode() & 0o7777,
+            0o644
+        );
+        assert_eq!(
+            install_mode(&src, &dest, 0o644).unwrap().1,
+            Outcome::AlreadyCurrent
+        );
+        // Same content, other mode: rewritten, so the mode always ends up as asked.
+        assert_eq!(
+            install_mode(&src, &dest, 0o600).unwrap().1,
+            Outcome::Installed
+        );
+        assert_eq!(
+            fs::metadata(&installed).unwrap().permissions().mode() & 0o7777,
+            0o600
         );
     }
 
