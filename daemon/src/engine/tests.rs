@@ -141,6 +141,14 @@ fn order(f: &Fixture) -> Vec<String> {
         .collect()
 }
 
+/// The DEL calls the fake plugins saw, in order.
+fn dels(f: &Fixture) -> Vec<String> {
+    order(f)
+        .into_iter()
+        .filter(|c| c.starts_with("DEL"))
+        .collect()
+}
+
 fn record(f: &Fixture, id: &str) -> Option<cache::Record> {
     match Cache::new(f.cni_dir.path())
         .read(id, "eth0", &CniArgs::default())
@@ -237,10 +245,7 @@ async fn network_status_failure_rolls_back_everything() {
     );
     let err = f.engine.add(call(Command::Add, "c1")).await.unwrap_err();
     assert!(matches!(err, EngineError::NetworkStatus { .. }), "{err}");
-    let dels: Vec<_> = order(&f)
-        .into_iter()
-        .filter(|c| c.starts_with("DEL"))
-        .collect();
+    let dels = dels(&f);
     assert_eq!(
         dels,
         ["DEL third net2", "DEL second net1", "DEL first eth0"]
@@ -281,10 +286,7 @@ async fn del_failure_is_reported_and_retry_delete_on_error_keeps_the_record() {
             .add("second", r#"echo '{"code":11,"msg":"busy"}'; exit 1"#);
         let err = f.engine.del(call(Command::Del, "c1")).await.unwrap_err();
         assert!(matches!(err, EngineError::Delegate { .. }), "{err}");
-        let dels: Vec<_> = order(&f)
-            .into_iter()
-            .filter(|c| c.starts_with("DEL"))
-            .collect();
+        let dels = dels(&f);
         assert_eq!(dels.len(), 3, "every delegate is tried: {dels:?}");
         assert_eq!(record(&f, "c1").is_some(), retry);
     }

@@ -32,10 +32,7 @@ async fn default_route_failure_rolls_back_everything() {
     let err = f.engine.add(call(Command::Add, "c1")).await.unwrap_err();
     assert!(matches!(err, EngineError::DefaultRoute(_)), "{err}");
     assert!(err.to_string().contains("/run/netns/test"), "{err}");
-    let dels: Vec<_> = order(&f)
-        .into_iter()
-        .filter(|c| c.starts_with("DEL"))
-        .collect();
+    let dels = dels(&f);
     assert_eq!(
         dels,
         ["DEL third net2", "DEL second net1", "DEL first eth0"]
