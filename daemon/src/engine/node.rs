@@ -4,7 +4,8 @@
 //! GC works from our records, not from a pod: every record whose container is not in the
 //! runtime's `cni.dev/valid-attachments` is torn down like a DEL and removed; then each distinct
 //! delegate network seen in the records gets GC (if its config is >= 1.1.0) with the attachments
-//! of the records that remain. Networks never recorded on this node get no GC.
+//! of the records that remain. Networks never recorded on this node get no GC. A GC without the
+//! list (missing or `null`) collects nothing and succeeds, as upstream's.
 use std::collections::{BTreeMap, HashSet};
 
 use serde_json::{Map, Value};
@@ -42,19 +43,28 @@ pub(super) async fn status(e: &Engine, call: CniCall) -> Result<(), EngineError>
         .map_err(|s| EngineError::delegate(&d, s))
 }
 
-fn valid_attachments(config: &[u8]) -> Result<Vec<ValidAttachment>, EngineError> {
+/// The runtime's `cni.dev/valid-attachments`; `None` when the key is missing or `null`.
+///
+/// libcni sends `null` when the runtime passes no list, and upstream never reads the key (it
+/// takes the attachments from its own cache), so its GC succeeds either way. Without a list we
+/// cannot tell stale from live, so nothing is collected; an empty list (`[]`) is the runtime
+/// saying that no attachment is live, and collects every record.
+fn valid_attachments(config: &[u8]) -> Result<Option<Vec<ValidAttachment>>, EngineError> {
     let v: Value =
         serde_json::from_slice(config).map_err(|e| EngineError::DecodeConfig(e.to_string()))?;
-    // Without the list every record would look stale; refuse rather than tear down every pod.
-    let list = v
-        .get("cni.dev/valid-attachments")
-        .ok_or_else(|| EngineError::InvalidConfig("GC without cni.dev/valid-attachments".into()))?;
-    serde_json::from_value(list.clone())
-        .map_err(|err| EngineError::InvalidConfig(format!("cni.dev/valid-attachments: {err}")))
+    match v.get("cni.dev/valid-attachments") {
+        None | Some(Value::Null) => Ok(None),
+        Some(list) => serde_json::from_value(list.clone())
+            .map(Some)
+            .map_err(|err| EngineError::InvalidConfig(format!("cni.dev/valid-attachments: {err}"))),
+    }
 }
 
 pub(super) async fn gc(e: &Engine, call: CniCall) -> Result<(), EngineError> {
-    let valid = valid_attachments(&call.config)?;
+    let Some(valid) = valid_attachments(&call.config)? else {
+        tracing::info!("GC without cni.dev/valid-attachments: nothing collected");
+        return Ok(());
+    };
     let live: HashSet<&str> = valid.iter().map(|a| a.container_id.as_str()).collect();
     let mut errors = Vec::new();
     let mut networks: BTreeMap<String, (Delegate, Vec<ValidAttachment>)> = BTreeMap::new();

@@ -357,11 +357,40 @@ async fn gc_tears_down_containers_not_in_valid_attachments() {
         json!([{"containerID": "keep", "ifname": "eth0"}])
     );
     let mut bad = call(Command::Gc, "");
-    bad.config = b"{\"cniVersion\":\"1.1.0\"}".to_vec();
+    bad.config =
+        br#"{"cniVersion":"1.1.0","cni.dev/valid-attachments":{"containerID":"keep"}}"#.to_vec();
     assert!(matches!(
         f.engine.gc(bad).await,
         Err(EngineError::InvalidConfig(_))
     ));
+}
+
+/// D-16: libcni sends `null` when the runtime passes no list, and upstream's GC succeeds
+/// without reading it; with no list nothing can be told stale, so nothing is collected.
+#[tokio::test]
+async fn d16_gc_without_valid_attachments() {
+    let f = fixture(mem(), |c| c.delegates[0]["cniVersion"] = json!("1.1.0"));
+    f.engine.add(call(Command::Add, "c1")).await.unwrap();
+    let before = f.plugins.calls().len();
+    for config in [
+        json!({"cniVersion": "1.1.0", "name": "multus", "type": "multus-shim"}),
+        json!({"cniVersion": "1.1.0", "name": "multus", "type": "multus-shim",
+            "cni.dev/valid-attachments": null}),
+    ] {
+        let mut gc = call(Command::Gc, "");
+        gc.config = config.to_string().into_bytes();
+        f.engine.gc(gc).await.unwrap();
+    }
+    assert!(record(&f, "c1").is_some(), "nothing collected");
+    assert_eq!(f.plugins.calls().len(), before, "no DEL, no delegate GC");
+    // An empty list is the runtime saying nothing is live: that one collects.
+    let mut gc = call(Command::Gc, "");
+    gc.config = json!({"cniVersion": "1.1.0", "name": "multus", "type": "multus-shim",
+        "cni.dev/valid-attachments": []})
+    .to_string()
+    .into_bytes();
+    f.engine.gc(gc).await.unwrap();
+    assert!(record(&f, "c1").is_none());
 }
 
 #[tokio::test]
