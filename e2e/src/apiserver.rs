@@ -1,12 +1,15 @@
-//! A Kubernetes API server stand-in on 127.0.0.1 (plain HTTP, no auth) that speaks the real REST
-//! paths and JSON for pods (get, list, watch, merge patch), NetworkAttachmentDefinitions (get,
-//! list, watch), events (create, kept for tests to read) and CertificateSigningRequests (create,
-//! get, list; approved and signed by a test CA on a test's word), with an in-memory store tests change
-//! directly (each change is a watch event), fault injection, and a kubeconfig pointing at itself
-//! so the daemon connects exactly as it would to a real cluster.
+//! A Kubernetes API server stand-in on 127.0.0.1 (plain HTTP, no authentication) that speaks the
+//! real REST paths and JSON for pods (get, list, watch, merge patch, update of the pod and of
+//! `pods/<name>/status` with resourceVersion checks), NetworkAttachmentDefinitions (get, list,
+//! watch), events (create, kept for tests to read) and CertificateSigningRequests (create, get,
+//! list; approved and signed by a test CA on a test's word), with an in-memory store tests change
+//! directly (each change is a watch event), fault injection, RBAC (everything allowed unless a
+//! test picks a ClusterRole shape: 403s in the real server's words), and a kubeconfig pointing at
+//! itself so the daemon connects exactly as it would to a real cluster.
 mod csr;
 mod faults;
 mod http;
+mod rbac;
 mod store;
 mod watch;
 
@@ -22,6 +25,7 @@ use tokio::sync::{oneshot, watch as signal};
 
 pub use csr::{CsrError, subject as csr_subject};
 pub use faults::{Action, Fault};
+pub use rbac::{Rbac, Rule, USER as RBAC_USER};
 pub use store::Kind;
 
 use http::{Shared, lock};
@@ -66,6 +70,7 @@ impl ApiServer {
             drops,
             csrs: Mutex::new(csr::Csrs::new()),
             authorizations: Mutex::new(Vec::new()),
+            rbac: Mutex::new(Rbac::default()),
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -137,6 +142,11 @@ impl ApiServer {
 
     pub fn clear_faults(&self) {
         lock(&self.shared.faults).clear();
+    }
+
+    /// Authorizes later requests by these rules (`Rbac::upstream()`, `Rbac::chart()`, ...).
+    pub fn set_rbac(&self, rbac: Rbac) {
+        *lock(&self.shared.rbac) = rbac;
     }
 
     /// Closes every open watch (as an API server restart does); clients must re-watch.
@@ -221,6 +231,11 @@ pub fn csr_path(name: &str) -> String {
 /// The REST path of a pod.
 pub fn pod_path(namespace: &str, name: &str) -> String {
     format!("/api/v1/namespaces/{namespace}/pods/{name}")
+}
+
+/// The REST path of a pod's status subresource.
+pub fn pod_status_path(namespace: &str, name: &str) -> String {
+    format!("{}/status", pod_path(namespace, name))
 }
 
 /// The REST path of a NAD.

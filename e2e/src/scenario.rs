@@ -240,8 +240,18 @@ pub struct KubeCluster {
 impl KubeCluster {
     /// The cluster network is `Cluster::start`'s; `tweak` may change the daemon config.
     pub fn start(tweak: impl FnOnce(&mut Map<String, Value>)) -> Result<Self> {
+        Self::start_with_api(|_| {}, tweak)
+    }
+
+    /// As [`KubeCluster::start`], with `prepare` run on the API server before the daemon starts
+    /// (e.g. to set its RBAC, so even the daemon's first list is authorized by it).
+    pub fn start_with_api(
+        prepare: impl FnOnce(&ApiServer),
+        tweak: impl FnOnce(&mut Map<String, Value>),
+    ) -> Result<Self> {
         let node = Netns::new("mrsnode")?;
         let api = NodeApiServer::start(&node)?;
+        prepare(&api);
         let kubeconfig = api.kubeconfig_path();
         let env = [("MULTUS_NODE_NAME", KUBE_NODE)];
         let cluster = Cluster::start_on(node, Layout::new()?, &env, |config| {

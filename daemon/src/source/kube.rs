@@ -1,11 +1,13 @@
 //! The Kubernetes source: pods from ONE node-scoped, metadata-only reflector (live GET when a pod
 //! is not cached yet), NADs from a cluster-wide reflector (live GET on a miss), network-status as
-//! a single JSON merge patch of one annotation. Every API call is bounded by a per-call timeout
-//! and a retry budget (see `retry`).
+//! a single JSON merge patch of one annotation (or upstream's get + update of `pods/status` when
+//! RBAC refuses the patch, see `status`). Every API call is bounded by a per-call timeout and a
+//! retry budget (see `retry`).
 //!
 //! API calls and the RBAC each needs (nothing more):
 //! * `pods`: `list`, `watch` (the node's pods, `spec.nodeName=<node>`), `get` (cache miss),
-//!   `patch` (the network-status annotation).
+//!   `patch` (the network-status annotation). Upstream's ClusterRole works too: without `patch`,
+//!   `get` on `pods` and `update` on `pods/status` write the annotation instead.
 //! * `k8s.cni.cncf.io` `network-attachment-definitions`: `list`, `watch` (cache), `get` (miss).
 //! * `events` (core/v1): `create` (AddedInterface events on the pod, best effort).
 //! * with `perNodeCertificate` only: `certificates.k8s.io` `certificatesigningrequests`:
@@ -22,11 +24,12 @@ mod nad;
 mod pods;
 mod retry;
 mod retry_after;
+mod status;
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use ::kube::api::{Api, Patch, PatchParams};
+use ::kube::api::Api;
 use ::kube::config::{InClusterError, KubeConfigOptions, Kubeconfig, KubeconfigError};
 use ::kube::core::PartialObjectMeta;
 use ::kube::runtime::reflector::{self, ObjectRef, Store};
@@ -40,7 +43,8 @@ use tower::util::AndThenLayer;
 
 pub use nad::{NadSpec, NetworkAttachmentDefinition};
 pub use retry::Budget;
-use retry::{Failure, with_retries};
+use retry::{found, with_retries};
+use status::StatusWriter;
 
 use super::{ClusterSource, NadInfo, PodInfo, SourceError};
 use crate::config::Config;
@@ -113,6 +117,8 @@ pub struct KubeSource {
     reflectors: Vec<JoinHandle<()>>,
     /// The per-node identity in use, when `perNodeCertificate` is enabled.
     certificate: Option<tokio::sync::watch::Receiver<Active>>,
+    /// Merge patch, or upstream's update of `pods/status` once RBAC refused a patch.
+    status: StatusWriter,
 }
 
 impl Drop for KubeSource {
@@ -198,6 +204,7 @@ impl KubeSource {
             node_name: node_name.map(str::to_owned),
             reflectors,
             certificate: None,
+            status: StatusWriter::default(),
         }
     }
 
@@ -229,45 +236,18 @@ impl KubeSource {
     async fn live_pod(&self, namespace: &str, name: &str) -> Result<Option<PodInfo>, SourceError> {
         let api: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
         let what = format!("getting pod {namespace}/{name}");
-        match with_retries(&what, self.budget, || api.get_metadata(name)).await {
-            Ok(mut pod) => {
-                pods::strip(&mut pod);
-                Ok(Some(pods::to_info(&pod)))
-            }
-            Err(Failure::NotFound) => Ok(None),
-            Err(Failure::Failed(e)) => Err(e),
-        }
+        let found = found(with_retries(&what, self.budget, || api.get_metadata(name)).await)?;
+        Ok(found.map(|mut pod| {
+            pods::strip(&mut pod);
+            pods::to_info(&pod)
+        }))
     }
 
     async fn live_nad(&self, namespace: &str, name: &str) -> Result<Option<NadInfo>, SourceError> {
         let api: Api<NetworkAttachmentDefinition> = Api::namespaced(self.client.clone(), namespace);
         let what = format!("getting network-attachment-definition {namespace}/{name}");
-        match with_retries(&what, self.budget, || api.get(name)).await {
-            Ok(nad) => Ok(Some(nad.to_info())),
-            Err(Failure::NotFound) => Ok(None),
-            Err(Failure::Failed(e)) => Err(e),
-        }
-    }
-
-    async fn patch_status(&self, pod: &PodInfo, status_json: &str) -> Result<bool, SourceError> {
-        let api: Api<Pod> = Api::namespaced(self.client.clone(), &pod.namespace);
-        let patch = Patch::Merge(serde_json::json!({
-            "metadata": { "annotations": { NETWORK_STATUS_ANNOTATION: status_json } }
-        }));
-        let params = PatchParams::default();
-        let what = format!(
-            "patching network-status of pod {}/{}",
-            pod.namespace, pod.name
-        );
-        match with_retries(&what, self.budget, || {
-            api.patch_metadata(&pod.name, &params, &patch)
-        })
-        .await
-        {
-            Ok(_) => Ok(true),
-            Err(Failure::NotFound) => Ok(false),
-            Err(Failure::Failed(e)) => Err(e),
-        }
+        let found = found(with_retries(&what, self.budget, || api.get(name)).await)?;
+        Ok(found.map(|nad| nad.to_info()))
     }
 }
 
@@ -351,23 +331,17 @@ impl ClusterSource for KubeSource {
         status_json: &str,
     ) -> Result<bool, SourceError> {
         // As upstream: never write the status of a pod that replaced ours under the same name.
-        match self.pod(&pod.namespace, &pod.name).await? {
-            None => {
-                tracing::info!(pod.namespace = %pod.namespace, pod.name = %pod.name, "pod gone; network-status not written");
-                return Ok(false);
+        let written = match self.pod(&pod.namespace, &pod.name).await? {
+            Some(current) if status::replaced(pod, Some(&current.uid)) => return Ok(false),
+            Some(_) => {
+                self.status
+                    .write(&self.client, self.budget, pod, status_json)
+                    .await?
             }
-            Some(current)
-                if !pod.uid.is_empty() && !current.uid.is_empty() && current.uid != pod.uid =>
-            {
-                tracing::warn!(pod.namespace = %pod.namespace, pod.name = %pod.name, pod.uid = %pod.uid,
-                    current.uid = %current.uid, "pod replaced; network-status not written");
-                return Ok(false);
-            }
-            Some(_) => {}
-        }
-        let written = self.patch_status(pod, status_json).await?;
+            None => false,
+        };
         if !written {
-            tracing::info!(pod.namespace = %pod.namespace, pod.name = %pod.name, "pod gone; network-status not written");
+            tracing::info!(pod.namespace = %pod.namespace, pod.name = %pod.name, "pod gone or replaced; network-status not written");
         }
         Ok(written)
     }

@@ -15,6 +15,10 @@ pub enum Action {
     TooManyRequests { retry_after_seconds: u64 },
     /// The normal answer, this much later.
     Delay(Duration),
+    /// Another client changes the object first (a new resourceVersion, label
+    /// `standin/concurrent-writes` counting up), then the request is served normally: a write
+    /// carrying the old resourceVersion meets a real 409.
+    ConcurrentWrite,
 }
 
 /// One rule: requests with this method and path (no query) meet `action`, `times` times (or
@@ -62,8 +66,8 @@ pub fn take(rules: &mut Vec<Fault>, method: &Method, path: &str) -> Option<Actio
 
 /// A `Status` error response as the API server sends it.
 pub fn status(code: u16, message: &str) -> Response {
-    let code = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let reason = match code.as_u16() {
+    let reason = match code {
+        403 => "Forbidden",
         404 => "NotFound",
         409 => "Conflict",
         410 => "Expired",
@@ -73,10 +77,24 @@ pub fn status(code: u16, message: &str) -> Response {
         503 => "ServiceUnavailable",
         _ => "Unknown",
     };
-    let body = json!({
+    status_with(code, reason, message, None)
+}
+
+/// A `Status` error response with this reason and `details` (name, kind, group) when given.
+pub fn status_with(
+    code: u16,
+    reason: &str,
+    message: &str,
+    details: Option<serde_json::Value>,
+) -> Response {
+    let code = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut body = json!({
         "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
         "message": message, "reason": reason, "code": code.as_u16(),
     });
+    if let Some(details) = details {
+        body["details"] = details;
+    }
     (
         code,
         [(header::CONTENT_TYPE, "application/json")],

@@ -1,6 +1,6 @@
 //! The stand-in's HTTP side: the real REST paths of pods and NADs (get, list, watch, merge
-//! patch), events (create), CertificateSigningRequests (create, get, list), discovery, and fault
-//! injection before each answer.
+//! patch, update; pods also `pods/<name>/status`), events (create), CertificateSigningRequests
+//! (create, get, list), discovery, fault injection before each answer, then RBAC.
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -14,6 +14,7 @@ use tokio::sync::watch as signal;
 
 use super::csr::Csrs;
 use super::faults::{self, Action, Fault};
+use super::rbac::{Attributes, Rbac};
 use super::store::{Kind, Store, merge_patch, str_at};
 use super::watch::{self, Matcher, WatchRequest};
 
@@ -29,6 +30,8 @@ pub struct Shared {
     pub csrs: Mutex<Csrs>,
     /// Each request's `Authorization` header (method, path, header), to tell credentials apart.
     pub authorizations: Mutex<Vec<(Method, String, Option<String>)>>,
+    /// What requests are authorized to do.
+    pub rbac: Mutex<Rbac>,
 }
 
 /// Locks, ignoring poisoning: a panicking test thread must not wedge the server for the others.
@@ -41,6 +44,8 @@ enum Target {
     Discovery(&'static str),
     Collection(Kind, Option<String>),
     Object(Kind, String, String),
+    /// `pods/<name>/status`.
+    PodStatus(String, String),
     Events(String),
     Csrs,
     Csr(String),
@@ -60,6 +65,9 @@ fn route(path: &str) -> Option<Target> {
         ["api", "v1", "namespaces", ns, "events"] => Target::Events((*ns).into()),
         ["api", "v1", "namespaces", ns, "pods", name] => {
             Target::Object(Kind::Pod, (*ns).into(), (*name).into())
+        }
+        ["api", "v1", "namespaces", ns, "pods", name, "status"] => {
+            Target::PodStatus((*ns).into(), (*name).into())
         }
         [
             "apis",
@@ -109,7 +117,17 @@ pub async fn handle(
         Some(Action::TooManyRequests {
             retry_after_seconds,
         }) => return faults::too_many_requests(retry_after_seconds),
+        Some(Action::ConcurrentWrite) => concurrent_write(&s, route(&path).as_ref()),
         None => {}
+    }
+    let target = route(&path);
+    let watching = query.get("watch").is_some_and(|w| w == "true" || w == "1");
+    if let Some(attrs) = target
+        .as_ref()
+        .and_then(|t| attributes(t, &method, watching))
+        && let Some(refused) = lock(&s.rbac).check(&attrs)
+    {
+        return refused;
     }
     let metadata_only = headers
         .get(header::ACCEPT)
@@ -119,7 +137,7 @@ pub async fn handle(
         .get(header::CONTENT_TYPE)
         .and_then(|c| c.to_str().ok())
         .unwrap_or_default();
-    match (route(&path), &method) {
+    match (target, &method) {
         (Some(Target::Version), &Method::GET) => json_response(version()),
         (Some(Target::Discovery(which)), &Method::GET) => json_response(discovery(which)),
         (Some(Target::Collection(kind, ns)), &Method::GET) => {
@@ -133,6 +151,18 @@ pub async fn handle(
         }
         (Some(Target::Object(kind, ns, name)), &Method::PATCH) => {
             patch(&s, kind, &ns, &name, content_type, &body, metadata_only)
+        }
+        (Some(Target::Object(kind, ns, name)), &Method::PUT) => {
+            update(&s, kind, &ns, &name, &body, Part::Object)
+        }
+        (Some(Target::PodStatus(ns, name)), &Method::GET) => {
+            match lock(&s.store).get(Kind::Pod, &ns, &name) {
+                Some(obj) => json_response(obj),
+                None => not_found(Kind::Pod, &name),
+            }
+        }
+        (Some(Target::PodStatus(ns, name)), &Method::PUT) => {
+            update(&s, Kind::Pod, &ns, &name, &body, Part::Status)
         }
         (Some(Target::Events(ns)), &Method::POST) => create_event(&s, &ns, &body),
         (Some(Target::Csrs), &Method::POST) => create_csr(&s, &body),
@@ -262,6 +292,174 @@ fn patch(
     json_response(shape(stored, metadata_only))
 }
 
+/// The authorizer's view of a resource request; `None` for discovery and version (granted to
+/// everyone by `system:discovery`).
+fn attributes<'a>(target: &'a Target, method: &Method, watching: bool) -> Option<Attributes<'a>> {
+    let verb = match *method {
+        Method::GET => match target {
+            Target::Collection(..) | Target::Csrs if watching => "watch",
+            Target::Collection(..) | Target::Csrs => "list",
+            _ => "get",
+        },
+        Method::PATCH => "patch",
+        Method::PUT => "update",
+        Method::POST => "create",
+        Method::DELETE => "delete",
+        _ => "unknown",
+    };
+    let (group, resource, namespace, name) = match target {
+        Target::Version | Target::Discovery(_) => return None,
+        Target::Collection(kind, ns) => (group_of(*kind), resource_of(*kind), ns.as_deref(), None),
+        Target::Object(kind, ns, name) => (
+            group_of(*kind),
+            resource_of(*kind),
+            Some(ns.as_str()),
+            Some(name.as_str()),
+        ),
+        Target::PodStatus(ns, name) => ("", "pods/status", Some(ns.as_str()), Some(name.as_str())),
+        Target::Events(ns) => ("", "events", Some(ns.as_str()), None),
+        Target::Csrs => (
+            "certificates.k8s.io",
+            "certificatesigningrequests",
+            None,
+            None,
+        ),
+        Target::Csr(name) => (
+            "certificates.k8s.io",
+            "certificatesigningrequests",
+            None,
+            Some(name.as_str()),
+        ),
+    };
+    Some(Attributes {
+        verb,
+        group,
+        resource,
+        namespace,
+        name,
+    })
+}
+
+fn group_of(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Pod => "",
+        Kind::Nad => "k8s.cni.cncf.io",
+    }
+}
+
+fn resource_of(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Pod => "pods",
+        Kind::Nad => "network-attachment-definitions",
+    }
+}
+
+/// What a PUT replaces: the object (its status kept) or a pod's status subresource (its spec
+/// kept; metadata and status taken, as the pod status strategy does).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Part {
+    Object,
+    Status,
+}
+
+/// PUT of a whole object, as the API server's update: the name and namespace must match the
+/// path, a non-empty resourceVersion must be the stored one (409 otherwise), uid and creation
+/// stay the server's. Watchers see MODIFIED.
+fn update(s: &Shared, kind: Kind, ns: &str, name: &str, body: &[u8], part: Part) -> Response {
+    let sent: Value = match serde_json::from_slice(body) {
+        Ok(v) => v,
+        Err(e) => return faults::status(400, &format!("decoding the object: {e}")),
+    };
+    if str_at(&sent, "/metadata/name") != Some(name) {
+        return faults::status(
+            400,
+            &format!("the name of the object does not match the name on the URL ({name})"),
+        );
+    }
+    if str_at(&sent, "/metadata/namespace").is_some_and(|n| n != ns) {
+        return faults::status(
+            400,
+            "the namespace of the provided object does not match the namespace sent on the request",
+        );
+    }
+    let mut store = lock(&s.store);
+    let Some(current) = store.get(kind, ns, name) else {
+        return not_found(kind, name);
+    };
+    let sent_rv = str_at(&sent, "/metadata/resourceVersion").unwrap_or_default();
+    if !sent_rv.is_empty() && Some(sent_rv) != str_at(&current, "/metadata/resourceVersion") {
+        return conflict(kind, name);
+    }
+    let merged = match part {
+        Part::Status => {
+            let mut merged = current.clone();
+            for field in ["annotations", "labels"] {
+                match sent.pointer(&format!("/metadata/{field}")) {
+                    Some(v) => merged["metadata"][field] = v.clone(),
+                    None => {
+                        if let Some(m) = merged["metadata"].as_object_mut() {
+                            m.remove(field);
+                        }
+                    }
+                }
+            }
+            merged["status"] = sent.get("status").cloned().unwrap_or(Value::Null);
+            merged
+        }
+        Part::Object => {
+            let mut merged = sent;
+            if let Some(status) = current.get("status") {
+                merged["status"] = status.clone();
+            }
+            merged
+        }
+    };
+    let mut merged = merged;
+    for keep in ["uid", "creationTimestamp"] {
+        if let Some(v) = current.pointer(&format!("/metadata/{keep}")) {
+            merged["metadata"][keep] = v.clone();
+        }
+    }
+    json_response(store.put(kind, merged, true))
+}
+
+/// The 409 an update with a stale resourceVersion gets, in the real server's words.
+fn conflict(kind: Kind, name: &str) -> Response {
+    let resource = resource_of(kind);
+    let message = format!(
+        "Operation cannot be fulfilled on {resource} \"{name}\": the object has been modified; \
+         please apply your changes to the latest version and try again"
+    );
+    faults::status_with(
+        409,
+        "Conflict",
+        &message,
+        Some(json!({"name": name, "kind": resource})),
+    )
+}
+
+/// Another writer's change to the object a request targets (see `Action::ConcurrentWrite`).
+fn concurrent_write(s: &Shared, target: Option<&Target>) {
+    let (kind, ns, name) = match target {
+        Some(Target::Object(kind, ns, name)) => (*kind, ns, name),
+        Some(Target::PodStatus(ns, name)) => (Kind::Pod, ns, name),
+        _ => return,
+    };
+    let mut store = lock(&s.store);
+    let Some(mut obj) = store.get(kind, ns, name) else {
+        return;
+    };
+    let label = "standin/concurrent-writes";
+    let writes = str_at(
+        &obj,
+        &format!("/metadata/labels/{}", label.replace('/', "~1")),
+    )
+    .and_then(|n| n.parse::<u64>().ok())
+    .unwrap_or(0);
+    obj["metadata"]["labels"][label] = json!((writes + 1).to_string());
+    store.put(kind, obj, true);
+}
+
 /// Field selectors: `a.b=v`, `a.b==v`, `a.b!=v`, comma-joined (all must hold).
 fn field_selector(sel: &str) -> Result<Matcher, String> {
     let mut terms = Vec::new();
@@ -381,6 +579,10 @@ mod tests {
         ));
         let nad = "/apis/k8s.cni.cncf.io/v1/namespaces/a/network-attachment-definitions/b";
         assert!(matches!(route(nad), Some(Target::Object(Kind::Nad, _, _))));
+        assert!(matches!(
+            route("/api/v1/namespaces/a/pods/b/status"),
+            Some(Target::PodStatus(_, _))
+        ));
         assert!(route("/api/v1/nodes").is_none());
     }
 }

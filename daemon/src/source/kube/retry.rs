@@ -26,8 +26,30 @@ pub struct Budget {
 pub enum Failure {
     /// The object does not exist (404): an answer, not an error.
     NotFound,
+    /// 403: the daemon's RBAC does not grant this verb (a caller may have another way).
+    Forbidden(SourceError),
+    /// 409 from [`until_conflict`]: the write was based on a stale resourceVersion.
+    Conflict(SourceError),
     /// Anything else, already mapped to the source's error.
     Failed(SourceError),
+}
+
+impl Failure {
+    /// The source's error; `None` for a 404.
+    pub fn into_error(self) -> Option<SourceError> {
+        match self {
+            Failure::NotFound => None,
+            Failure::Forbidden(e) | Failure::Conflict(e) | Failure::Failed(e) => Some(e),
+        }
+    }
+}
+
+/// A 404 as `None`, every other failure as the source's error.
+pub fn found<T>(r: Result<T, Failure>) -> Result<Option<T>, SourceError> {
+    match r {
+        Ok(v) => Ok(Some(v)),
+        Err(f) => f.into_error().map_or(Ok(None), Err),
+    }
 }
 
 /// What one failed attempt means for the loop.
@@ -38,6 +60,12 @@ enum Verdict {
         reason: String,
         after: Option<Duration>,
     },
+    /// 409: retried like `Retry`, unless the caller wants conflicts back.
+    Conflict {
+        reason: String,
+        after: Option<Duration>,
+    },
+    Forbidden(String),
     Unavailable(String),
     Invalid(String),
 }
@@ -67,24 +95,50 @@ fn classify_status(
     details: Option<&::kube::core::response::StatusDetails>,
 ) -> Verdict {
     let text = format!("{code} {reason}: {message}");
+    let after = details
+        .map(|d| d.retry_after_seconds)
+        .filter(|s| *s > 0)
+        .map(|s| Duration::from_secs(u64::from(s)));
     match code {
         404 => Verdict::NotFound,
-        409 | 429 | 500..=599 => {
-            let after = details
-                .map(|d| d.retry_after_seconds)
-                .filter(|s| *s > 0)
-                .map(|s| Duration::from_secs(u64::from(s)));
-            Verdict::Retry {
-                reason: text,
-                after,
-            }
-        }
+        403 => Verdict::Forbidden(text),
+        409 => Verdict::Conflict {
+            reason: text,
+            after,
+        },
+        429 | 500..=599 => Verdict::Retry {
+            reason: text,
+            after,
+        },
         _ => Verdict::Unavailable(text),
     }
 }
 
 /// Runs `op` until it succeeds, fails for good, or the budget is spent.
-pub async fn with_retries<T, F, Fut>(what: &str, budget: Budget, mut op: F) -> Result<T, Failure>
+pub async fn with_retries<T, F, Fut>(what: &str, budget: Budget, op: F) -> Result<T, Failure>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, ::kube::Error>>,
+{
+    run(what, budget, false, op).await
+}
+
+/// As [`with_retries`], but a 409 ends the loop with [`Failure::Conflict`]: a write carrying a
+/// resourceVersion must read the object again, not be resent as it was.
+pub async fn until_conflict<T, F, Fut>(what: &str, budget: Budget, op: F) -> Result<T, Failure>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, ::kube::Error>>,
+{
+    run(what, budget, true, op).await
+}
+
+async fn run<T, F, Fut>(
+    what: &str,
+    budget: Budget,
+    conflict_ends: bool,
+    mut op: F,
+) -> Result<T, Failure>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, ::kube::Error>>,
@@ -112,7 +166,15 @@ where
                 }));
             }
             Verdict::Unavailable(reason) => return Err(Failure::Failed(unavailable(what, reason))),
-            Verdict::Retry { reason, after } => (reason, after.unwrap_or(backoff)),
+            Verdict::Forbidden(reason) => {
+                return Err(Failure::Forbidden(unavailable(what, reason)));
+            }
+            Verdict::Conflict { reason, .. } if conflict_ends => {
+                return Err(Failure::Conflict(unavailable(what, reason)));
+            }
+            Verdict::Retry { reason, after } | Verdict::Conflict { reason, after } => {
+                (reason, after.unwrap_or(backoff))
+            }
         };
         if Instant::now() + pause >= deadline {
             let reason = format!(
@@ -155,11 +217,11 @@ mod tests {
         let d = details(3);
         let cases: &[(u16, Option<&StatusDetails>, &str)] = &[
             (404, None, "notfound"),
-            (409, None, "retry"),
+            (409, None, "conflict"),
             (429, Some(&d), "retry3"),
             (500, None, "retry"),
             (503, None, "retry"),
-            (403, None, "unavailable"),
+            (403, None, "forbidden"),
             (401, None, "unavailable"),
         ];
         for (code, details, want) in cases {
@@ -168,6 +230,8 @@ mod tests {
                 Verdict::Retry { after: Some(a), .. } if a == Duration::from_secs(3) => "retry3",
                 Verdict::Retry { after: None, .. } => "retry",
                 Verdict::Retry { .. } => "retry-other",
+                Verdict::Conflict { .. } => "conflict",
+                Verdict::Forbidden(_) => "forbidden",
                 Verdict::Unavailable(_) => "unavailable",
                 Verdict::Invalid(_) => "invalid",
             };
@@ -224,5 +288,37 @@ mod tests {
         })
         .await;
         assert_eq!(out.ok(), Some(2));
+    }
+
+    fn conflict() -> ::kube::Error {
+        ::kube::Error::Api(
+            ::kube::core::Status::failure("modified", "Conflict")
+                .with_code(409)
+                .boxed(),
+        )
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn until_conflict_hands_a_409_back_at_once() {
+        let budget = Budget {
+            per_call: Duration::from_secs(1),
+            total: Duration::from_secs(3),
+        };
+        let mut calls = 0;
+        let out: Result<(), _> = until_conflict("x", budget, || {
+            calls += 1;
+            async { Err(conflict()) }
+        })
+        .await;
+        assert!(matches!(out, Err(Failure::Conflict(_))), "{out:?}");
+        assert_eq!(calls, 1);
+        let mut calls = 0;
+        let out: Result<(), _> = with_retries("x", budget, || {
+            calls += 1;
+            async { Err(conflict()) }
+        })
+        .await;
+        assert!(matches!(out, Err(Failure::Failed(_))), "{out:?}");
+        assert!(calls > 1, "with_retries retries a 409");
     }
 }
