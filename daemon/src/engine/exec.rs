@@ -1,6 +1,7 @@
 //! Runs ONE delegate plugin exactly as a container runtime does (CNI spec 1.1, "Plugin
-//! execution"): scrubbed environment with the CNI_* parameters, config on stdin, result or error
-//! JSON on stdout, bounded by `delegateTimeoutSeconds`.
+//! execution"): the daemon's environment as libcni passes it (minus a deny list, `PATH` completed;
+//! see `environment`) with the CNI_* parameters, config on stdin, result or error JSON on stdout,
+//! bounded by `delegateTimeoutSeconds`.
 //!
 //! `chrootDir`: the child chroots itself in a `pre_exec` hook (chroot(2) + chdir("/"), both
 //! async-signal-safe) rather than exec'ing `/usr/sbin/chroot`, because the daemon image is
@@ -23,6 +24,8 @@ use tracing::Instrument;
 use super::admission::{Admission, AdmissionError};
 use crate::config::Config;
 use crate::metrics::Metrics;
+
+mod environment;
 
 /// The CNI parameters of one exec (everything but the config, which goes on stdin).
 #[derive(Debug, Clone, Copy)]
@@ -78,7 +81,8 @@ pub struct Executor {
     bin_dir: String,
     chroot: Option<PathBuf>,
     timeout: Duration,
-    path_env: OsString,
+    /// The daemon's environment as every plugin gets it, before the request's CNI_*.
+    base_env: Arc<[(OsString, OsString)]>,
     admission: Arc<Admission>,
     metrics: Option<Metrics>,
 }
@@ -89,8 +93,8 @@ impl Executor {
             bin_dir: config.bin_dir.to_string_lossy().into_owned(),
             chroot: config.chroot_dir.clone(),
             timeout: Duration::from_secs(config.delegate_timeout_seconds.max(1)),
-            path_env: std::env::var_os("PATH")
-                .unwrap_or_else(|| "/usr/sbin:/usr/bin:/sbin:/bin".into()),
+            // Read once: the daemon never changes its own environment.
+            base_env: environment::base(std::env::vars_os()).into(),
             admission,
             metrics: None,
         }
@@ -99,6 +103,13 @@ impl Executor {
     /// Records lookups, delegate-slot waits and execs into `metrics`.
     pub fn with_metrics(mut self, metrics: Metrics) -> Self {
         self.metrics = Some(metrics);
+        self
+    }
+
+    /// Plugins get `vars` (minus the deny list, `PATH` completed) instead of the daemon's own
+    /// environment (tests, and embedders that run plugins for another process).
+    pub fn with_daemon_env(mut self, vars: impl IntoIterator<Item = (OsString, OsString)>) -> Self {
+        self.base_env = environment::base(vars).into();
         self
     }
 
@@ -184,14 +195,15 @@ impl Executor {
         stdin: &[u8],
     ) -> Result<(ExitStatus, Vec<u8>, Vec<u8>), ExecError> {
         let mut cmd = tokio::process::Command::new(path);
+        // As libcni: the caller's environment, then the request's parameters over it.
         cmd.env_clear()
+            .envs(self.base_env.iter().map(|(k, v)| (k, v)))
             .env(env::COMMAND, env.command.as_str())
             .env(env::CONTAINERID, env.container_id)
             .env(env::NETNS, env.netns)
             .env(env::IFNAME, env.ifname)
             .env(env::ARGS, env.cni_args)
             .env(env::PATH, &self.bin_dir)
-            .env("PATH", &self.path_env)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

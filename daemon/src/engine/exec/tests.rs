@@ -47,13 +47,57 @@ async fn passes_env_and_stdin_and_returns_stdout() {
         envs.lines()
             .any(|l| l == format!("CNI_PATH={}", f.dir.path().display()))
     );
-    // env_clear: nothing of the daemon's environment but PATH leaks into the plugin.
-    assert!(
-        !envs
-            .lines()
-            .any(|l| l.starts_with("HOME=") || l.starts_with("CARGO")),
-        "{envs}"
+    // As libcni: the daemon's environment reaches the plugin, its PATH with the sbin dirs.
+    if let Ok(home) = std::env::var("HOME") {
+        assert!(envs.lines().any(|l| l == format!("HOME={home}")), "{envs}");
+    }
+    let path = envs.lines().find_map(|l| l.strip_prefix("PATH=")).unwrap();
+    assert!(path.split(':').any(|d| d == "/usr/sbin"), "{path}");
+}
+
+/// D-3: the plugin's environment is the daemon's minus the deny list, the request's CNI_* over
+/// it, PATH completed with the system dirs.
+#[tokio::test]
+async fn d3_plugin_env_is_the_daemons_minus_the_deny_list() {
+    let f = FakePlugins::new();
+    f.add(
+        "envdump",
+        &format!(
+            "env | sort > {}/env
+{ECHO_RESULT}",
+            f.dir.path().display()
+        ),
     );
+    let daemon_env = [
+        ("KUBERNETES_SERVICE_HOST", "10.96.0.1"),
+        ("NO_PROXY", "10.0.0.0/8"),
+        ("CNI_NETNS_OVERRIDE", "1"),
+        ("CNI_IFNAME", "stale0"),
+        ("MULTUS_NODE_NAME", "node-1"),
+        ("MULTUS_LOGLEVEL", "debug"),
+        ("NOTIFY_SOCKET", "/run/systemd/notify"),
+        ("PATH", "/usr/bin:/bin"),
+    ]
+    .map(|(k, v)| (OsString::from(k), OsString::from(v)));
+    let x = f.executor().with_daemon_env(daemon_env);
+    x.run("envdump", &env(Command::Add), b"{}").await.unwrap();
+    let envs = std::fs::read_to_string(f.dir.path().join("env")).unwrap();
+    let lines: Vec<&str> = envs.lines().collect();
+    for want in [
+        "KUBERNETES_SERVICE_HOST=10.96.0.1",
+        "NO_PROXY=10.0.0.0/8",
+        "MULTUS_NODE_NAME=node-1",
+        "CNI_IFNAME=eth0",
+        "PATH=/usr/bin:/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/sbin",
+    ] {
+        assert!(lines.contains(&want), "{want} missing in {envs}");
+    }
+    for gone in ["CNI_NETNS_OVERRIDE=", "MULTUS_LOGLEVEL=", "NOTIFY_SOCKET="] {
+        assert!(
+            !lines.iter().any(|l| l.starts_with(gone)),
+            "{gone} in {envs}"
+        );
+    }
 }
 
 #[tokio::test]
