@@ -37,13 +37,14 @@ fn require_iptables() {
     }
 }
 
-/// bridge + host-local, then portmap (portMappings capability): the cluster network.
-fn portmap_conflist(layout: &Layout, bridge: &str) -> Value {
+/// bridge + host-local (leases in `data_dir`), then portmap (portMappings capability): the
+/// cluster network.
+fn portmap_conflist(data_dir: &Path, bridge: &str) -> Value {
     json!({
         "cniVersion": "1.0.0", "name": "cluster",
         "plugins": [
             {"type": "bridge", "bridge": bridge, "isGateway": true,
-             "ipam": {"type": "host-local", "dataDir": layout.dir("ipam"), "ranges": [[{"subnet": "10.88.0.0/24"}]]}},
+             "ipam": {"type": "host-local", "dataDir": data_dir, "ranges": [[{"subnet": "10.88.0.0/24"}]]}},
             {"type": "portmap", "capabilities": {"portMappings": true}, "snat": true}
         ]
     })
@@ -105,7 +106,8 @@ fn start(env: &[(&str, &str)], tweak: impl FnOnce(&mut serde_json::Map<String, V
     let layout = Layout::new().unwrap();
     let bridge = multus_e2e::unique("mrspm");
     let conflist = layout.dir("net.d").join("20-portmap.conflist");
-    std::fs::write(&conflist, portmap_conflist(&layout, &bridge).to_string()).unwrap();
+    let conflist_text = portmap_conflist(&layout.dir("ipam"), &bridge).to_string();
+    std::fs::write(&conflist, conflist_text).unwrap();
     let node = Netns::new("mrsnode").unwrap();
     let cluster = Cluster::start_on(node, layout, env, |c| {
         c.insert("clusterNetwork".into(), json!(conflist));
@@ -130,7 +132,8 @@ fn invocation(cluster: &Cluster, cid: &str, pod_ns: &Netns) -> Invocation {
 }
 
 /// ADD maps the host port to the pod (a DNAT rule in the node's nat table); DEL removes it.
-fn hostport_round_trip(cluster: &Cluster, cid: &str) {
+/// `during` runs between the two.
+fn hostport_round_trip(cluster: &Cluster, cid: &str, during: impl FnOnce()) {
     let pod_ns = Netns::new("mrspod").unwrap();
     let add = invocation(cluster, cid, &pod_ns);
     let out = add.run().unwrap();
@@ -146,6 +149,7 @@ fn hostport_round_trip(cluster: &Cluster, cid: &str) {
         "no DNAT of :{HOST_PORT} to {pod_ip}:\n{}",
         nat_rules(&cluster.node)
     );
+    during();
 
     let del = add.with_command("DEL");
     let out = del.run().unwrap();
@@ -166,5 +170,144 @@ fn hostport_round_trip(cluster: &Cluster, cid: &str) {
 fn d3_portmap_hostport_works_with_a_daemon_path_without_sbin() {
     require_iptables();
     let cluster = start(&[("PATH", PATH_WITHOUT_SBIN)], |_| {});
-    hostport_round_trip(&cluster, "d3000001");
+    hostport_round_trip(&cluster, "d3000001", || {});
+}
+
+/// A root filesystem for `chrootDir` built from the host's parts: `/usr` and `/etc` read-only,
+/// merged-usr symlinks, `/proc`, `/dev` and `/run/netns` (the pods' namespaces) bound in, its
+/// own `/var`; everything unmounted when dropped (after the daemon, which is declared later and
+/// so dropped first).
+struct ChrootRoot {
+    /// `None` only while dropping.
+    dir: Option<tempfile::TempDir>,
+    mounts: Vec<std::path::PathBuf>,
+}
+
+impl ChrootRoot {
+    fn build() -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("multus-e2e-root-")
+            .tempdir()
+            .unwrap();
+        let mut root = Self {
+            dir: Some(dir),
+            mounts: Vec::new(),
+        };
+        for (link, to) in [
+            ("bin", "usr/bin"),
+            ("sbin", "usr/sbin"),
+            ("lib", "usr/lib"),
+            ("lib64", "usr/lib64"),
+        ] {
+            std::os::unix::fs::symlink(to, root.path().join(link)).unwrap();
+        }
+        std::fs::create_dir_all(root.path().join("run")).unwrap();
+        std::fs::create_dir_all(root.path().join("tmp")).unwrap();
+        std::fs::create_dir_all(root.path().join("var")).unwrap();
+        std::os::unix::fs::symlink("../run", root.path().join("var/run")).unwrap();
+        root.bind(Path::new("/usr"), true, false);
+        root.bind(Path::new("/etc"), true, false);
+        root.bind(Path::new("/proc"), false, false);
+        root.bind(Path::new("/dev"), false, false);
+        // Recursive: the pods' namespaces are nsfs mounts below it.
+        root.bind(Path::new("/run/netns"), false, true);
+        root
+    }
+
+    fn path(&self) -> &Path {
+        self.dir
+            .as_ref()
+            .map_or(Path::new("/nonexistent"), |d| d.path())
+    }
+
+    /// Whether anything is still mounted at or below the root (in this mount namespace).
+    fn still_mounted(&self) -> bool {
+        let root = self.path().to_string_lossy().into_owned();
+        std::fs::read_to_string("/proc/self/mountinfo").map_or(true, |info| {
+            info.lines()
+                .filter_map(|l| l.split(' ').nth(4))
+                .any(|mount_point| mount_point.starts_with(&root))
+        })
+    }
+
+    /// Binds host `src` at the same path inside the root.
+    fn bind(&mut self, src: &Path, read_only: bool, recursive: bool) {
+        use nix::mount::{MsFlags, mount};
+        let target = self.path().join(src.strip_prefix("/").unwrap());
+        std::fs::create_dir_all(&target).unwrap();
+        let mut flags = MsFlags::MS_BIND;
+        if recursive {
+            flags |= MsFlags::MS_REC;
+        }
+        mount(Some(src), &target, None::<&str>, flags, None::<&str>)
+            .unwrap_or_else(|e| panic!("bind {} at {}: {e}", src.display(), target.display()));
+        self.mounts.push(target.clone());
+        // A slave copy: mounts made on the host still appear inside (the pods' namespaces),
+        // but unmounting ours never propagates back. With a shared `/run/netns`, unmounting a
+        // peer copy would unmount every namespace of the host, other tests' included.
+        let slave = MsFlags::MS_SLAVE | MsFlags::MS_REC;
+        mount(None::<&str>, &target, None::<&str>, slave, None::<&str>)
+            .unwrap_or_else(|e| panic!("making {} a slave mount: {e}", target.display()));
+        if read_only {
+            let ro = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
+            mount(None::<&str>, &target, None::<&str>, ro, None::<&str>)
+                .unwrap_or_else(|e| panic!("remount {} read-only: {e}", target.display()));
+        }
+    }
+}
+
+impl Drop for ChrootRoot {
+    fn drop(&mut self) {
+        for target in self.mounts.iter().rev() {
+            if let Err(e) = nix::mount::umount2(target, nix::mount::MntFlags::MNT_DETACH) {
+                eprintln!("cleanup: unmounting {}: {e}", target.display());
+            }
+        }
+        // Removing the tempdir with a host directory still bound in would delete host files:
+        // keep it instead.
+        if self.still_mounted()
+            && let Some(dir) = self.dir.take()
+        {
+            eprintln!(
+                "cleanup: {} still has mounts; left in place",
+                dir.keep().display()
+            );
+        }
+    }
+}
+
+#[test]
+fn d3_portmap_hostport_works_inside_chroot_dir() {
+    require_iptables();
+    let layout = Layout::new().unwrap();
+    let root = ChrootRoot::build();
+    // host-local keeps its leases in a directory only the chroot has: where they land shows
+    // that the plugins ran inside it.
+    let data_dir = Path::new("/var/lib").join(multus_e2e::unique("mrsipam"));
+    let in_root = root.path().join(data_dir.strip_prefix("/").unwrap());
+    let bridge = multus_e2e::unique("mrspm");
+    let conflist = layout.dir("net.d").join("20-portmap.conflist");
+    std::fs::write(&conflist, portmap_conflist(&data_dir, &bridge).to_string()).unwrap();
+    let node = Netns::new("mrsnode").unwrap();
+    let root_path = root.path().to_owned();
+    let cluster = Cluster::start_on(node, layout, &[("PATH", PATH_WITHOUT_SBIN)], |c| {
+        c.insert("clusterNetwork".into(), json!(conflist));
+        c.insert("chrootDir".into(), json!(root_path));
+    })
+    .unwrap();
+    cluster
+        .layout
+        .put_manifest("pod.json", &pod("default", "web", "uid-web", ""))
+        .unwrap();
+    hostport_round_trip(&cluster, "d3000002", || {
+        let leases: Vec<_> = std::fs::read_dir(in_root.join("cluster"))
+            .unwrap()
+            .filter_map(Result::ok)
+            .filter(|e| e.file_name().to_string_lossy().starts_with("10.88.0."))
+            .collect();
+        assert_eq!(leases.len(), 1, "one lease inside the chroot");
+        assert!(!data_dir.exists(), "nothing written outside the chroot");
+    });
+    drop(cluster);
+    drop(root);
 }
