@@ -1,6 +1,7 @@
 //! The daemon's Kubernetes source (`KubeSource`) against the API server stand-in, through a
 //! kubeconfig as in a real cluster: the node-scoped pod cache, live GET fallback, NADs, the
-//! network-status merge patch, and each injected fault.
+//! network-status merge patch (and upstream's status update under upstream's RBAC), and each
+//! injected fault.
 // Test helpers (not only #[test] fns) unwrap: a failed setup step is a failed test.
 #![allow(clippy::unwrap_used)]
 
@@ -10,7 +11,9 @@ use std::time::Duration;
 use axum::http::Method;
 use multus_daemon::source::kube::{Budget, KubeSettings, KubeSource, NETWORK_STATUS_ANNOTATION};
 use multus_daemon::source::{ClusterSource, PodInfo, SourceError};
-use multus_e2e::apiserver::{Action, ApiServer, Fault, nad_json, nad_path, pod_json, pod_path};
+use multus_e2e::apiserver::{
+    Action, ApiServer, Fault, Rbac, nad_json, nad_path, pod_json, pod_path, pod_status_path,
+};
 use serde_json::Value;
 
 const NODE: &str = "node-a";
@@ -240,6 +243,83 @@ async fn a_conflict_is_retried_and_a_pod_gone_or_replaced_is_not_written() {
         3,
         "nothing written for a replaced pod"
     );
+}
+
+/// D-2 under load: concurrent first writes may all meet the 403, but every pod gets its status,
+/// and once the daemon switched no write tries the patch again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn d2_concurrent_writes_under_upstream_rbac_switch_once_and_all_land() {
+    let _serial = SERIAL.lock().await;
+    let server = ApiServer::start().await.unwrap();
+    server.set_rbac(Rbac::upstream());
+    let names: Vec<String> = (0..40).map(|i| format!("p{i}")).collect();
+    for name in &names {
+        server.put_pod(pod_json("default", name, NODE, &BTreeMap::new()));
+    }
+    let source = std::sync::Arc::new(source(&server, budget(10_000)).await);
+    let (first, later) = names.split_at(20);
+    let write_all = |batch: &[String]| {
+        let mut tasks = tokio::task::JoinSet::new();
+        for name in batch {
+            let (source, pod) = (source.clone(), pod_info(&server, "default", name));
+            tasks.spawn(async move {
+                let status = format!("[{{\"name\":\"{}\",\"dns\":{{}}}}]", pod.name);
+                source.set_network_status(&pod, &status).await
+            });
+        }
+        tasks
+    };
+    for written in write_all(first).join_all().await {
+        assert!(written.unwrap());
+    }
+    let patches = server.requests_under(&Method::PATCH, "/api/v1/namespaces/default/pods/");
+    assert!((1..=20).contains(&patches), "{patches} patches");
+    for written in write_all(later).join_all().await {
+        assert!(written.unwrap());
+    }
+    assert_eq!(
+        server.requests_under(&Method::PATCH, "/api/v1/namespaces/default/pods/"),
+        patches,
+        "no patch after the switch"
+    );
+    for name in &names {
+        let stored = server.pod("default", name).unwrap();
+        let want = format!("[{{\"name\":\"{name}\",\"dns\":{{}}}}]");
+        assert_eq!(
+            stored["metadata"]["annotations"][NETWORK_STATUS_ANNOTATION],
+            Value::from(want)
+        );
+        assert_eq!(
+            server.requests(&Method::PUT, &pod_status_path("default", name)),
+            1
+        );
+    }
+}
+
+/// D-2: a pod that keeps changing under the update is given up after upstream's 5 attempts,
+/// as Unavailable (the ADD fails with code 11 and the runtime retries).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn d2_a_status_update_that_always_conflicts_gives_up_after_five_attempts() {
+    let _serial = SERIAL.lock().await;
+    let server = ApiServer::start().await.unwrap();
+    server.set_rbac(Rbac::upstream());
+    server.put_pod(pod_json("default", "busy", NODE, &BTreeMap::new()));
+    let source = source(&server, budget(5_000)).await;
+    let path = pod_status_path("default", "busy");
+    server.inject(Fault::new(
+        Method::PUT,
+        path.clone(),
+        Action::ConcurrentWrite,
+    ));
+    let err = source
+        .set_network_status(&pod_info(&server, "default", "busy"), "[]")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, SourceError::Unavailable { .. }), "{err}");
+    let text = err.to_string();
+    assert!(text.contains("409 Conflict"), "{text}");
+    assert!(text.contains("the object has been modified"), "{text}");
+    assert_eq!(server.requests(&Method::PUT, &path), 5);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
