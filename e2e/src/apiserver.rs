@@ -71,6 +71,7 @@ impl ApiServer {
             csrs: Mutex::new(csr::Csrs::new()),
             authorizations: Mutex::new(Vec::new()),
             rbac: Mutex::new(Rbac::default()),
+            denied: Mutex::new(Vec::new()),
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -147,6 +148,11 @@ impl ApiServer {
     /// Authorizes later requests by these rules (`Rbac::upstream()`, `Rbac::chart()`, ...).
     pub fn set_rbac(&self, rbac: Rbac) {
         *lock(&self.shared.rbac) = rbac;
+    }
+
+    /// The requests RBAC refused with 403 (method, path), oldest first.
+    pub fn denials(&self) -> Vec<(Method, String)> {
+        lock(&self.shared.denied).clone()
     }
 
     /// Closes every open watch (as an API server restart does); clients must re-watch.

@@ -116,6 +116,8 @@ fn d2_chart_rbac_writes_network_status_with_one_merge_patch() {
     assert_attached(&k, &pod_ns, "chart");
     assert_eq!(patches(&k, "chart"), 1);
     assert_eq!(status_updates(&k, "chart"), 0);
+    // The chart's ClusterRole covers every call the daemon made, from its first list on.
+    assert_eq!(k.api.denials(), []);
     assert!(!k.daemon.log_text().contains(SWITCHED));
     del_cleans_up(&k, &inv, &pod_ns);
 }
@@ -147,6 +149,11 @@ fn d2_upstream_rbac_patches_once_then_updates_pods_status_for_every_pod() {
     assert_eq!(patches(&k, "second"), 0, "the choice is remembered");
     assert_eq!(status_updates(&k, "second"), 1);
     assert_eq!(k.daemon.log_text().matches(SWITCHED).count(), 1);
+    // Upstream's ClusterRole covers every other call the daemon made (lists, watches, events).
+    assert_eq!(
+        k.api.denials(),
+        [(Method::PATCH, pod_path("default", "first"))]
+    );
 
     del_cleans_up(&k, &first, &first_ns);
     del_cleans_up(&k, &second, &second_ns);

@@ -32,6 +32,8 @@ pub struct Shared {
     pub authorizations: Mutex<Vec<(Method, String, Option<String>)>>,
     /// What requests are authorized to do.
     pub rbac: Mutex<Rbac>,
+    /// Requests RBAC refused (method, path), oldest first.
+    pub denied: Mutex<Vec<(Method, String)>>,
 }
 
 /// Locks, ignoring poisoning: a panicking test thread must not wedge the server for the others.
@@ -127,6 +129,7 @@ pub async fn handle(
         .and_then(|t| attributes(t, &method, watching))
         && let Some(refused) = lock(&s.rbac).check(&attrs)
     {
+        lock(&s.denied).push((method.clone(), path.clone()));
         return refused;
     }
     let metadata_only = headers
