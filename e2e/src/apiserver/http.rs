@@ -393,37 +393,41 @@ fn update(s: &Shared, kind: Kind, ns: &str, name: &str, body: &[u8], part: Part)
     if !sent_rv.is_empty() && Some(sent_rv) != str_at(&current, "/metadata/resourceVersion") {
         return conflict(kind, name);
     }
-    let merged = match part {
-        Part::Status => {
-            let mut merged = current.clone();
-            for field in ["annotations", "labels"] {
-                match sent.pointer(&format!("/metadata/{field}")) {
-                    Some(v) => merged["metadata"][field] = v.clone(),
-                    None => {
-                        if let Some(m) = merged["metadata"].as_object_mut() {
-                            m.remove(field);
-                        }
-                    }
-                }
-            }
-            merged["status"] = sent.get("status").cloned().unwrap_or(Value::Null);
-            merged
-        }
-        Part::Object => {
-            let mut merged = sent;
-            if let Some(status) = current.get("status") {
-                merged["status"] = status.clone();
-            }
-            merged
-        }
+    let mut merged = match part {
+        Part::Status => status_update(&current, &sent),
+        Part::Object => object_update(&current, sent),
     };
-    let mut merged = merged;
     for keep in ["uid", "creationTimestamp"] {
         if let Some(v) = current.pointer(&format!("/metadata/{keep}")) {
             merged["metadata"][keep] = v.clone();
         }
     }
     json_response(store.put(kind, merged, true))
+}
+
+/// The pod status strategy: the stored object with the sent annotations, labels and status.
+fn status_update(current: &Value, sent: &Value) -> Value {
+    let mut merged = current.clone();
+    for field in ["annotations", "labels"] {
+        match sent.pointer(&format!("/metadata/{field}")) {
+            Some(v) => merged["metadata"][field] = v.clone(),
+            None => {
+                if let Some(m) = merged["metadata"].as_object_mut() {
+                    m.remove(field);
+                }
+            }
+        }
+    }
+    merged["status"] = sent.get("status").cloned().unwrap_or(Value::Null);
+    merged
+}
+
+/// An update of the object itself: what was sent, with the stored status.
+fn object_update(current: &Value, mut sent: Value) -> Value {
+    if let Some(status) = current.get("status") {
+        sent["status"] = status.clone();
+    }
+    sent
 }
 
 /// The 409 an update with a stale resourceVersion gets, in the real server's words.
@@ -587,5 +591,21 @@ mod tests {
             Some(Target::PodStatus(_, _))
         ));
         assert!(route("/api/v1/nodes").is_none());
+    }
+
+    #[test]
+    fn a_status_update_keeps_the_spec_and_an_object_update_keeps_the_status() {
+        let current = json!({"metadata": {"name": "p", "labels": {"a": "1"}},
+            "spec": {"nodeName": "n1"}, "status": {"phase": "Running"}});
+        let sent = json!({"metadata": {"name": "p", "annotations": {"k": "v"}},
+            "spec": {"nodeName": "other"}, "status": {"phase": "Pending"}});
+        let status = status_update(&current, &sent);
+        assert_eq!(status["spec"]["nodeName"], "n1");
+        assert_eq!(status["status"]["phase"], "Pending");
+        assert_eq!(status["metadata"]["annotations"]["k"], "v");
+        assert!(status["metadata"].get("labels").is_none(), "{status}");
+        let object = object_update(&current, sent);
+        assert_eq!(object["spec"]["nodeName"], "other");
+        assert_eq!(object["status"]["phase"], "Running");
     }
 }
