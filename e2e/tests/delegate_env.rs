@@ -173,9 +173,9 @@ fn d3_portmap_hostport_works_with_a_daemon_path_without_sbin() {
     hostport_round_trip(&cluster, "d3000001", || {});
 }
 
-/// A root filesystem for `chrootDir` built from the host's parts: `/usr` and `/etc` read-only,
-/// merged-usr symlinks, `/proc`, `/dev` and `/run/netns` (the pods' namespaces) bound in, its
-/// own `/var`; everything unmounted when dropped (after the daemon, which is declared later and
+/// A root filesystem for `chrootDir` built from the host's parts: `/usr`, `/etc`, `/dev` and
+/// `/run/netns` (the pods' namespaces) bound in read-only, `/proc`, merged-usr symlinks, its own
+/// `/var`; everything unmounted when dropped (after the daemon, which is declared later and
 /// so dropped first).
 struct ChrootRoot {
     /// `None` only while dropping.
@@ -205,12 +205,16 @@ impl ChrootRoot {
         std::fs::create_dir_all(root.path().join("tmp")).unwrap();
         std::fs::create_dir_all(root.path().join("var")).unwrap();
         std::os::unix::fs::symlink("../run", root.path().join("var/run")).unwrap();
+        // Read-only wherever the plugins need not write, so that even a root left behind by a
+        // killed test cannot be used to delete host files (device nodes stay usable: a
+        // read-only mount does not stop writes to a device). /proc stays writable for the
+        // plugins' sysctls; procfs files cannot be deleted.
         root.bind(Path::new("/usr"), true, false);
         root.bind(Path::new("/etc"), true, false);
         root.bind(Path::new("/proc"), false, false);
-        root.bind(Path::new("/dev"), false, false);
+        root.bind(Path::new("/dev"), true, false);
         // Recursive: the pods' namespaces are nsfs mounts below it.
-        root.bind(Path::new("/run/netns"), false, true);
+        root.bind(Path::new("/run/netns"), true, true);
         root
     }
 
