@@ -2,7 +2,8 @@
 //! up in PATH work. Debian's `portmap` maps a hostPort with the real `iptables` (Debian's package,
 //! nf_tables backend) in the test's node namespace, through the real shim and daemon; the daemon
 //! is started with a PATH that lacks every sbin directory (where Debian installs iptables), so
-//! the DNAT rule can only appear because the daemon appends the system directories.
+//! the DNAT rule can only appear because the daemon appends the system directories. A script
+//! delegate records the environment the real daemon process hands it.
 #![allow(clippy::unwrap_used)]
 
 use std::path::Path;
@@ -314,4 +315,70 @@ fn d3_portmap_hostport_works_inside_chroot_dir() {
     });
     drop(cluster);
     drop(root);
+}
+
+/// The real daemon process's environment reaches a delegate (a script plugin that records its
+/// environment), minus the deny list, with the request's CNI_* and the completed PATH.
+#[test]
+fn d3_the_daemons_environment_reaches_a_delegate_minus_the_deny_list() {
+    require_iptables();
+    let plugins = tempfile::tempdir().unwrap();
+    let dump = plugins.path().join("env-ADD");
+    let script = format!(
+        "#!/bin/bash\ncat >/dev/null\n[ \"$CNI_COMMAND\" = ADD ] || exit 0\nenv | sort > {}\n\
+         echo '{{\"cniVersion\":\"1.0.0\",\"interfaces\":[{{\"name\":\"'$CNI_IFNAME'\",\"sandbox\":\"'$CNI_NETNS'\"}}]}}'\n",
+        dump.display()
+    );
+    let plugin = plugins.path().join("envdump");
+    std::fs::write(&plugin, script).unwrap();
+    std::fs::set_permissions(&plugin, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let env = [
+        ("PATH", PATH_WITHOUT_SBIN),
+        ("KUBERNETES_SERVICE_HOST", "10.96.0.1"),
+        ("MULTUS_NODE_NAME", "node-d3"),
+        ("MULTUS_LOGLEVEL", "debug"),
+        ("CNI_NETNS_OVERRIDE", "1"),
+    ];
+    let bin_dir = format!("{}:{}", plugins.path().display(), multus_e2e::CNI_BIN_DIR);
+    let cluster = start(&env, |c| {
+        c.insert("binDir".into(), json!(bin_dir));
+    });
+    let nad = multus_e2e::scenario::nad(
+        "default",
+        "envdump",
+        &json!({"cniVersion": "1.0.0", "type": "envdump"}),
+    );
+    cluster.layout.put_manifest("nad.json", &nad).unwrap();
+    cluster
+        .layout
+        .put_manifest("pod.json", &pod("default", "web", "uid-web", "envdump"))
+        .unwrap();
+    let pod_ns = Netns::new("mrspod").unwrap();
+    let add = invocation(&cluster, "d3000003", &pod_ns);
+    let out = add.run().unwrap();
+    assert!(
+        out.success(),
+        "ADD failed: {out:?}\n{}",
+        cluster.daemon.log_text()
+    );
+    let envs = std::fs::read_to_string(&dump).unwrap();
+    let lines: Vec<&str> = envs.lines().collect();
+    for want in [
+        "KUBERNETES_SERVICE_HOST=10.96.0.1",
+        "MULTUS_NODE_NAME=node-d3",
+        "CNI_COMMAND=ADD",
+        "CNI_IFNAME=net1",
+        "CNI_CONTAINERID=d3000003",
+        "PATH=/usr/bin:/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/sbin",
+    ] {
+        assert!(lines.contains(&want), "{want} missing in {envs}");
+    }
+    for gone in ["CNI_NETNS_OVERRIDE=", "MULTUS_LOGLEVEL="] {
+        assert!(
+            !lines.iter().any(|l| l.starts_with(gone)),
+            "{gone} in {envs}"
+        );
+    }
+    let out = add.with_command("DEL").run().unwrap();
+    assert!(out.success(), "DEL failed: {out:?}");
 }
