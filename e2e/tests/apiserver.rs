@@ -322,6 +322,39 @@ async fn d2_a_status_update_that_always_conflicts_gives_up_after_five_attempts()
     assert_eq!(server.requests(&Method::PUT, &path), 5);
 }
 
+/// D-2: the update path reads the pod live, and a pod replaced under the same name since the
+/// cache saw it (new uid) is not written, as upstream refuses a UID mismatch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn d2_the_status_update_does_not_write_a_pod_replaced_since_the_cache_saw_it() {
+    let _serial = SERIAL.lock().await;
+    let server = ApiServer::start().await.unwrap();
+    server.set_rbac(Rbac::upstream());
+    server.put_pod(pod_json("default", "p", NODE, &BTreeMap::new()));
+    let source = source(&server, budget(5_000)).await;
+    let ours = pod_info(&server, "default", "p");
+    // Replaced behind the watch: the cache still has our uid, a live GET the new one.
+    let mut newer = pod_json("default", "p", NODE, &BTreeMap::new());
+    newer["metadata"]["uid"] = "a-newer-uid".into();
+    server.put_pod_unwatched(newer);
+    assert!(
+        !source.set_network_status(&ours, "[]").await.unwrap(),
+        "not written"
+    );
+    let path = pod_path("default", "p");
+    assert_eq!(server.requests(&Method::PATCH, &path), 1, "refused, then");
+    assert_eq!(server.requests(&Method::GET, &path), 1, "the update's read");
+    assert_eq!(
+        server.requests(&Method::PUT, &pod_status_path("default", "p")),
+        0
+    );
+    assert!(
+        server.pod("default", "p").unwrap()["metadata"]
+            .get("annotations")
+            .and_then(|a| a.get(NETWORK_STATUS_ANNOTATION))
+            .is_none()
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_errors_until_the_budget_is_spent_are_unavailable() {
     let _serial = SERIAL.lock().await;
