@@ -117,7 +117,7 @@ async fn attach(
     };
     for i in 0..record.delegates.len() {
         let d = &record.delegates[i].delegate;
-        let span = tracing::info_span!("delegate", network = %d.name, ifname = %d.ifname, plugin = %super::first_plugin_type(d));
+        let span = tracing::info_span!("delegate", network = %d.name, ifname = %d.ifname, plugin = %d.config.first_type());
         let outcome = tokio::select! {
             biased;
             // Dropping the running delegate's future kills its plugin (kill_on_drop); the

@@ -12,6 +12,7 @@ use serde_json::{Map, Value, json};
 
 use super::Delegate;
 use super::exec::{ExecEnv, ExecError, Executor};
+use super::netconf::PluginConf;
 
 /// Where a delegate is attached (the per-container CNI parameters).
 #[derive(Debug, Clone, Copy)]
@@ -72,87 +73,39 @@ impl ConflistError {
 struct Plugins<'a> {
     name: &'a str,
     version: &'a str,
-    list: Vec<&'a Map<String, Value>>,
+    list: &'a [PluginConf],
     is_list: bool,
 }
 
-fn plugins(d: &Delegate) -> Result<Plugins<'_>, ConflistError> {
-    let obj = d
-        .config
-        .as_object()
-        .ok_or_else(|| ConflistError::InvalidConfig("config is not a JSON object".into()))?;
-    let (list, is_list) = match obj.get("plugins") {
-        Some(Value::Array(ps)) => {
-            let list = ps
-                .iter()
-                .map(Value::as_object)
-                .collect::<Option<Vec<_>>>()
-                .ok_or_else(|| {
-                    ConflistError::InvalidConfig("a plugins entry is not an object".into())
-                })?;
-            (list, true)
-        }
-        Some(_) => {
-            return Err(ConflistError::InvalidConfig(
-                "plugins is not an array".into(),
-            ));
-        }
-        None => (vec![obj], false),
-    };
-    if list.is_empty() {
-        return Err(ConflistError::InvalidConfig(format!(
-            "network {:?} has no plugins",
-            d.network_name()
-        )));
-    }
-    if let Some(p) = list.iter().find(|p| {
-        p.get("type")
-            .and_then(Value::as_str)
-            .is_none_or(str::is_empty)
-    }) {
-        let name = p
-            .get("name")
-            .and_then(Value::as_str)
-            .unwrap_or(d.network_name());
-        return Err(ConflistError::InvalidConfig(format!(
-            "a plugin of network {name:?} has no type"
-        )));
-    }
-    Ok(Plugins {
+fn plugins(d: &Delegate) -> Plugins<'_> {
+    Plugins {
         name: d.network_name(),
         version: d.cni_version(),
-        list,
-        is_list,
-    })
+        list: d.config.plugins(),
+        is_list: d.config.is_list(),
+    }
 }
 
 fn at_least(version: &str, min: SpecVersion) -> bool {
     SpecVersion::parse(version).is_some_and(|v| v >= min)
 }
 
-fn list_flag(d: &Delegate, key: &str) -> bool {
-    d.config
-        .get(key)
-        .is_some_and(|v| v.as_bool() == Some(true) || v.as_str() == Some("true"))
-}
-
 /// libcni's `buildOneConfig`: the plugin config as the plugin will read it on stdin.
 fn one_config(
     p: &Plugins<'_>,
-    plugin: &Map<String, Value>,
+    plugin: &PluginConf,
     d: &Delegate,
     extra: &[(&str, &Value)],
 ) -> Vec<u8> {
-    let mut conf = plugin.clone();
+    let mut conf = plugin.to_object();
     if p.is_list {
         conf.insert("name".into(), p.name.into());
         conf.insert("cniVersion".into(), p.version.into());
     }
-    let caps = plugin.get("capabilities").and_then(Value::as_object);
     let rc: Map<String, Value> = d
         .capability_args
         .iter()
-        .filter(|(k, _)| caps.and_then(|c| c.get(*k)).and_then(Value::as_bool) == Some(true))
+        .filter(|(k, _)| plugin.declares(k))
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
     if !rc.is_empty() {
@@ -164,21 +117,14 @@ fn one_config(
     serde_json::to_vec(&Value::Object(conf)).unwrap_or_default()
 }
 
-fn plugin_type(plugin: &Map<String, Value>) -> &str {
-    plugin
-        .get("type")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-}
-
 async fn run_one(
     x: &Executor,
     p: &Plugins<'_>,
-    plugin: &Map<String, Value>,
+    plugin: &PluginConf,
     env: &ExecEnv<'_>,
     stdin: &[u8],
 ) -> Result<Vec<u8>, ConflistError> {
-    let ty = plugin_type(plugin);
+    let ty = plugin.plugin_type();
     x.run(ty, env, stdin)
         .await
         .map_err(|source| ConflistError::Exec {
@@ -201,20 +147,20 @@ fn env<'a>(command: Command, d: &'a Delegate, at: &Attachment<'a>) -> ExecEnv<'a
 
 /// ADD: every plugin in order, each getting the previous one's result; returns the last result.
 pub async fn add(x: &Executor, d: &Delegate, at: &Attachment<'_>) -> Result<Value, ConflistError> {
-    let p = plugins(d)?;
+    let p = plugins(d);
     let env = env(Command::Add, d, at);
     let mut prev: Option<Value> = None;
-    for plugin in &p.list {
+    for plugin in p.list {
         let extra: Vec<(&str, &Value)> = prev.iter().map(|r| ("prevResult", r)).collect();
         let out = run_one(x, &p, plugin, &env, &one_config(&p, plugin, d, &extra)).await?;
         let result: Value =
             serde_json::from_slice(&out).map_err(|e| ConflistError::InvalidResult {
-                plugin: plugin_type(plugin).to_owned(),
+                plugin: plugin.plugin_type().to_owned(),
                 reason: e.to_string(),
             })?;
         if !result.is_object() {
             return Err(ConflistError::InvalidResult {
-                plugin: plugin_type(plugin).to_owned(),
+                plugin: plugin.plugin_type().to_owned(),
                 reason: "not a JSON object".into(),
             });
         }
@@ -230,14 +176,14 @@ pub async fn del(
     at: &Attachment<'_>,
     cached: Option<&Value>,
 ) -> Result<(), ConflistError> {
-    let p = plugins(d)?;
+    let p = plugins(d);
     let env = env(Command::Del, d, at);
     let prev = cached.filter(|_| at_least(p.version, SpecVersion::V0_4_0));
     let extra: Vec<(&str, &Value)> = prev.iter().map(|r| ("prevResult", *r)).collect();
     let mut errors = Vec::new();
     for plugin in p.list.iter().rev() {
         if let Err(e) = run_one(x, &p, plugin, &env, &one_config(&p, plugin, d, &extra)).await {
-            tracing::warn!(network = %p.name, plugin = %plugin_type(plugin), error = %e, "DEL failed; continuing");
+            tracing::warn!(network = %p.name, plugin = %plugin.plugin_type(), error = %e, "DEL failed; continuing");
             errors.push(e);
         }
     }
@@ -259,16 +205,16 @@ pub async fn check(
     at: &Attachment<'_>,
     cached: Option<&Value>,
 ) -> Result<(), ConflistError> {
-    let p = plugins(d)?;
+    let p = plugins(d);
     if !at_least(p.version, SpecVersion::V0_4_0) {
         return Err(ConflistError::CheckUnsupported(p.version.to_owned()));
     }
-    if list_flag(d, "disableCheck") {
+    if d.config.flag("disableCheck") {
         return Ok(());
     }
     let env = env(Command::Check, d, at);
     let extra: Vec<(&str, &Value)> = cached.iter().map(|r| ("prevResult", *r)).collect();
-    for plugin in &p.list {
+    for plugin in p.list {
         run_one(x, &p, plugin, &env, &one_config(&p, plugin, d, &extra)).await?;
     }
     Ok(())
@@ -276,7 +222,7 @@ pub async fn check(
 
 /// STATUS: every plugin of a config >= 1.1.0; older configs cannot answer and count as ready.
 pub async fn status(x: &Executor, d: &Delegate) -> Result<(), ConflistError> {
-    let p = plugins(d)?;
+    let p = plugins(d);
     if !at_least(p.version, SpecVersion::V1_1_0) {
         return Ok(());
     }
@@ -287,7 +233,7 @@ pub async fn status(x: &Executor, d: &Delegate) -> Result<(), ConflistError> {
         ifname: "",
         cni_args: "",
     };
-    for plugin in &p.list {
+    for plugin in p.list {
         run_one(x, &p, plugin, &env, &one_config(&p, plugin, d, &[])).await?;
     }
     Ok(())
@@ -308,8 +254,8 @@ pub async fn gc(
     d: &Delegate,
     valid: &[ValidAttachment],
 ) -> Result<(), ConflistError> {
-    let p = plugins(d)?;
-    if !at_least(p.version, SpecVersion::V1_1_0) || list_flag(d, "disableGC") {
+    let p = plugins(d);
+    if !at_least(p.version, SpecVersion::V1_1_0) || d.config.flag("disableGC") {
         return Ok(());
     }
     let env = ExecEnv {
@@ -325,7 +271,7 @@ pub async fn gc(
         ("cni.dev/attachments", &list),
     ];
     let mut errors = Vec::new();
-    for plugin in &p.list {
+    for plugin in p.list {
         if let Err(e) = run_one(x, &p, plugin, &env, &one_config(&p, plugin, d, &extra)).await {
             errors.push(e);
         }

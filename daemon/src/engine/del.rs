@@ -74,7 +74,7 @@ pub(super) async fn teardown(e: &Engine, record: &Record, netns: &str) -> Vec<En
 pub(super) fn remove_device_info(d: &super::Delegate) {
     let Some(path) = d
         .capability_args
-        .get("CNIDeviceInfoFile")
+        .get(super::netconf::capability::DEVICE_INFO_FILE)
         .and_then(serde_json::Value::as_str)
     else {
         return;

@@ -5,6 +5,8 @@ use std::net::IpAddr;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use super::netconf::NetConf;
+
 /// A resolved network attachment.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -14,9 +16,9 @@ pub struct Delegate {
     pub name: String,
     /// Interface name in the sandbox.
     pub ifname: String,
-    /// The network config: a single plugin's config or a conflist (`plugins` array), as resolved
-    /// (its own `cniVersion` kept, never up-converted).
-    pub config: Value,
+    /// The network config: a single plugin's config or a conflist, as resolved (its own
+    /// `cniVersion` kept, never up-converted). Serialized as the JSON object it was read from.
+    pub config: NetConf,
     /// Values offered to the plugins as `runtimeConfig`, by capability name (`ips`, `mac`,
     /// `portMappings`, `bandwidth`, `infinibandGUID`, `deviceID`, `CNIDeviceInfoFile`, ...). A
     /// plugin only receives those its `capabilities` declare `true`.
@@ -32,24 +34,13 @@ pub struct Delegate {
 }
 
 impl Delegate {
-    /// Whether the config is a conflist.
-    pub fn is_list(&self) -> bool {
-        self.config.get("plugins").is_some()
-    }
-
     /// The config's `name` (the CNI network name).
     pub fn network_name(&self) -> &str {
-        self.config
-            .get("name")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
+        self.config.name().unwrap_or_default()
     }
 
     /// The config's `cniVersion`.
     pub fn cni_version(&self) -> &str {
-        self.config
-            .get("cniVersion")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
+        self.config.cni_version()
     }
 }

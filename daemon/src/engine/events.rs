@@ -75,7 +75,9 @@ mod tests {
             delegate: Delegate {
                 name: format!("default/{ifname}-net"),
                 ifname: ifname.into(),
-                config: json!({"cniVersion": version, "name": "n", "type": "x"}),
+                config: json!({"cniVersion": version, "name": "n", "type": "x"})
+                    .try_into()
+                    .unwrap(),
                 capability_args: Map::new(),
                 cni_args: String::new(),
                 is_default: false,

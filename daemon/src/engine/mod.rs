@@ -137,7 +137,7 @@ impl EngineError {
             ConflistError::Exec { plugin, .. } | ConflistError::InvalidResult { plugin, .. } => {
                 plugin.clone()
             }
-            _ => first_plugin_type(d),
+            _ => d.config.first_type().to_owned(),
         };
         EngineError::Delegate {
             name: d.name.clone(),
@@ -146,19 +146,6 @@ impl EngineError {
             source: Box::new(source),
         }
     }
-}
-
-fn first_plugin_type(d: &Delegate) -> String {
-    let first = d
-        .config
-        .get("plugins")
-        .and_then(|p| p.get(0))
-        .unwrap_or(&d.config);
-    first
-        .get("type")
-        .and_then(serde_json::Value::as_str)
-        .unwrap_or("?")
-        .to_owned()
 }
 
 /// The engine: one per daemon, shared by every request.

@@ -1,11 +1,14 @@
 //! Turning a network reference into a CNI config: a NAD's `spec.config`, a network name looked up
 //! in `confDir`, or a file or directory path (`clusterNetwork`/`defaultNetworks` values), each
 //! checked to be a runnable conf or conflist before anything runs.
+mod model;
+
 use std::fs;
 use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value};
 
+pub use self::model::{ConfList, Invalid, NetConf, PluginConf, capability};
 use crate::source::NadInfo;
 
 /// Extensions of network config files, as libcni's `ConfFiles`.
@@ -54,7 +57,7 @@ pub enum NetconfError {
 /// The CNI config of a NAD. An empty `spec.config` means "the file in `conf_dir` whose network
 /// name is the NAD's name"; otherwise the spec must be a JSON object, and gets `name` = the NAD
 /// name when it has none (or an empty one).
-pub fn from_nad(nad: &NadInfo, conf_dir: &Path) -> Result<Value, NetconfError> {
+pub fn from_nad(nad: &NadInfo, conf_dir: &Path) -> Result<NetConf, NetconfError> {
     let network = format!("{}/{}", nad.namespace, nad.name);
     if nad.config.trim().is_empty() {
         return from_conf_dir(&nad.name, conf_dir);
@@ -70,8 +73,7 @@ pub fn from_nad(nad: &NadInfo, conf_dir: &Path) -> Result<Value, NetconfError> {
             obj.insert("name".into(), nad.name.clone().into());
         }
     }
-    check_runnable(&network, &origin, &config)?;
-    Ok(config)
+    check_runnable(&network, &origin, config)
 }
 
 /// The config in `conf_dir` whose CNI network `name` is `network`: files `.conf`, `.json` and
@@ -79,7 +81,7 @@ pub fn from_nad(nad: &NadInfo, conf_dir: &Path) -> Result<Value, NetconfError> {
 ///
 /// Upstream stops at the first unreadable file in the directory; a broken file that is not the
 /// one asked for is skipped here (and logged), so one bad file cannot take every network down.
-pub fn from_conf_dir(network: &str, conf_dir: &Path) -> Result<Value, NetconfError> {
+pub fn from_conf_dir(network: &str, conf_dir: &Path) -> Result<NetConf, NetconfError> {
     let files = conf_files(network, conf_dir)?;
     if files.is_empty() {
         return Err(NetconfError::NoNetworks {
@@ -96,8 +98,7 @@ pub fn from_conf_dir(network: &str, conf_dir: &Path) -> Result<Value, NetconfErr
             }
         };
         if config.get("name").and_then(Value::as_str) == Some(network) {
-            check_runnable(network, &file.display().to_string(), &config)?;
-            return Ok(config);
+            return check_runnable(network, &file.display().to_string(), config);
         }
     }
     Err(NetconfError::NotInDir {
@@ -108,7 +109,7 @@ pub fn from_conf_dir(network: &str, conf_dir: &Path) -> Result<Value, NetconfErr
 
 /// A `clusterNetwork`/`defaultNetworks` value containing '/': a conf or conflist file, or a
 /// directory whose first config file (sorted) is used.
-pub fn from_path(path: &Path) -> Result<Value, NetconfError> {
+pub fn from_path(path: &Path) -> Result<NetConf, NetconfError> {
     let network = path.display().to_string();
     let meta = fs::metadata(path).map_err(|source| NetconfError::Read {
         network: network.clone(),
@@ -130,12 +131,12 @@ pub fn from_path(path: &Path) -> Result<Value, NetconfError> {
     if file.extension().is_some_and(|e| e == "conflist") {
         append_subdirectory_plugins(&network, &file, &mut config)?;
     }
-    check_runnable(&network, &file.display().to_string(), &config)?;
-    Ok(config)
+    check_runnable(&network, &file.display().to_string(), config)
 }
 
 /// libcni's subdirectory chaining: the `*.conf` files of `<dir of the conflist>/<its name>/`, in
-/// file-name order, are appended to its plugins, unless it sets `loadOnlyInlinedPlugins`.
+/// file-name order, are appended to its plugins, unless it sets `loadOnlyInlinedPlugins`. This
+/// runs on the file's JSON before it is checked: the list may be empty until these are added.
 fn append_subdirectory_plugins(
     network: &str,
     file: &Path,
@@ -169,53 +170,28 @@ fn append_subdirectory_plugins(
 }
 
 /// An inline `delegates` entry of the multus config.
-pub fn from_inline(index: usize, config: &Value) -> Result<Value, NetconfError> {
+pub fn from_inline(index: usize, config: &Value) -> Result<NetConf, NetconfError> {
     let network = config
         .get("name")
         .and_then(Value::as_str)
         .unwrap_or("(unnamed)")
         .to_owned();
-    let origin = format!("delegates[{index}]");
-    if !config.is_object() {
-        return Err(NetconfError::NotAnObject { network, origin });
-    }
-    check_runnable(&network, &origin, config)?;
-    Ok(config.clone())
+    check_runnable(&network, &format!("delegates[{index}]"), config.clone())
 }
 
-/// A conf must name its plugin `type`; a conflist needs a non-empty `plugins` list, each with a
-/// `type`.
-pub fn check_runnable(network: &str, origin: &str, config: &Value) -> Result<(), NetconfError> {
-    let has_type = |v: &Value| {
-        v.get("type")
-            .and_then(Value::as_str)
-            .is_some_and(|t| !t.is_empty())
-    };
-    let err_ctx = || (network.to_owned(), origin.to_owned());
-    match config.get("plugins") {
-        None if has_type(config) => Ok(()),
-        None => {
-            let (network, origin) = err_ctx();
-            Err(NetconfError::MissingType { network, origin })
-        }
-        Some(Value::Array(plugins)) if !plugins.is_empty() => {
-            match plugins.iter().position(|p| !has_type(p)) {
-                None => Ok(()),
-                Some(index) => {
-                    let (network, origin) = err_ctx();
-                    Err(NetconfError::PluginMissingType {
-                        network,
-                        origin,
-                        index,
-                    })
-                }
-            }
-        }
-        Some(_) => {
-            let (network, origin) = err_ctx();
-            Err(NetconfError::NoPlugins { network, origin })
-        }
-    }
+/// The typed config, once the JSON is a runnable conf or conflist (see [`NetConf::from_value`]).
+fn check_runnable(network: &str, origin: &str, config: Value) -> Result<NetConf, NetconfError> {
+    let (network, origin) = (network.to_owned(), origin.to_owned());
+    NetConf::from_value(config).map_err(|invalid| match invalid {
+        Invalid::NotAnObject => NetconfError::NotAnObject { network, origin },
+        Invalid::MissingType => NetconfError::MissingType { network, origin },
+        Invalid::NoPlugins => NetconfError::NoPlugins { network, origin },
+        Invalid::PluginMissingType(index) => NetconfError::PluginMissingType {
+            network,
+            origin,
+            index,
+        },
+    })
 }
 
 /// Config files of a directory, sorted by file name.
@@ -275,20 +251,16 @@ fn parse_object(network: &str, origin: &str, bytes: &[u8]) -> Result<Value, Netc
 
 /// Merges `cni_args` into the config's `args.cni` (every plugin's, for a conflist); the
 /// selection's values win over the config's, as upstream.
-pub fn inject_cni_args(config: &mut Value, cni_args: &Map<String, Value>) {
+pub fn inject_cni_args(config: &mut NetConf, cni_args: &Map<String, Value>) {
     if cni_args.is_empty() {
         return;
     }
-    match config.get_mut("plugins").and_then(Value::as_array_mut) {
-        Some(plugins) => plugins.iter_mut().for_each(|p| merge_args(p, cni_args)),
-        None => merge_args(config, cni_args),
+    for plugin in config.plugins_mut() {
+        merge_args(plugin.rest_mut(), cni_args);
     }
 }
 
-fn merge_args(conf: &mut Value, cni_args: &Map<String, Value>) {
-    let Some(obj) = conf.as_object_mut() else {
-        return;
-    };
+fn merge_args(obj: &mut Map<String, Value>, cni_args: &Map<String, Value>) {
     let args = obj
         .entry("args")
         .or_insert_with(|| Value::Object(Map::new()));
@@ -335,10 +307,13 @@ mod tests {
             r#"{"cniVersion":"0.3.1","type":"macvlan"}"#,
             r#"{"name":"","type":"macvlan"}"#,
         ] {
-            assert_eq!(from_nad(&nad(spec), dir.path()).unwrap()["name"], "mynet");
+            assert_eq!(
+                from_nad(&nad(spec), dir.path()).unwrap().name(),
+                Some("mynet")
+            );
         }
         let kept = from_nad(&nad(r#"{"name":"own","type":"macvlan"}"#), dir.path()).unwrap();
-        assert_eq!(kept["name"], "own");
+        assert_eq!(kept.name(), Some("own"));
     }
 
     #[test]
@@ -389,7 +364,7 @@ mod tests {
             "mynet.txt",
             r#"{"name":"mynet","type":"ignored"}"#,
         );
-        let got = from_nad(&nad("  "), dir.path()).unwrap();
+        let got = from_nad(&nad("  "), dir.path()).unwrap().to_value();
         assert_eq!(got["plugins"][0]["type"], "bridge");
         let err = from_conf_dir("absent", dir.path()).unwrap_err().to_string();
         assert!(
@@ -414,14 +389,20 @@ mod tests {
             "a.conflist",
             r#"{"name":"a","plugins":[{"type":"ptp"}]}"#,
         );
-        assert_eq!(from_path(dir.path()).unwrap()["name"], "a");
-        assert_eq!(from_path(&dir.path().join("b.conf")).unwrap()["name"], "b");
+        assert_eq!(from_path(dir.path()).unwrap().name(), Some("a"));
+        assert_eq!(
+            from_path(&dir.path().join("b.conf")).unwrap().name(),
+            Some("b")
+        );
         write(
             dir.path(),
             "c.conf",
             r#"{"name":"c","plugins":[{"type":"x"}]}"#,
         );
-        assert_eq!(from_path(&dir.path().join("c.conf")).unwrap()["name"], "c");
+        assert_eq!(
+            from_path(&dir.path().join("c.conf")).unwrap().name(),
+            Some("c")
+        );
         write(dir.path(), "d.conf", r#"{"name":"d"}"#);
         let err = from_path(&dir.path().join("d.conf"))
             .unwrap_err()
@@ -461,7 +442,9 @@ mod tests {
             "c.json",
             r#"{"type":"ignored"}"#,
         );
-        let got = from_path(&dir.path().join("10-kindnet.conflist")).unwrap();
+        let got = from_path(&dir.path().join("10-kindnet.conflist"))
+            .unwrap()
+            .to_value();
         let types: Vec<&str> = got["plugins"]
             .as_array()
             .unwrap()
@@ -475,7 +458,7 @@ mod tests {
             r#"{"name":"kindnet","loadOnlyInlinedPlugins":true,"plugins":[{"type":"ptp"}]}"#,
         );
         assert_eq!(
-            from_path(dir.path()).unwrap()["plugins"]
+            from_path(dir.path()).unwrap().to_value()["plugins"]
                 .as_array()
                 .map(Vec::len),
             Some(1)
@@ -497,14 +480,20 @@ mod tests {
     fn cni_args_merge_into_each_plugin() {
         let add = json!({"foo":"new","bar":1});
         let add = add.as_object().unwrap();
-        let mut conf = json!({"type":"macvlan","args":{"cni":{"foo":"old","keep":true}}});
+        let mut conf =
+            NetConf::from_value(json!({"type":"macvlan","args":{"cni":{"foo":"old","keep":true}}}))
+                .unwrap();
         inject_cni_args(&mut conf, add);
+        let conf = conf.to_value();
         assert_eq!(
             conf["args"]["cni"],
             json!({"foo":"new","keep":true,"bar":1})
         );
-        let mut list = json!({"plugins":[{"type":"a"},{"type":"b","args":{"other":1}}]});
+        let mut list =
+            NetConf::from_value(json!({"plugins":[{"type":"a"},{"type":"b","args":{"other":1}}]}))
+                .unwrap();
         inject_cni_args(&mut list, add);
+        let list = list.to_value();
         assert_eq!(list["plugins"][0]["args"]["cni"]["foo"], "new");
         assert_eq!(
             list["plugins"][1]["args"],

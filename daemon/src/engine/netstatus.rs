@@ -37,7 +37,7 @@ pub fn build_with(
 pub fn read_device_info(delegate: &Delegate) -> Option<Value> {
     let path = delegate
         .capability_args
-        .get("CNIDeviceInfoFile")?
+        .get(super::netconf::capability::DEVICE_INFO_FILE)?
         .as_str()?;
     let bytes = std::fs::read(path).ok()?;
     serde_json::from_slice(&bytes).ok()
@@ -238,7 +238,9 @@ mod tests {
         Delegate {
             name: name.into(),
             ifname: "net1".into(),
-            config: json!({"cniVersion": version, "name": name, "type": "x"}),
+            config: json!({"cniVersion": version, "name": name, "type": "x"})
+                .try_into()
+                .unwrap(),
             capability_args: Map::new(),
             cni_args: String::new(),
             is_default,

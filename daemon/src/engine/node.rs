@@ -78,7 +78,7 @@ pub(super) async fn gc(e: &Engine, call: CniCall) -> Result<(), EngineError> {
             continue;
         };
         for entry in &record.delegates {
-            let key = entry.delegate.config.to_string();
+            let key = entry.delegate.config.to_value().to_string();
             let slot = networks
                 .entry(key)
                 .or_insert_with(|| (entry.delegate.clone(), Vec::new()));

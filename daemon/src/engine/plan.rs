@@ -15,7 +15,7 @@ use multus_common::validate::{self, InvalidName};
 pub use self::devices::{DeviceInfoCopy, copy_device_info};
 use self::effective::{Effective, effective};
 use self::networks::{Pending, annotation_networks, cluster_networks, resolve_value};
-use super::netconf::NetconfError;
+use super::netconf::{NetConf, NetconfError};
 use super::selection::SelectionError;
 use super::{CniCall, Delegate, runtime};
 use crate::config::Config;
@@ -172,19 +172,14 @@ pub async fn cluster_network(
     config: &Config,
     source: &dyn ClusterSource,
     stdin: &[u8],
-) -> Result<Option<(String, serde_json::Value)>, PlanError> {
+) -> Result<Option<(String, NetConf)>, PlanError> {
     let eff = effective(config, stdin)?;
     let mut nets = cluster_networks(config, &eff, source, &PodInfo::default()).await?;
     if nets.is_empty() {
         return Ok(None);
     }
     let mut first = nets.swap_remove(0);
-    if first.config.get("plugins").is_some()
-        && first.config.get("cniVersion").is_none()
-        && let Some(obj) = first.config.as_object_mut()
-    {
-        obj.insert("cniVersion".into(), eff.result_version.clone().into());
-    }
+    first.config.default_list_version(&eff.result_version);
     Ok(Some((first.name, first.config)))
 }
 
@@ -242,14 +237,7 @@ fn build_delegates(
                 second: p.name,
             });
         }
-        // libcni needs a conflist's cniVersion; upstream gives it the multus config's.
-        if p.config.get("plugins").is_some()
-            && p.config.get("cniVersion").is_none()
-            && !eff.result_version.is_empty()
-            && let Some(obj) = p.config.as_object_mut()
-        {
-            obj.insert("cniVersion".into(), eff.result_version.clone().into());
-        }
+        p.config.default_list_version(&eff.result_version);
         let selection = p.selection.take();
         let sel = selection.clone().unwrap_or_default();
         let mut capability_args = if p.is_default {

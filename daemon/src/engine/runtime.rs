@@ -6,18 +6,19 @@ use multus_common::CniArgs;
 use multus_common::constants::k8s_args;
 use serde_json::{Map, Value};
 
+use super::netconf::capability;
 use super::selection::NetworkSelection;
 
 /// Capability keys that describe one interface: a secondary network takes them from its
 /// selection only, never from the runtime's request for the cluster network.
 const PER_INTERFACE_KEYS: [&str; 7] = [
-    "ips",
-    "mac",
-    "portMappings",
-    "bandwidth",
-    "infinibandGUID",
-    "deviceID",
-    "CNIDeviceInfoFile",
+    capability::IPS,
+    capability::MAC,
+    capability::PORT_MAPPINGS,
+    capability::BANDWIDTH,
+    capability::INFINIBAND_GUID,
+    capability::DEVICE_ID,
+    capability::DEVICE_INFO_FILE,
 ];
 
 /// Keys this module writes itself, in this order, before the runtime's other args.
@@ -128,7 +129,7 @@ pub fn secondary_capabilities(
         .collect();
     caps.extend(selection_values(selection));
     if let Some(file) = device_info_file.filter(|_| !selection.device_id.is_empty()) {
-        caps.insert("CNIDeviceInfoFile".into(), file.into());
+        caps.insert(capability::DEVICE_INFO_FILE.into(), file.into());
     }
     caps
 }
@@ -157,28 +158,31 @@ pub fn device_info_file(
 fn selection_values(sel: &NetworkSelection) -> Map<String, Value> {
     let mut caps = Map::new();
     if !sel.ips.is_empty() {
-        caps.insert("ips".into(), sel.ips.clone().into());
+        caps.insert(capability::IPS.into(), sel.ips.clone().into());
     }
     if !sel.mac.is_empty() {
-        caps.insert("mac".into(), sel.mac.clone().into());
+        caps.insert(capability::MAC.into(), sel.mac.clone().into());
     }
     if !sel.port_mappings.is_empty() {
         caps.insert(
-            "portMappings".into(),
+            capability::PORT_MAPPINGS.into(),
             serde_json::to_value(&sel.port_mappings).unwrap_or_default(),
         );
     }
     if let Some(bw) = &sel.bandwidth {
         caps.insert(
-            "bandwidth".into(),
+            capability::BANDWIDTH.into(),
             serde_json::to_value(bw).unwrap_or_default(),
         );
     }
     if !sel.infiniband_guid.is_empty() {
-        caps.insert("infinibandGUID".into(), sel.infiniband_guid.clone().into());
+        caps.insert(
+            capability::INFINIBAND_GUID.into(),
+            sel.infiniband_guid.clone().into(),
+        );
     }
     if !sel.device_id.is_empty() {
-        caps.insert("deviceID".into(), sel.device_id.clone().into());
+        caps.insert(capability::DEVICE_ID.into(), sel.device_id.clone().into());
     }
     caps
 }

@@ -10,7 +10,9 @@ fn delegate(name: &str, ifname: &str) -> Delegate {
     Delegate {
         name: name.into(),
         ifname: ifname.into(),
-        config: json!({"cniVersion": "1.0.0", "name": name, "type": "bridge", "z": 1, "a": 2}),
+        config: json!({"cniVersion": "1.0.0", "name": name, "type": "bridge", "z": 1, "a": 2})
+            .try_into()
+            .unwrap(),
         capability_args: json!({"mac": "02:00:00:00:00:01"})
             .as_object()
             .cloned()
@@ -151,12 +153,12 @@ fn reads_upstream_scratch_format() {
         (d[0].name.as_str(), d[0].ifname.as_str(), d[0].is_default),
         ("cbr0", "eth0", true)
     );
-    assert_eq!(d[0].config, list_conf);
+    assert_eq!(d[0].config.to_value(), list_conf);
     assert_eq!(
         (d[1].name.as_str(), d[1].ifname.as_str()),
         ("default/macvlan-conf", "net1")
     );
-    assert_eq!(d[1].config, macvlan);
+    assert_eq!(d[1].config.to_value(), macvlan);
     assert_eq!(d[1].capability_args["mac"], "c2:b0:57:49:47:f1");
     assert!(
         d[1].cni_args.contains("K8S_POD_UID=u1") && d[1].cni_args.contains("MAC=c2:b0:57:49:47:f1"),
@@ -166,7 +168,8 @@ fn reads_upstream_scratch_format() {
     assert_eq!(rec.delegates[1].result, Some(cached["result"].clone()));
     assert_eq!(d[2].ifname, "ipv1");
     assert_eq!(
-        d[2].config["type"], "ipvlan",
+        d[2].config.to_value()["type"],
+        "ipvlan",
         "Conf used when Bytes is absent"
     );
     assert!(rec.delegates.iter().all(|e| e.state == State::Added));

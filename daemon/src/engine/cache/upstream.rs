@@ -11,6 +11,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::{Entry, Record, SCHEMA_VERSION, State};
+use crate::engine::netconf::{NetConf, capability};
 use crate::engine::{Delegate, runtime};
 
 /// The DelegateNetConf fields DEL needs (upstream's spellings).
@@ -66,7 +67,7 @@ pub(super) fn parse(
                 .name
                 .clone()
                 .filter(|n| !n.is_empty())
-                .unwrap_or_else(|| net_name(&config).to_owned()),
+                .unwrap_or_else(|| config.name().unwrap_or_default().to_owned()),
             cni_args: runtime::cni_args(args, uid, &mac, &ips),
             capability_args: capability_args(&u),
             is_default: idx == 0,
@@ -76,7 +77,7 @@ pub(super) fn parse(
         };
         let result = libcni_result(
             cni_dir,
-            net_name(&delegate.config),
+            delegate.network_name(),
             container_id,
             &delegate.ifname,
         );
@@ -98,35 +99,27 @@ pub(super) fn parse(
     })
 }
 
-fn net_name(config: &Value) -> &str {
-    config
-        .get("name")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-}
-
-/// `Bytes` (the exact config) when present, else the parsed `ConfList` or `Conf`.
-fn config_of(u: &UpstreamDelegate) -> Option<Value> {
+/// `Bytes` (the exact config) when present, else the parsed `ConfList` or `Conf`; `None` when
+/// none of them is a runnable config (nothing in it could be torn down).
+fn config_of(u: &UpstreamDelegate) -> Option<NetConf> {
     if let Some(b64) = u.bytes.as_deref().filter(|s| !s.is_empty()) {
         let raw = base64::engine::general_purpose::STANDARD.decode(b64).ok()?;
-        return serde_json::from_slice::<Value>(&raw)
-            .ok()
-            .filter(Value::is_object);
+        return NetConf::from_value(serde_json::from_slice(&raw).ok()?).ok();
     }
-    let list = u.conf_list.as_ref().filter(|l| {
-        l.get("plugins")
-            .and_then(Value::as_array)
-            .is_some_and(|p| !p.is_empty())
-    });
-    list.or(u.conf.as_ref()).filter(|c| c.is_object()).cloned()
+    let list = u
+        .conf_list
+        .clone()
+        .and_then(|l| NetConf::from_value(l).ok())
+        .filter(NetConf::is_list);
+    list.or_else(|| NetConf::from_value(u.conf.clone()?).ok())
 }
 
 fn capability_args(u: &UpstreamDelegate) -> Map<String, Value> {
     let mut caps = Map::new();
     let strings = [
-        ("mac", &u.mac),
-        ("infinibandGUID", &u.infiniband_guid),
-        ("deviceID", &u.device_id),
+        (capability::MAC, &u.mac),
+        (capability::INFINIBAND_GUID, &u.infiniband_guid),
+        (capability::DEVICE_ID, &u.device_id),
     ];
     for (key, value) in strings {
         if let Some(v) = value.as_deref().filter(|v| !v.is_empty()) {
@@ -134,7 +127,7 @@ fn capability_args(u: &UpstreamDelegate) -> Map<String, Value> {
         }
     }
     if let Some(ips) = u.ips.as_ref().filter(|i| !i.is_empty()) {
-        caps.insert("ips".into(), ips.clone().into());
+        caps.insert(capability::IPS.into(), ips.clone().into());
     }
     caps
 }

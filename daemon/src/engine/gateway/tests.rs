@@ -14,7 +14,9 @@ fn entry(ifname: &str, default_route: Option<Vec<&str>>, result: Option<Value>) 
         delegate: Delegate {
             name: format!("ns/{ifname}"),
             ifname: ifname.into(),
-            config: json!({"cniVersion": "1.0.0", "name": ifname, "type": "x"}),
+            config: json!({"cniVersion": "1.0.0", "name": ifname, "type": "x"})
+                .try_into()
+                .unwrap(),
             capability_args: Map::new(),
             cni_args: String::new(),
             is_default: ifname == "eth0",

@@ -12,6 +12,7 @@ use serde_json::{Map, Value};
 use super::PlanError;
 use super::networks::Pending;
 use crate::config::Config;
+use crate::engine::netconf::{NetConf, capability};
 use crate::engine::runtime;
 use crate::kubelet::Kubelet;
 use crate::source::PodInfo;
@@ -67,8 +68,8 @@ pub(super) fn apply(
     let id = p.device_id.clone()?;
     inject(&mut p.config, &id);
     let file = runtime::device_info_file(device_info_dir, &p.name, container_id, ifname);
-    caps.insert("deviceID".into(), id.clone().into());
-    caps.insert("CNIDeviceInfoFile".into(), file.clone().into());
+    caps.insert(capability::DEVICE_ID.into(), id.clone().into());
+    caps.insert(capability::DEVICE_INFO_FILE.into(), file.clone().into());
     let resource = p.resource.as_deref()?;
     Some(DeviceInfoCopy {
         from: dp_file(device_info_dir, resource, &id),
@@ -77,16 +78,11 @@ pub(super) fn apply(
 }
 
 /// Upstream's `deviceID` and `pciBusID` in the config, in every plugin of a conflist.
-fn inject(config: &mut Value, id: &str) {
-    let set = |plugin: &mut Value| {
-        if let Some(obj) = plugin.as_object_mut() {
-            obj.insert("deviceID".into(), id.into());
-            obj.insert("pciBusID".into(), id.into());
-        }
-    };
-    match config.get_mut("plugins").and_then(Value::as_array_mut) {
-        Some(plugins) => plugins.iter_mut().for_each(set),
-        None => set(config),
+fn inject(config: &mut NetConf, id: &str) {
+    for plugin in config.plugins_mut() {
+        let obj = plugin.rest_mut();
+        obj.insert(capability::DEVICE_ID.into(), id.into());
+        obj.insert("pciBusID".into(), id.into());
     }
 }
 

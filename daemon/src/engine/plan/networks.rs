@@ -2,19 +2,17 @@
 //! annotation's), `defaultNetworks`, then the `k8s.v1.cni.cncf.io/networks` annotation's NADs.
 use std::path::Path;
 
-use serde_json::Value;
-
 use super::effective::Effective;
 use super::{PlanError, RESOURCE_NAME_ANNOTATION};
 use crate::config::Config;
-use crate::engine::netconf::{self, NetconfError};
+use crate::engine::netconf::{self, NetConf, NetconfError};
 use crate::engine::selection::{self, NetworkSelection};
 use crate::source::{ClusterSource, NadInfo, PodInfo};
 
 /// A network chosen for the pod, before interface naming.
 pub(super) struct Pending {
     pub(super) name: String,
-    pub(super) config: Value,
+    pub(super) config: NetConf,
     pub(super) selection: Option<NetworkSelection>,
     pub(super) is_default: bool,
     /// The NAD's `k8s.v1.cni.cncf.io/resourceName`, if any.
@@ -43,12 +41,12 @@ impl Pending {
 /// A network's delegate name and config, and its NAD's device resource.
 pub(super) struct Resolved {
     pub(super) name: String,
-    pub(super) config: Value,
+    pub(super) config: NetConf,
     pub(super) resource: Option<String>,
 }
 
 impl Resolved {
-    fn file(name: String, config: Value) -> Self {
+    fn file(name: String, config: NetConf) -> Self {
         Self {
             name,
             config,
@@ -74,11 +72,7 @@ pub(super) async fn cluster_networks(
                 context: "LoadNetConf".into(),
                 source,
             })?;
-            let name = net
-                .get("name")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_owned();
+            let name = net.name().unwrap_or_default().to_owned();
             out.push(Pending::new(Resolved::file(name, net), None, index == 0));
         }
     }
@@ -201,12 +195,12 @@ pub(super) async fn resolve_value(
 ) -> Result<Resolved, PlanError> {
     let ns = &config.multus_namespace;
     let context = || format!("GetDefaultNetworks: failed to get {key} {value} in namespace {ns}");
-    let from_file = |r: Result<Value, NetconfError>| {
+    let from_file = |r: Result<NetConf, NetconfError>| {
         let net = r.map_err(|source| PlanError::Netconf {
             context: context(),
             source,
         })?;
-        let name = net.get("name").and_then(Value::as_str).unwrap_or(value);
+        let name = net.name().unwrap_or(value);
         Ok(Resolved::file(name.to_owned(), net))
     };
     if value.contains('/') {

@@ -174,7 +174,7 @@ async fn default_network_annotation_replaces_cluster_network() {
             s("app/mv", "net1", false)
         ]
     );
-    assert_eq!(ds[0].config["type"], "calico");
+    assert_eq!(ds[0].config.to_value()["type"], "calico");
     let isolated = Config {
         namespace_isolation: true,
         ..Config::default()
@@ -204,7 +204,7 @@ async fn selection_requests_reach_the_delegate() {
     .unwrap();
     let d = &ds[1];
     assert_eq!(d.ifname, "ext0");
-    assert_eq!(d.config["args"]["cni"]["k"], "v");
+    assert_eq!(d.config.to_value()["args"]["cni"]["k"], "v");
     assert_eq!(d.capability_args["ips"], json!(["10.1.1.5/24"]));
     assert!(
         d.cni_args
@@ -357,7 +357,7 @@ async fn daemon_config_wins_and_stdin_fills_gaps() {
         panic!("planned")
     };
     assert_eq!(summary(&plan.delegates), vec![s("filenet", "eth0", true)]);
-    assert_eq!(plan.delegates[0].config["cniVersion"], "1.0.0");
+    assert_eq!(plan.delegates[0].config.to_value()["cniVersion"], "1.0.0");
     assert_eq!(plan.result_version, "1.0.0");
     let path = dir.path().join("10-file.conflist").display().to_string();
     let inline = json!({"cniVersion": "0.4.0", "delegates": [{"name": "a", "type": "bridge"}, {"name": "b", "type": "ptp"}]});

@@ -68,19 +68,19 @@ async fn same_resource_networks_get_distinct_devices_in_order() {
     };
 
     let (a, mv, b) = (&ds[1], &ds[2], &ds[3]);
-    assert_eq!(a.config["deviceID"], "0000:03:02.1");
-    assert_eq!(a.config["pciBusID"], "0000:03:02.1");
+    assert_eq!(a.config.to_value()["deviceID"], "0000:03:02.1");
+    assert_eq!(a.config.to_value()["pciBusID"], "0000:03:02.1");
     assert_eq!(a.capability_args["deviceID"], "0000:03:02.1");
     assert_eq!(
         a.capability_args["CNIDeviceInfoFile"],
         devinfo(a).to_str().unwrap()
     );
-    for plugin in b.config["plugins"].as_array().unwrap() {
+    for plugin in b.config.to_value()["plugins"].as_array().unwrap() {
         assert_eq!(plugin["deviceID"], "0000:03:02.3");
         assert_eq!(plugin["pciBusID"], "0000:03:02.3");
     }
     assert_eq!(b.capability_args["deviceID"], "0000:03:02.3");
-    assert!(mv.config.get("deviceID").is_none());
+    assert!(mv.config.to_value().get("deviceID").is_none());
     assert!(!mv.capability_args.contains_key("deviceID"));
     assert!(!mv.capability_args.contains_key("CNIDeviceInfoFile"));
 
@@ -117,10 +117,10 @@ async fn kubelet_device_wins_and_an_exhausted_resource_keeps_the_selection() {
         .unwrap();
     let (a, b) = (&p.delegates[1], &p.delegates[2]);
     assert_eq!(a.capability_args["deviceID"], "0000:03:02.1");
-    assert_eq!(a.config["deviceID"], "0000:03:02.1");
+    assert_eq!(a.config.to_value()["deviceID"], "0000:03:02.1");
     // No device left: upstream passes the selection's deviceID as runtimeConfig only.
     assert_eq!(b.capability_args["deviceID"], "0000:09:00.1");
-    assert!(b.config["plugins"][0].get("deviceID").is_none());
+    assert!(b.config.to_value()["plugins"][0].get("deviceID").is_none());
     assert_eq!(p.device_info.len(), 1);
 }
 
