@@ -12,11 +12,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 use tracing::Instrument;
 
-use crate::engine::conflist::ConflistError;
-use crate::engine::exec::ExecError;
-use crate::engine::plan::PlanError;
-use crate::engine::{CniCall, Engine, EngineError};
-use crate::source::SourceError;
+use crate::engine::{CniCall, CniCode, Engine, EngineError};
 
 /// The CNI service over one shared [`Engine`].
 pub struct CniService {
@@ -67,7 +63,10 @@ impl CniService {
         let task = async move { engine.add_cancellable(call, cancel).await };
         tokio::spawn(task.instrument(tracing::Span::current()))
             .await
-            .map_err(|e| EngineError::Internal(format!("ADD task: {e}")))?
+            .map_err(|source| EngineError::Task {
+                what: "ADD",
+                source,
+            })?
     }
 }
 
@@ -84,7 +83,7 @@ fn to_call(command: Command, req: CniRequest) -> Result<CniCall, EngineError> {
         validate::ifname(&req.ifname)?;
     }
     let args = if req.cni_args.is_empty() {
-        CniArgs::parse(&req.cni_args_raw).map_err(|e| EngineError::InvalidArgs(e.to_string()))?
+        CniArgs::parse(&req.cni_args_raw).map_err(EngineError::InvalidArgs)?
     } else {
         CniArgs::from_pairs(req.cni_args_raw, req.cni_args)
     };
@@ -99,80 +98,27 @@ fn to_call(command: Command, req: CniRequest) -> Result<CniCall, EngineError> {
     })
 }
 
-/// The CNI error for an engine error: code, message, and the plugin's details when it gave any.
-fn cni_error(e: &EngineError) -> CniError {
-    let details = match e.first() {
-        EngineError::Delegate { source, .. } => match source.exec_error() {
-            Some(ExecError::Plugin { error, .. }) => error.details.clone(),
-            _ => String::new(),
-        },
-        _ => String::new(),
-    };
-    CniError::new(cni_code(e.first()), e.to_string()).with_details(details)
-}
-
-fn cni_code(e: &EngineError) -> u32 {
-    match e {
-        EngineError::InvalidName(_) | EngineError::InvalidArgs(_) => code::INVALID_ENV,
-        EngineError::DecodeConfig(_) => code::DECODE_FAILURE,
-        EngineError::InvalidConfig(_) => code::INVALID_NETWORK_CONFIG,
-        EngineError::Plan(p) => plan_code(p),
-        EngineError::Admission(_)
-        | EngineError::Cancelled(_)
-        | EngineError::NotReady(_)
-        | EngineError::ProtocolTooNew { .. } => code::TRY_AGAIN_LATER,
-        EngineError::Delegate { source, .. } => delegate_code(source.first()),
-        EngineError::NetworkStatus {
-            source: SourceError::Unavailable { .. },
-            ..
-        } => code::TRY_AGAIN_LATER,
-        EngineError::ConvertResult {
-            source: multus_common::result::ResultError::UnknownVersion(_),
-            ..
-        } => code::INCOMPATIBLE_VERSION,
-        EngineError::UnknownContainer(_) => code::UNKNOWN_CONTAINER,
-        EngineError::Unavailable(_) => code::PLUGIN_NOT_AVAILABLE,
-        EngineError::Several(v) => v.first().map_or(code::INTERNAL, cni_code),
-        EngineError::Cache(_)
-        | EngineError::DefaultRoute(_)
-        | EngineError::NetworkStatus { .. }
-        | EngineError::ConvertResult { .. } => code::INTERNAL,
-        EngineError::Internal(_) => code::INTERNAL,
-    }
-}
-
-fn plan_code(p: &PlanError) -> u32 {
-    match p {
-        PlanError::DecodeConfig(_) => code::DECODE_FAILURE,
-        PlanError::MissingArg(_) => code::INVALID_ENV,
-        PlanError::Source {
-            source: SourceError::Unavailable { .. },
-            ..
-        } => code::TRY_AGAIN_LATER,
-        // Bad annotations, unknown or unrunnable NADs, isolation, interface names, ECMP.
-        _ => code::INVALID_NETWORK_CONFIG,
-    }
-}
-
-fn delegate_code(c: &ConflistError) -> u32 {
-    match c {
-        ConflistError::Exec { source, .. } => match source.as_ref() {
-            ExecError::Plugin { error, .. } => error.code,
-            ExecError::Admission(_) => code::TRY_AGAIN_LATER,
-            ExecError::InvalidType(_) | ExecError::NotFound { .. } => code::INVALID_NETWORK_CONFIG,
-            _ => code::INTERNAL,
-        },
-        ConflistError::InvalidConfig(_) => code::INVALID_NETWORK_CONFIG,
-        ConflistError::CheckUnsupported(_) => code::INCOMPATIBLE_VERSION,
-        ConflistError::InvalidResult { .. } => code::DECODE_FAILURE,
-        ConflistError::Several(v) => v.first().map_or(code::INTERNAL, delegate_code),
-    }
+/// The CNI error for an error: its code, message, and the plugin's details if any.
+fn cni_error(e: &(impl CniCode + std::fmt::Display)) -> CniError {
+    let details = e.cni_details().unwrap_or_default().to_owned();
+    CniError::new(e.cni_code(), e.to_string()).with_details(details)
 }
 
 /// The gRPC status for an engine error, with the CNI error in its details.
 pub fn to_status(e: &EngineError) -> Status {
     let cni = cni_error(e);
-    let grpc = match cni.code {
+    let grpc = grpc_code(cni.code);
+    Status::with_details(grpc, cni.msg.clone(), Bytes::from(cni.to_wire()))
+}
+
+/// As [`to_status`], for any error with a CNI code, under the given gRPC code.
+pub fn status_with(e: &(impl CniCode + std::fmt::Display), grpc: tonic::Code) -> Status {
+    let cni = cni_error(e);
+    Status::with_details(grpc, cni.msg.clone(), Bytes::from(cni.to_wire()))
+}
+
+fn grpc_code(cni: u32) -> tonic::Code {
+    match cni {
         code::INCOMPATIBLE_VERSION
         | code::UNSUPPORTED_FIELD
         | code::INVALID_ENV
@@ -183,8 +129,7 @@ pub fn to_status(e: &EngineError) -> Status {
             tonic::Code::Unavailable
         }
         _ => tonic::Code::Internal,
-    };
-    Status::with_details(grpc, cni.msg.clone(), Bytes::from(cni.to_wire()))
+    }
 }
 
 #[tonic::async_trait]

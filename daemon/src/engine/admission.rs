@@ -6,7 +6,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use multus_common::code;
 use tokio::sync::{OwnedMutexGuard, OwnedSemaphorePermit, Semaphore};
+
+use super::error::CniCode;
 
 /// A wait for admission ran out; the runtime should retry (CNI code 11).
 #[derive(Debug, thiserror::Error)]
@@ -22,6 +25,12 @@ pub enum AdmissionError {
     NoDelegateSlot { limit: usize, waited_ms: u64 },
     #[error("the delegate slots are closed (daemon shutting down)")]
     Closed,
+}
+
+impl CniCode for AdmissionError {
+    fn cni_code(&self) -> u32 {
+        code::TRY_AGAIN_LATER
+    }
 }
 
 type LockMap = Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>;

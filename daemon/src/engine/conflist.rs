@@ -6,11 +6,12 @@
 //!
 //! One deliberate difference from libcni: a conflist DEL runs every plugin even after one fails
 //! and reports all failures, so a broken plugin in the middle does not leak what the others hold.
-use multus_common::Command;
 use multus_common::version::SpecVersion;
+use multus_common::{Command, code};
 use serde_json::{Map, Value, json};
 
 use super::Delegate;
+use super::error::{CniCode, Several};
 use super::exec::{ExecEnv, ExecError, Executor};
 use super::netconf::PluginConf;
 
@@ -21,12 +22,14 @@ pub struct Attachment<'a> {
     pub netns: &'a str,
 }
 
-/// A delegate's config could not be run, or one of its plugins failed.
+/// A delegate's config could not be run, or one of its plugins failed. [`CniCode`]: noted on
+/// each variant.
 #[derive(Debug, thiserror::Error)]
 pub enum ConflistError {
     /// The config is not a runnable network config (code 7).
     #[error("invalid network config: {0}")]
     InvalidConfig(String),
+    /// The plugin's code (see [`ExecError`]).
     #[error("plugin type={plugin:?} name={network:?} failed ({command}): {source}")]
     Exec {
         plugin: String,
@@ -34,21 +37,35 @@ pub enum ConflistError {
         command: &'static str,
         source: Box<ExecError>,
     },
+    /// Code 6.
     #[error("plugin type={plugin:?} returned an invalid result: {reason}")]
     InvalidResult { plugin: String, reason: String },
+    /// Code 1.
     #[error("configuration version {0:?} does not support the CHECK command")]
     CheckUnsupported(String),
-    /// DEL ran every plugin; these failed.
-    #[error("{}", join(.0))]
-    Several(Vec<ConflistError>),
+    /// DEL ran every plugin; these failed (the first one's code).
+    #[error("{0}")]
+    Several(Several<ConflistError>),
 }
 
-fn join(errors: &[ConflistError]) -> String {
-    errors
-        .iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join(" / ")
+impl CniCode for ConflistError {
+    fn cni_code(&self) -> u32 {
+        match self {
+            ConflistError::InvalidConfig(_) => code::INVALID_NETWORK_CONFIG,
+            ConflistError::Exec { source, .. } => source.cni_code(),
+            ConflistError::InvalidResult { .. } => code::DECODE_FAILURE,
+            ConflistError::CheckUnsupported(_) => code::INCOMPATIBLE_VERSION,
+            ConflistError::Several(all) => all.cni_code(),
+        }
+    }
+
+    fn cni_details(&self) -> Option<&str> {
+        match self {
+            ConflistError::Exec { source, .. } => source.cni_details(),
+            ConflistError::Several(all) => all.cni_details(),
+            _ => None,
+        }
+    }
 }
 
 impl ConflistError {
@@ -63,7 +80,7 @@ impl ConflistError {
     /// The first underlying error (the one whose CNI code a caller reports).
     pub fn first(&self) -> &ConflistError {
         match self {
-            ConflistError::Several(v) => v.first().map_or(self, ConflistError::first),
+            ConflistError::Several(all) => all.first().map_or(self, ConflistError::first),
             other => other,
         }
     }
@@ -190,12 +207,8 @@ pub async fn del(
     several(errors)
 }
 
-fn several(mut errors: Vec<ConflistError>) -> Result<(), ConflistError> {
-    match errors.len() {
-        0 => Ok(()),
-        1 => Err(errors.remove(0)),
-        _ => Err(ConflistError::Several(errors)),
-    }
+fn several(errors: Vec<ConflistError>) -> Result<(), ConflistError> {
+    Several::collect(errors, ConflistError::Several)
 }
 
 /// CHECK: only for configs >= 0.4.0; `disableCheck` skips it; every plugin gets the cached result.

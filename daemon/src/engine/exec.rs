@@ -17,11 +17,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use multus_common::constants::env;
-use multus_common::{CniError, Command};
+use multus_common::{CniError, Command, code};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tracing::Instrument;
 
 use super::admission::{Admission, AdmissionError};
+use super::error::CniCode;
 use crate::config::Config;
 use crate::metrics::Metrics;
 
@@ -37,7 +38,8 @@ pub struct ExecEnv<'a> {
     pub cni_args: &'a str,
 }
 
-/// A plugin could not be run or reported a failure.
+/// A plugin could not be run or reported a failure. [`CniCode`]: the plugin's own code when it
+/// gave one; 7 for a plugin that cannot be found; 11 when no slot was free; else 999.
 #[derive(Debug, thiserror::Error)]
 pub enum ExecError {
     #[error("plugin type {0:?} must be a file name, not a path")]
@@ -73,6 +75,28 @@ pub enum ExecError {
         signal: i32,
         stderr: String,
     },
+}
+
+impl CniCode for ExecError {
+    fn cni_code(&self) -> u32 {
+        match self {
+            ExecError::Plugin { error, .. } => error.code,
+            ExecError::Admission(a) => a.cni_code(),
+            ExecError::InvalidType(_) | ExecError::NotFound { .. } => code::INVALID_NETWORK_CONFIG,
+            ExecError::Spawn { .. }
+            | ExecError::Io { .. }
+            | ExecError::Timeout { .. }
+            | ExecError::Failed { .. }
+            | ExecError::Signaled { .. } => code::INTERNAL,
+        }
+    }
+
+    fn cni_details(&self) -> Option<&str> {
+        match self {
+            ExecError::Plugin { error, .. } => Some(&error.details),
+            _ => None,
+        }
+    }
 }
 
 /// Runs plugins from `binDir`, optionally chrooted, one admission slot per exec.

@@ -12,6 +12,7 @@ pub mod call;
 pub mod conflist;
 mod del;
 pub mod delegate;
+pub mod error;
 pub mod events;
 pub mod exec;
 #[cfg(test)]
@@ -29,11 +30,14 @@ mod tests;
 use std::sync::Arc;
 use std::time::Duration;
 
+use multus_common::args::ArgsError;
+use multus_common::code;
 use multus_common::result::ResultError;
 use multus_common::validate::InvalidName;
 
 pub use call::CniCall;
 pub use delegate::Delegate;
+pub use error::{CniCode, Several};
 
 use self::admission::{Admission, AdmissionError};
 use self::cache::{Cache, CacheError};
@@ -45,7 +49,7 @@ use crate::metrics::Metrics;
 use crate::source::{ClusterSource, SourceError};
 use tokio_util::sync::CancellationToken;
 
-/// Why a verb failed; each variant carries what the service needs to choose the CNI code.
+/// Why a verb failed; [`CniCode`] gives its CNI code (noted on each variant).
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
     /// A container id or interface name from the runtime is not valid (code 4).
@@ -53,7 +57,7 @@ pub enum EngineError {
     InvalidName(#[from] InvalidName),
     /// CNI_ARGS could not be split into pairs (code 4).
     #[error("invalid CNI_ARGS: {0}")]
-    InvalidArgs(String),
+    InvalidArgs(#[source] ArgsError),
     /// The shim speaks a newer protocol than this daemon (code 11: retry once it is upgraded).
     #[error(
         "the shim speaks protocol version {requested}, this daemon only up to {supported}; retry after the daemon is upgraded"
@@ -65,14 +69,17 @@ pub enum EngineError {
     /// The request's config lacks or mangles something the verb needs (code 7).
     #[error("invalid network config: {0}")]
     InvalidConfig(String),
+    /// Planning refused the ADD (its code).
     #[error(transparent)]
     Plan(#[from] PlanError),
     /// Waited too long for the container lock or a delegate slot (code 11).
     #[error(transparent)]
     Admission(#[from] AdmissionError),
+    /// Reading or writing the cache record failed (code 999).
     #[error("cache: {0}")]
     Cache(#[from] CacheError),
-    /// A delegate failed; `plugin` is the plugin type that failed (or the first one).
+    /// A delegate failed (its plugin's code); `plugin` is the plugin type that failed (or the
+    /// first one).
     #[error("delegate {name:?} (plugin {plugin}, {ifname}): {source}")]
     Delegate {
         name: String,
@@ -80,14 +87,15 @@ pub enum EngineError {
         ifname: String,
         source: Box<ConflistError>,
     },
-    /// Writing network-status failed (code 11 when the source is unavailable).
+    /// Writing network-status failed (code 11 when the source is unavailable, else 999).
     #[error("pod {pod}: setting network-status: {source}")]
     NetworkStatus { pod: String, source: SourceError },
     /// `default-route` could not be applied inside the pod's namespace (rolled back like a
-    /// delegate failure).
+    /// delegate failure; code 999).
     #[error("default-route: {0}")]
     DefaultRoute(Box<gateway::GatewayError>),
-    /// The result could not be given in the runtime's cniVersion (code 1 for unknown versions).
+    /// The result could not be given in the runtime's cniVersion (code 1 for unknown versions,
+    /// else 999).
     #[error("converting the result of {name:?} to cniVersion {version:?}: {source}")]
     ConvertResult {
         name: String,
@@ -103,33 +111,65 @@ pub enum EngineError {
     /// STATUS: the node cannot attach networks now (code 50).
     #[error("{0}")]
     Unavailable(String),
-    /// DEL tried every delegate; these failed.
-    #[error("errors: {}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join(" / "))]
-    Several(Vec<EngineError>),
+    /// DEL tried every delegate; these failed (the first one's code).
+    #[error("errors: {0}")]
+    Several(Several<EngineError>),
     /// The request was dropped at its deadline (layers/timeout); what ran was rolled back
     /// (code 11).
     #[error("container {0}: ADD cancelled at its deadline; attached delegates were rolled back")]
     Cancelled(String),
+    /// A blocking or detached task of the engine died (code 999).
+    #[error("internal error: {what} task: {source}")]
+    Task {
+        what: &'static str,
+        source: tokio::task::JoinError,
+    },
+    /// Code 999.
     #[error("internal error: {0}")]
     Internal(String),
 }
 
-impl EngineError {
-    /// The first underlying error (the one whose CNI code is reported for an aggregate).
-    pub fn first(&self) -> &EngineError {
+impl CniCode for EngineError {
+    fn cni_code(&self) -> u32 {
         match self {
-            EngineError::Several(v) => v.first().map_or(self, EngineError::first),
-            other => other,
+            EngineError::InvalidName(_) | EngineError::InvalidArgs(_) => code::INVALID_ENV,
+            EngineError::DecodeConfig(_) => code::DECODE_FAILURE,
+            EngineError::InvalidConfig(_) => code::INVALID_NETWORK_CONFIG,
+            EngineError::Plan(p) => p.cni_code(),
+            EngineError::Admission(a) => a.cni_code(),
+            EngineError::ProtocolTooNew { .. }
+            | EngineError::Cancelled(_)
+            | EngineError::NotReady(_) => code::TRY_AGAIN_LATER,
+            EngineError::Delegate { source, .. } => source.cni_code(),
+            EngineError::NetworkStatus {
+                source: SourceError::Unavailable { .. },
+                ..
+            } => code::TRY_AGAIN_LATER,
+            EngineError::ConvertResult { source, .. } => source.cni_code(),
+            EngineError::UnknownContainer(_) => code::UNKNOWN_CONTAINER,
+            EngineError::Unavailable(_) => code::PLUGIN_NOT_AVAILABLE,
+            EngineError::Several(all) => all.cni_code(),
+            EngineError::NetworkStatus { .. }
+            | EngineError::Cache(_)
+            | EngineError::DefaultRoute(_)
+            | EngineError::Task { .. }
+            | EngineError::Internal(_) => code::INTERNAL,
         }
     }
 
-    /// `Ok` for no errors, the error itself for one, [`EngineError::Several`] for more.
-    fn from_all(mut errors: Vec<EngineError>) -> Result<(), EngineError> {
-        match errors.len() {
-            0 => Ok(()),
-            1 => Err(errors.remove(0)),
-            _ => Err(EngineError::Several(errors)),
+    fn cni_details(&self) -> Option<&str> {
+        match self {
+            EngineError::Delegate { source, .. } => source.cni_details(),
+            EngineError::Several(all) => all.cni_details(),
+            _ => None,
         }
+    }
+}
+
+impl EngineError {
+    /// `Ok` for no errors, the error itself for one, [`EngineError::Several`] for more.
+    fn from_all(errors: Vec<EngineError>) -> Result<(), EngineError> {
+        Several::collect(errors, EngineError::Several)
     }
 
     fn delegate(d: &Delegate, source: ConflistError) -> Self {
@@ -232,7 +272,10 @@ impl Engine {
         let cache = self.cache.clone();
         tokio::task::spawn_blocking(move || f(&cache))
             .await
-            .map_err(|e| EngineError::Internal(format!("cache task: {e}")))?
+            .map_err(|source| EngineError::Task {
+                what: "cache",
+                source,
+            })?
             .map_err(EngineError::from)
     }
 }

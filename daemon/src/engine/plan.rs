@@ -9,12 +9,14 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::Path;
 
+use multus_common::code;
 use multus_common::constants::k8s_args;
 use multus_common::validate::{self, InvalidName};
 
 pub use self::devices::{DeviceInfoCopy, copy_device_info};
 use self::effective::{Effective, effective};
 use self::networks::{Pending, annotation_networks, cluster_networks, resolve_value};
+use super::error::CniCode;
 use super::netconf::{NetConf, NetconfError};
 use super::selection::SelectionError;
 use super::{CniCall, Delegate, runtime};
@@ -108,6 +110,27 @@ pub enum PlanError {
     /// Code 7: a configured feature multus-rs does not implement yet.
     #[error("{0} is not supported yet")]
     Unsupported(&'static str),
+}
+
+impl CniCode for PlanError {
+    fn cni_code(&self) -> u32 {
+        match self {
+            PlanError::DecodeConfig(_) => code::DECODE_FAILURE,
+            PlanError::MissingArg(_) => code::INVALID_ENV,
+            PlanError::Source { source, .. } => source.cni_code(),
+            PlanError::NoClusterNetwork
+            | PlanError::UidMismatch { .. }
+            | PlanError::Selection(_)
+            | PlanError::Netconf { .. }
+            | PlanError::NadNotFound { .. }
+            | PlanError::NamespaceIsolation { .. }
+            | PlanError::InvalidIfname { .. }
+            | PlanError::DuplicateIfname { .. }
+            | PlanError::Ecmp
+            | PlanError::Devices { .. }
+            | PlanError::Unsupported(_) => code::INVALID_NETWORK_CONFIG,
+        }
+    }
 }
 
 /// Plans an ADD: see the module doc and the steps below.

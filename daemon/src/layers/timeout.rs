@@ -9,12 +9,12 @@
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::Bytes;
-use multus_common::{CniError, Command, code};
+use multus_common::{Command, code};
 use tower::{Layer, Service};
 
 use super::BoxFuture;
 use crate::config::{Config, RequestTimeouts};
+use crate::engine::CniCode;
 
 /// The most an answer is moved ahead of the client's deadline.
 const MAX_MARGIN: Duration = Duration::from_millis(250);
@@ -77,25 +77,24 @@ pub fn parse_grpc_timeout(value: &str) -> Option<Duration> {
     })
 }
 
-/// The status a request gets when its deadline passes: CNI code 11, so the runtime retries.
+/// A request's deadline passed: CNI code 11, so the runtime retries.
+#[derive(Debug, thiserror::Error)]
+#[error("{verb} did not finish within its deadline of {} ms; its delegates were stopped{}",
+    .after.as_millis(), if *.verb == Command::Add { " and are rolled back" } else { "" })]
+pub struct Expired {
+    pub verb: Command,
+    pub after: Duration,
+}
+
+impl CniCode for Expired {
+    fn cni_code(&self) -> u32 {
+        code::TRY_AGAIN_LATER
+    }
+}
+
+/// The status a request gets when its deadline passes (gRPC DEADLINE_EXCEEDED).
 pub fn expired(verb: Command, after: Duration) -> tonic::Status {
-    let cni = CniError::new(
-        code::TRY_AGAIN_LATER,
-        format!(
-            "{verb} did not finish within its deadline of {} ms; its delegates were stopped{}",
-            after.as_millis(),
-            if verb == Command::Add {
-                " and are rolled back"
-            } else {
-                ""
-            }
-        ),
-    );
-    tonic::Status::with_details(
-        tonic::Code::DeadlineExceeded,
-        cni.msg.clone(),
-        Bytes::from(cni.to_wire()),
-    )
+    crate::service::status_with(&Expired { verb, after }, tonic::Code::DeadlineExceeded)
 }
 
 /// Wraps a service with [`Timeout`].
@@ -174,6 +173,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use multus_common::CniError;
 
     const S: fn(u64) -> Duration = Duration::from_secs;
     const MS: fn(u64) -> Duration = Duration::from_millis;

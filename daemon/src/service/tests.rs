@@ -8,7 +8,11 @@ use serde_json::json;
 use super::*;
 use crate::config::Config;
 use crate::engine::admission::AdmissionError;
+use crate::engine::conflist::ConflistError;
+use crate::engine::exec::ExecError;
 use crate::engine::fakeplugin::{ECHO_RESULT, FakePlugins};
+use crate::engine::plan::PlanError;
+use crate::source::SourceError;
 use crate::source::{ClusterSource, NadInfo, PodInfo};
 
 fn request(protocol_version: u32, id: &str, ifname: &str) -> CniRequest {
@@ -203,10 +207,13 @@ fn every_error_kind_gets_its_code() {
             tonic::Code::Internal,
         ),
         (
-            EngineError::Several(vec![
-                EngineError::UnknownContainer("c".into()),
-                EngineError::Internal("y".into()),
-            ]),
+            EngineError::Several(
+                vec![
+                    EngineError::UnknownContainer("c".into()),
+                    EngineError::Internal("y".into()),
+                ]
+                .into(),
+            ),
             3,
             tonic::Code::NotFound,
         ),
