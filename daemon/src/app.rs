@@ -9,6 +9,7 @@ use tokio::task::AbortHandle;
 
 use crate::config::Config;
 use crate::engine::{Engine, EngineError};
+use crate::kubelet::Kubelet;
 use crate::layers::{self, Layers};
 use crate::metrics::listener::{self, ListenerError};
 use crate::metrics::{MeteredSource, Metrics};
@@ -51,8 +52,10 @@ impl App {
         let config = Arc::new(config);
         let metrics = Metrics::new(config.cni_dir.clone());
         let source = source(&config, &metrics).await?;
-        let engine =
-            Arc::new(Engine::new(Arc::clone(&config), source)?.with_metrics(metrics.clone()));
+        let devices = Arc::new(Kubelet::from_config(&config));
+        let engine = Arc::new(
+            Engine::new(Arc::clone(&config), source, devices)?.with_metrics(metrics.clone()),
+        );
         let metrics_task = match config.metrics_port {
             Some(port) => {
                 let l = listener::bind(&config.metrics_bind_address, port).await?;

@@ -1,7 +1,9 @@
-//! The device IDs the kubelet assigned to a pod, per device-plugin resource: from the
-//! PodResources gRPC API when its socket exists, else from the device manager's checkpoint file
-//! (upstream `pkg/kubeletclient` and `pkg/checkpoint`). Planning hands them out to the NADs
-//! annotated `k8s.v1.cni.cncf.io/resourceName`.
+//! The device IDs the kubelet assigned to a pod, per device-plugin resource, behind
+//! [`DeviceSource`] (injected into the engine like `ClusterSource`): [`Kubelet`] reads the
+//! PodResources gRPC API ([`PodResourcesApi`]) when its socket exists, else the device
+//! manager's checkpoint file ([`CheckpointFile`]), as upstream `pkg/kubeletclient` and
+//! `pkg/checkpoint`. Planning hands the IDs out to the NADs annotated
+//! `k8s.v1.cni.cncf.io/resourceName`. No transport type leaves this module.
 mod checkpoint;
 mod podresources;
 
@@ -9,8 +11,17 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use async_trait::async_trait;
+
 use crate::config::Config;
 use crate::source::PodInfo;
+
+/// Where a pod's devices come from.
+#[async_trait]
+pub trait DeviceSource: Send + Sync + 'static {
+    /// The pod's device IDs per resource (empty when it has none).
+    async fn pod_devices(&self, pod: &PodInfo) -> Result<ResourceMap, KubeletError>;
+}
 
 /// Upstream's dial and call timeout for the PodResources API.
 const KUBELET_TIMEOUT: Duration = Duration::from_secs(10);
@@ -20,10 +31,12 @@ const KUBELET_TIMEOUT: Duration = Duration::from_secs(10);
 pub enum KubeletError {
     #[error("connecting to the kubelet PodResources socket {path}: {reason}")]
     Connect { path: PathBuf, reason: String },
-    #[error("kubelet PodResources List on {path}: {source}")]
+    /// The kubelet answered List with an error (its gRPC code and message).
+    #[error("kubelet PodResources List on {path}: {code}: {message}")]
     List {
         path: PathBuf,
-        source: Box<tonic::Status>,
+        code: String,
+        message: String,
     },
     #[error("reading the kubelet checkpoint {path}: {source}")]
     ReadCheckpoint {
@@ -80,30 +93,66 @@ impl ResourceMap {
     }
 }
 
-/// Where the kubelet's view of a pod's devices is read.
+/// The kubelet's PodResources v1 API on its unix socket (`Get`, else `List`).
+#[derive(Debug, Clone)]
+pub struct PodResourcesApi {
+    socket: PathBuf,
+    timeout: Duration,
+}
+
+#[async_trait]
+impl DeviceSource for PodResourcesApi {
+    async fn pod_devices(&self, pod: &PodInfo) -> Result<ResourceMap, KubeletError> {
+        podresources::pod_devices(&self.socket, pod, self.timeout).await
+    }
+}
+
+/// The device manager's checkpoint file, matched by pod UID.
+#[derive(Debug, Clone)]
+pub struct CheckpointFile {
+    path: PathBuf,
+}
+
+#[async_trait]
+impl DeviceSource for CheckpointFile {
+    async fn pod_devices(&self, pod: &PodInfo) -> Result<ResourceMap, KubeletError> {
+        checkpoint::pod_devices(&self.path, &pod.uid).await
+    }
+}
+
+/// The kubelet's view of a pod's devices: the PodResources API when its socket exists (as
+/// upstream decides, on every lookup: the kubelet recreates it when it restarts), else the
+/// checkpoint file.
 #[derive(Debug, Clone)]
 pub struct Kubelet {
-    socket: PathBuf,
-    checkpoint: PathBuf,
-    timeout: Duration,
+    api: PodResourcesApi,
+    checkpoint: CheckpointFile,
 }
 
 impl Kubelet {
     pub fn from_config(config: &Config) -> Self {
         Self {
-            socket: config.kubelet_pod_resources_socket.clone(),
-            checkpoint: config.kubelet_checkpoint_file.clone(),
-            timeout: KUBELET_TIMEOUT,
+            api: PodResourcesApi {
+                socket: config.kubelet_pod_resources_socket.clone(),
+                timeout: KUBELET_TIMEOUT,
+            },
+            checkpoint: CheckpointFile {
+                path: config.kubelet_checkpoint_file.clone(),
+            },
         }
     }
+}
 
-    /// The pod's devices: the PodResources API when its socket exists (as upstream decides),
-    /// else the checkpoint file (matched by pod UID).
-    pub async fn pod_resources(&self, pod: &PodInfo) -> Result<ResourceMap, KubeletError> {
-        let map = if tokio::fs::try_exists(&self.socket).await.unwrap_or(false) {
-            podresources::pod_devices(&self.socket, pod, self.timeout).await?
+#[async_trait]
+impl DeviceSource for Kubelet {
+    async fn pod_devices(&self, pod: &PodInfo) -> Result<ResourceMap, KubeletError> {
+        let map = if tokio::fs::try_exists(&self.api.socket)
+            .await
+            .unwrap_or(false)
+        {
+            self.api.pod_devices(pod).await?
         } else {
-            checkpoint::pod_devices(&self.checkpoint, &pod.uid).await?
+            self.checkpoint.pod_devices(pod).await?
         };
         tracing::debug!(pod.namespace = %pod.namespace, pod.name = %pod.name,
             resources = map.devices.len(), "kubelet devices looked up");

@@ -41,7 +41,7 @@ pub(super) async fn add(
     let planned = tokio::select! {
         biased;
         () = cancel.cancelled() => return Err(cancelled()),
-        r = plan::plan(&e.config, &*e.source, &call) => r?,
+        r = plan::plan(&e.config, &*e.source, &*e.devices, &call) => r?,
     };
     match planned {
         Planned::PodGone => pod_gone_result(&call),

@@ -45,6 +45,7 @@ use self::conflist::ConflistError;
 use self::exec::Executor;
 use self::plan::PlanError;
 use crate::config::Config;
+use crate::kubelet::DeviceSource;
 use crate::metrics::Metrics;
 use crate::source::{ClusterSource, SourceError};
 use tokio_util::sync::CancellationToken;
@@ -192,6 +193,7 @@ impl EngineError {
 pub struct Engine {
     config: Arc<Config>,
     source: Arc<dyn ClusterSource>,
+    devices: Arc<dyn DeviceSource>,
     admission: Arc<Admission>,
     exec: Executor,
     cache: Cache,
@@ -199,7 +201,13 @@ pub struct Engine {
 }
 
 impl Engine {
-    pub fn new(config: Arc<Config>, source: Arc<dyn ClusterSource>) -> Result<Self, EngineError> {
+    /// An engine over the cluster `source` (pods, NADs) and `devices` (pods' device-plugin
+    /// devices).
+    pub fn new(
+        config: Arc<Config>,
+        source: Arc<dyn ClusterSource>,
+        devices: Arc<dyn DeviceSource>,
+    ) -> Result<Self, EngineError> {
         let admission = Arc::new(Admission::new(
             usize::try_from(config.delegate_concurrency).unwrap_or(usize::MAX),
             Duration::from_secs(config.admission_timeout_seconds),
@@ -209,6 +217,7 @@ impl Engine {
         Ok(Self {
             config,
             source,
+            devices,
             admission,
             exec,
             cache,

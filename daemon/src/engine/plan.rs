@@ -21,7 +21,7 @@ use super::netconf::{NetConf, NetconfError};
 use super::selection::SelectionError;
 use super::{CniCall, Delegate, runtime};
 use crate::config::Config;
-use crate::kubelet::KubeletError;
+use crate::kubelet::{DeviceSource, KubeletError};
 use crate::source::{ClusterSource, PodInfo, SourceError};
 
 /// Pod annotation set by the kubelet on static pods (`api` for pods from the API server).
@@ -104,7 +104,7 @@ pub enum PlanError {
     /// Code 7.
     #[error("multus does not support ECMP for default-route")]
     Ecmp,
-    /// Code 7: the kubelet could not tell the pod's devices (a NAD has a resourceName).
+    /// Code 7: the device source could not tell the pod's devices (a NAD has a resourceName).
     #[error("getKubernetesDelegate: failed to get resourceMap: {source}")]
     Devices { source: KubeletError },
     /// Code 7: a configured feature multus-rs does not implement yet.
@@ -137,6 +137,7 @@ impl CniCode for PlanError {
 pub async fn plan(
     config: &Config,
     source: &dyn ClusterSource,
+    devices: &dyn DeviceSource,
     call: &CniCall,
 ) -> Result<Planned, PlanError> {
     let eff = effective(config, &call.config)?;
@@ -176,7 +177,7 @@ pub async fn plan(
         }
     }
     pending.extend(annotation_networks(config, &eff, source, &pod).await?);
-    devices::assign(config, &pod, &mut pending).await?;
+    self::devices::assign(devices, &pod, &mut pending).await?;
     let (delegates, device_info) =
         build_delegates(pending, &eff, call, &pod, &config.device_info_dir)?;
     tracing::info!(pod.namespace = %pod.namespace, pod.name = %pod.name, delegates = delegates.len(), "planned ADD");

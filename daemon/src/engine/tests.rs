@@ -110,7 +110,8 @@ fn fixture(source: Mem, tweak: impl FnOnce(&mut Config)) -> Fixture {
     config.delegates = vec![json!({"cniVersion": "1.0.0", "name": "cluster", "type": "first"})];
     tweak(&mut config);
     let source = Arc::new(source);
-    let engine = Engine::new(Arc::new(config), source.clone()).unwrap();
+    let devices = Arc::new(crate::kubelet::Kubelet::from_config(&config));
+    let engine = Engine::new(Arc::new(config), source.clone(), devices).unwrap();
     Fixture {
         plugins,
         cni_dir,

@@ -148,3 +148,35 @@ pub fn pod(namespace: &str, name: &str, devices: &[(&str, &str, &[&str])]) -> Po
         containers,
     }
 }
+
+/// An in-memory [`DeviceSource`](super::DeviceSource): fixed devices per pod UID, and a count
+/// of lookups (to show when planning asks and when it does not).
+#[derive(Debug, Default)]
+pub struct MemoryDevices {
+    by_uid: std::collections::HashMap<String, Vec<(String, Vec<String>)>>,
+    pub lookups: AtomicUsize,
+}
+
+impl MemoryDevices {
+    /// Gives the pod with `uid` the devices `ids` of `resource`.
+    pub fn with(mut self, uid: &str, resource: &str, ids: &[&str]) -> Self {
+        let ids = ids.iter().map(|s| (*s).to_owned()).collect();
+        self.by_uid
+            .entry(uid.to_owned())
+            .or_default()
+            .push((resource.to_owned(), ids));
+        self
+    }
+}
+
+#[async_trait::async_trait]
+impl super::DeviceSource for MemoryDevices {
+    async fn pod_devices(
+        &self,
+        pod: &crate::source::PodInfo,
+    ) -> Result<super::ResourceMap, super::KubeletError> {
+        self.lookups.fetch_add(1, Ordering::SeqCst);
+        let pairs = self.by_uid.get(&pod.uid).cloned().unwrap_or_default();
+        Ok(super::ResourceMap::from_pairs(pairs))
+    }
+}

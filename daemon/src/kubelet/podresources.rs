@@ -40,9 +40,10 @@ pub(super) async fn pod_devices(
     let list = client
         .list(ListPodResourcesRequest {})
         .await
-        .map_err(|source| KubeletError::List {
+        .map_err(|status| KubeletError::List {
             path: socket.to_owned(),
-            source: Box::new(source),
+            code: format!("{:?}", status.code()),
+            message: status.message().to_owned(),
         })?
         .into_inner();
     let ours = list

@@ -15,11 +15,11 @@ fn pod_info(namespace: &str, name: &str, uid: &str) -> PodInfo {
 }
 
 fn kubelet(dir: &std::path::Path) -> Kubelet {
-    Kubelet {
-        socket: dir.join("kubelet.sock"),
-        checkpoint: dir.join("kubelet_internal_checkpoint"),
-        timeout: KUBELET_TIMEOUT,
-    }
+    Kubelet::from_config(&Config {
+        kubelet_pod_resources_socket: dir.join("kubelet.sock"),
+        kubelet_checkpoint_file: dir.join("kubelet_internal_checkpoint"),
+        ..Config::default()
+    })
 }
 
 fn node_pods() -> Vec<multus_proto::podresources::v1::PodResources> {
@@ -64,7 +64,7 @@ async fn podresources_get_list_fallbacks() {
         let dir = tempfile::tempdir().unwrap();
         let fake = FakeKubelet::start(dir.path(), node_pods(), mode, false);
         let map = kubelet(dir.path())
-            .pod_resources(&pod_info("ns", "web", "uid"))
+            .pod_devices(&pod_info("ns", "web", "uid"))
             .await
             .unwrap();
         assert_eq!(
@@ -84,7 +84,7 @@ async fn podresources_pod_without_devices_and_list_failure() {
     let dir = tempfile::tempdir().unwrap();
     let _fake = FakeKubelet::start(dir.path(), node_pods(), GetMode::Unimplemented, false);
     let map = kubelet(dir.path())
-        .pod_resources(&pod_info("ns", "db", "uid"))
+        .pod_devices(&pod_info("ns", "db", "uid"))
         .await
         .unwrap();
     assert_eq!(map, ResourceMap::default());
@@ -92,7 +92,7 @@ async fn podresources_pod_without_devices_and_list_failure() {
     let dir = tempfile::tempdir().unwrap();
     let _fake = FakeKubelet::start(dir.path(), node_pods(), GetMode::Unimplemented, true);
     let err = kubelet(dir.path())
-        .pod_resources(&pod_info("ns", "web", "uid"))
+        .pod_devices(&pod_info("ns", "web", "uid"))
         .await
         .unwrap_err();
     assert!(matches!(err, KubeletError::List { .. }), "{err}");
@@ -105,7 +105,7 @@ async fn dead_socket_is_a_connect_error() {
     // A socket file nobody listens on: the kubelet is down, not absent.
     drop(std::os::unix::net::UnixListener::bind(dir.path().join("kubelet.sock")).unwrap());
     let err = kubelet(dir.path())
-        .pod_resources(&pod_info("ns", "web", "uid"))
+        .pod_devices(&pod_info("ns", "web", "uid"))
         .await
         .unwrap_err();
     assert!(matches!(err, KubeletError::Connect { .. }), "{err}");
@@ -120,7 +120,7 @@ async fn no_socket_reads_the_checkpoint_by_uid() {
     ],"RegisteredDevices":{}},"Checksum":7}"#;
     std::fs::write(dir.path().join("kubelet_internal_checkpoint"), checkpoint).unwrap();
     let map = kubelet(dir.path())
-        .pod_resources(&pod_info("ns", "web", "uid-1"))
+        .pod_devices(&pod_info("ns", "web", "uid-1"))
         .await
         .unwrap();
     assert_eq!(

@@ -268,7 +268,8 @@ async fn add_and_del_through_the_service() {
         delegates: vec![json!({"cniVersion": "1.0.0", "name": "cluster", "type": "first"})],
         ..plugins.config()
     };
-    let engine = Arc::new(Engine::new(Arc::new(config), Arc::new(OnePod)).unwrap());
+    let devices = Arc::new(crate::kubelet::Kubelet::from_config(&config));
+    let engine = Arc::new(Engine::new(Arc::new(config), Arc::new(OnePod), devices).unwrap());
     let svc = CniService::new(engine);
     let mut req = request(1, "c1", "eth0");
     req.config = json!({"cniVersion": "0.4.0", "name": "multus", "type": "multus-shim"})

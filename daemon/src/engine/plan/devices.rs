@@ -11,10 +11,9 @@ use serde_json::{Map, Value};
 
 use super::PlanError;
 use super::networks::Pending;
-use crate::config::Config;
 use crate::engine::netconf::{NetConf, capability};
 use crate::engine::runtime;
-use crate::kubelet::Kubelet;
+use crate::kubelet::DeviceSource;
 use crate::source::PodInfo;
 
 /// A device plugin's device-info file to copy to where the delegate's plugin looks for it.
@@ -24,19 +23,19 @@ pub struct DeviceInfoCopy {
     pub to: PathBuf,
 }
 
-/// Gives each network with a resource the next device of it. The kubelet is only asked when
+/// Gives each network with a resource the next device of it. `devices` is only asked when
 /// some network has a resource. A resource without a device left gives none (upstream), so a
 /// `deviceID` of the selection, if any, applies.
 pub(super) async fn assign(
-    config: &Config,
+    devices: &dyn DeviceSource,
     pod: &PodInfo,
     pending: &mut [Pending],
 ) -> Result<(), PlanError> {
     if pending.iter().all(|p| p.resource.is_none()) {
         return Ok(());
     }
-    let mut map = Kubelet::from_config(config)
-        .pod_resources(pod)
+    let mut map = devices
+        .pod_devices(pod)
         .await
         .map_err(|source| PlanError::Devices { source })?;
     for p in pending.iter_mut() {

@@ -100,7 +100,8 @@ fn stdin() -> Value {
 }
 
 async fn run(config: &Config, src: &Mem, args: &str, stdin: Value) -> Result<Planned, PlanError> {
-    plan(config, src, &call(args, stdin)).await
+    let devices = crate::kubelet::Kubelet::from_config(config);
+    plan(config, src, &devices, &call(args, stdin)).await
 }
 
 async fn delegates(config: &Config, p: PodInfo) -> Result<Vec<Delegate>, PlanError> {
@@ -287,6 +288,7 @@ async fn request_level_errors() {
     let bad = plan(
         &config,
         &src,
+        &crate::kubelet::Kubelet::from_config(&config),
         &CniCall {
             config: b"{x".to_vec(),
             ..call(ARGS, stdin())

@@ -2,7 +2,7 @@
 use std::os::unix::fs::PermissionsExt;
 
 use super::*;
-use crate::kubelet::fake::{FakeKubelet, GetMode, pod as kubelet_pod};
+use crate::kubelet::fake::{FakeKubelet, GetMode, MemoryDevices, pod as kubelet_pod};
 
 const SRIOV: &str = "intel.com/sriov";
 
@@ -147,6 +147,33 @@ async fn checkpoint_fallback_and_lookup_failure() {
     std::fs::write(&config.kubelet_checkpoint_file, checkpoint.to_string()).unwrap();
     let p = planned(&config, &src("sriov-a")).await.unwrap();
     assert_eq!(p.delegates[1].capability_args["deviceID"], "0000:03:02.7");
+}
+
+#[tokio::test]
+async fn an_injected_device_source_is_asked_only_for_resource_networks() {
+    let devices = MemoryDevices::default().with("uid-1", SRIOV, &["0000:03:02.5", "0000:03:02.4"]);
+    let config = config_in(tempfile::tempdir().unwrap().path());
+    let plan_with = |networks: &'static str| {
+        let (config, devices) = (&config, &devices);
+        async move {
+            let m = src(networks);
+            plan(config, &m, devices, &call(ARGS, stdin())).await
+        }
+    };
+    let Planned::Plan(p) = plan_with("mv").await.unwrap() else {
+        panic!("pod is there")
+    };
+    assert_eq!(p.delegates.len(), 2);
+    assert_eq!(devices.lookups.load(std::sync::atomic::Ordering::SeqCst), 0);
+    let Planned::Plan(p) = plan_with("sriov-a, sriov-b").await.unwrap() else {
+        panic!("pod is there")
+    };
+    let ids: Vec<_> = p.delegates[1..]
+        .iter()
+        .map(|d| d.capability_args["deviceID"].clone())
+        .collect();
+    assert_eq!(ids, ["0000:03:02.4", "0000:03:02.5"]);
+    assert_eq!(devices.lookups.load(std::sync::atomic::Ordering::SeqCst), 1);
 }
 
 #[test]
