@@ -33,7 +33,7 @@ pub(super) async fn add(
     }
     tracing::debug!(container.id = %call.container_id, queue_wait_ms = waited.as_millis() as u64, "ADD admitted");
     if let Some(path) = &e.config.readiness_indicator_file
-        && !path.exists()
+        && !tokio::fs::try_exists(path).await.unwrap_or(false)
     {
         return Err(EngineError::NotReady(path.display().to_string()));
     }
@@ -86,7 +86,9 @@ async fn attach(
 ) -> Result<Vec<u8>, EngineError> {
     teardown_stale(e, call).await?;
     // After the stale teardown, which removes the old record's device-info files (same names).
-    plan::copy_device_info(&p.device_info);
+    let copies = p.device_info.clone();
+    e.blocking_io("device-info copy", move || plan::copy_device_info(&copies))
+        .await?;
     let mut record = Record {
         schema_version: SCHEMA_VERSION,
         container_id: call.container_id.clone(),
@@ -211,10 +213,12 @@ async fn rollback(e: &Engine, call: &CniCall, record: &Record, last: usize) {
         }
     }
     // Every device-info file was copied before the first delegate ran.
-    record
+    let all: Vec<_> = record
         .delegates
         .iter()
-        .for_each(|entry| del::remove_device_info(&entry.delegate));
+        .map(|en| en.delegate.clone())
+        .collect();
+    del::remove_device_info(e, &all).await;
     if clean {
         let id = call.container_id.clone();
         if let Err(err) = e.blocking(move |c| c.remove(&id)).await {
@@ -234,10 +238,15 @@ async fn publish_status(
     let entries: Vec<_> = record
         .delegates
         .iter()
-        .filter_map(|en| en.result.as_ref().map(|r| (&en.delegate, r)))
+        .filter_map(|en| en.result.clone().map(|r| (en.delegate.clone(), r)))
         .collect();
-    let status = netstatus::build_with(&entries, netstatus::read_device_info);
-    let annotation = netstatus::to_annotation(&status);
+    // The plugins' device-info files are read here.
+    let annotation = e
+        .blocking_io("network-status", move || {
+            let refs: Vec<_> = entries.iter().map(|(d, r)| (d, r)).collect();
+            netstatus::to_annotation(&netstatus::build_with(&refs, netstatus::read_device_info))
+        })
+        .await?;
     match e.source.set_network_status(pod, &annotation).await {
         Ok(true) => Ok(()),
         Ok(false) => {

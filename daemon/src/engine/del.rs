@@ -10,6 +10,7 @@ use multus_common::version::SpecVersion;
 
 use super::cache::{Loaded, Record, State};
 use super::conflist::{self, Attachment};
+use super::netconf::capability;
 use super::{CniCall, Engine, EngineError};
 
 pub(super) async fn load(e: &Engine, call: &CniCall) -> Result<Loaded, EngineError> {
@@ -60,7 +61,7 @@ pub(super) async fn teardown(e: &Engine, record: &Record, netns: &str) -> Vec<En
     for entry in record.delegates.iter().rev() {
         let d = &entry.delegate;
         match conflist::del(&e.exec, d, &at, entry.result.as_ref()).await {
-            Ok(()) => remove_device_info(d),
+            Ok(()) => remove_device_info(e, std::slice::from_ref(d)).await,
             Err(source) => {
                 tracing::warn!(container.id = %record.container_id, network = %d.name, error = %source, "DEL failed");
                 errors.push(EngineError::delegate(d, source));
@@ -70,19 +71,28 @@ pub(super) async fn teardown(e: &Engine, record: &Record, netns: &str) -> Vec<En
     errors
 }
 
-/// The device-info file written for the delegate (upstream removes it on DEL too).
-pub(super) fn remove_device_info(d: &super::Delegate) {
-    let Some(path) = d
-        .capability_args
-        .get(super::netconf::capability::DEVICE_INFO_FILE)
-        .and_then(serde_json::Value::as_str)
-    else {
+/// Removes the device-info files written for the delegates (upstream removes them on DEL too),
+/// off the async workers. Best effort: a file that cannot be removed is only logged.
+pub(super) async fn remove_device_info(e: &Engine, delegates: &[super::Delegate]) {
+    let paths: Vec<String> = delegates
+        .iter()
+        .filter_map(|d| d.capability_args.get(capability::DEVICE_INFO_FILE))
+        .filter_map(|p| p.as_str().map(str::to_owned))
+        .collect();
+    if paths.is_empty() {
         return;
-    };
-    if let Err(e) = std::fs::remove_file(path)
-        && e.kind() != std::io::ErrorKind::NotFound
-    {
-        tracing::debug!(path = %path, error = %e, "device-info file not removed");
+    }
+    let removed = e.blocking_io("device-info removal", move || {
+        for path in &paths {
+            if let Err(e) = std::fs::remove_file(path)
+                && e.kind() != std::io::ErrorKind::NotFound
+            {
+                tracing::debug!(path = %path, error = %e, "device-info file not removed");
+            }
+        }
+    });
+    if let Err(err) = removed.await {
+        tracing::debug!(error = %err, "device-info files not removed");
     }
 }
 

@@ -75,6 +75,9 @@ pub enum ExecError {
         signal: i32,
         stderr: String,
     },
+    /// The blocking task looking the plugin up died.
+    #[error("internal error: plugin lookup task: {0}")]
+    Lookup(tokio::task::JoinError),
 }
 
 impl CniCode for ExecError {
@@ -87,7 +90,8 @@ impl CniCode for ExecError {
             | ExecError::Io { .. }
             | ExecError::Timeout { .. }
             | ExecError::Failed { .. }
-            | ExecError::Signaled { .. } => code::INTERNAL,
+            | ExecError::Signaled { .. }
+            | ExecError::Lookup(_) => code::INTERNAL,
         }
     }
 
@@ -145,27 +149,16 @@ impl Executor {
 
     /// `<dir>/<type>` for the first `:`-separated dir of `binDir` holding a regular file.
     pub fn find(&self, plugin: &str) -> Result<PathBuf, ExecError> {
-        if plugin.is_empty() || plugin.contains('/') || plugin == "." || plugin == ".." {
-            return Err(ExecError::InvalidType(plugin.to_owned()));
-        }
-        for dir in self.bin_dir.split(':').filter(|d| !d.is_empty()) {
-            let path = Path::new(dir).join(plugin);
-            if self.host_path(&path).is_file() {
-                return Ok(path);
-            }
-        }
-        Err(ExecError::NotFound {
-            plugin: plugin.to_owned(),
-            bin_dir: self.bin_dir.clone(),
-        })
+        find_in(&self.bin_dir, self.chroot.as_deref(), plugin)
     }
 
-    /// Where `path` (as the plugin sees it) is in the daemon's filesystem.
-    fn host_path(&self, path: &Path) -> PathBuf {
-        match &self.chroot {
-            Some(root) => root.join(path.strip_prefix("/").unwrap_or(path)),
-            None => path.to_owned(),
-        }
+    /// [`Executor::find`] off the async workers (it stats a file per `binDir` entry).
+    async fn find_blocking(&self, plugin: &str) -> Result<PathBuf, ExecError> {
+        let (bin_dir, chroot, plugin) =
+            (self.bin_dir.clone(), self.chroot.clone(), plugin.to_owned());
+        crate::engine::blocking(move || find_in(&bin_dir, chroot.as_deref(), &plugin))
+            .await
+            .map_err(ExecError::Lookup)?
     }
 
     /// Runs `plugin` with `stdin` as its config; returns its stdout on exit 0.
@@ -175,7 +168,7 @@ impl Executor {
         env: &ExecEnv<'_>,
         stdin: &[u8],
     ) -> Result<Vec<u8>, ExecError> {
-        let found = self.find(plugin);
+        let found = self.find_blocking(plugin).await;
         if let Some(m) = &self.metrics {
             m.plugin_lookup(plugin, found.is_ok());
         }
@@ -281,6 +274,30 @@ impl Executor {
                 seconds: self.timeout.as_secs(),
             }),
         }
+    }
+}
+
+fn find_in(bin_dir: &str, chroot: Option<&Path>, plugin: &str) -> Result<PathBuf, ExecError> {
+    if plugin.is_empty() || plugin.contains('/') || plugin == "." || plugin == ".." {
+        return Err(ExecError::InvalidType(plugin.to_owned()));
+    }
+    for dir in bin_dir.split(':').filter(|d| !d.is_empty()) {
+        let path = Path::new(dir).join(plugin);
+        if host_path(chroot, &path).is_file() {
+            return Ok(path);
+        }
+    }
+    Err(ExecError::NotFound {
+        plugin: plugin.to_owned(),
+        bin_dir: bin_dir.to_owned(),
+    })
+}
+
+/// Where `path` (as the plugin sees it) is in the daemon's filesystem.
+fn host_path(chroot: Option<&Path>, path: &Path) -> PathBuf {
+    match chroot {
+        Some(root) => root.join(path.strip_prefix("/").unwrap_or(path)),
+        None => path.to_owned(),
     }
 }
 

@@ -279,12 +279,27 @@ impl Engine {
         f: impl FnOnce(&Cache) -> Result<T, CacheError> + Send + 'static,
     ) -> Result<T, EngineError> {
         let cache = self.cache.clone();
-        tokio::task::spawn_blocking(move || f(&cache))
-            .await
-            .map_err(|source| EngineError::Task {
-                what: "cache",
-                source,
-            })?
+        self.blocking_io("cache", move || f(&cache))
+            .await?
             .map_err(EngineError::from)
     }
+
+    /// Runs other blocking file I/O (device-info files) off the async workers.
+    async fn blocking_io<T: Send + 'static>(
+        &self,
+        what: &'static str,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, EngineError> {
+        blocking(f)
+            .await
+            .map_err(|source| EngineError::Task { what, source })
+    }
+}
+
+/// The one way the engine touches files from async code: on tokio's blocking pool, never on an
+/// async worker (a slow disk or NFS confDir must not stall every other request).
+pub(crate) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, tokio::task::JoinError> {
+    tokio::task::spawn_blocking(f).await
 }

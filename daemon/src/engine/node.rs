@@ -18,7 +18,7 @@ use super::{CniCall, Delegate, Engine, EngineError};
 
 pub(super) async fn status(e: &Engine, call: CniCall) -> Result<(), EngineError> {
     if let Some(path) = &e.config.readiness_indicator_file
-        && !path.exists()
+        && !tokio::fs::try_exists(path).await.unwrap_or(false)
     {
         return Err(EngineError::Unavailable(format!(
             "readiness indicator file {} does not exist",

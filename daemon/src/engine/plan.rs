@@ -110,6 +110,12 @@ pub enum PlanError {
     /// Code 7: a configured feature multus-rs does not implement yet.
     #[error("{0} is not supported yet")]
     Unsupported(&'static str),
+    /// Code 999: the blocking task reading configs died.
+    #[error("internal error: {what} task: {source}")]
+    Task {
+        what: &'static str,
+        source: tokio::task::JoinError,
+    },
 }
 
 impl CniCode for PlanError {
@@ -129,6 +135,7 @@ impl CniCode for PlanError {
             | PlanError::Ecmp
             | PlanError::Devices { .. }
             | PlanError::Unsupported(_) => code::INVALID_NETWORK_CONFIG,
+            PlanError::Task { .. } => code::INTERNAL,
         }
     }
 }

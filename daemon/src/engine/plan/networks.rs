@@ -1,6 +1,6 @@
 //! Which networks a pod gets, in order: the cluster network (or the default-network
 //! annotation's), `defaultNetworks`, then the `k8s.v1.cni.cncf.io/networks` annotation's NADs.
-use std::path::Path;
+use std::path::PathBuf;
 
 use super::effective::Effective;
 use super::{PlanError, RESOURCE_NAME_ANNOTATION};
@@ -138,6 +138,27 @@ fn check_isolation(
     })
 }
 
+/// Runs a config load (files of confDir, a path) off the async workers.
+async fn load(
+    f: impl FnOnce() -> Result<NetConf, NetconfError> + Send + 'static,
+) -> Result<Result<NetConf, NetconfError>, PlanError> {
+    crate::engine::blocking(f)
+        .await
+        .map_err(|source| PlanError::Task {
+            what: "netconf",
+            source,
+        })
+}
+
+/// A NAD's config (its spec, or the confDir file it names), loaded off the async workers.
+async fn load_nad(
+    config: &Config,
+    nad: &NadInfo,
+) -> Result<Result<NetConf, NetconfError>, PlanError> {
+    let (nad, conf_dir) = (nad.clone(), config.conf_dir.clone());
+    load(move || netconf::from_nad(&nad, &conf_dir)).await
+}
+
 /// A selected NAD's delegate name and config (with the selection's `cni-args` merged in).
 async fn nad_delegate(
     config: &Config,
@@ -151,8 +172,9 @@ async fn nad_delegate(
             name: sel.name.clone(),
         })?;
     let name = format!("{}/{}", nad.namespace, nad.name);
-    let mut net =
-        netconf::from_nad(&nad, &config.conf_dir).map_err(|source| PlanError::Netconf {
+    let mut net = load_nad(config, &nad)
+        .await?
+        .map_err(|source| PlanError::Netconf {
             context: format!("getKubernetesDelegate {name}"),
             source,
         })?;
@@ -204,12 +226,14 @@ pub(super) async fn resolve_value(
         Ok(Resolved::file(name.to_owned(), net))
     };
     if value.contains('/') {
-        return from_file(netconf::from_path(Path::new(value)));
+        let path = PathBuf::from(value);
+        return from_file(load(move || netconf::from_path(&path)).await?);
     }
     match lookup_nad(source, ns, value).await? {
         Some(nad) => {
-            let net =
-                netconf::from_nad(&nad, &config.conf_dir).map_err(|source| PlanError::Netconf {
+            let net = load_nad(config, &nad)
+                .await?
+                .map_err(|source| PlanError::Netconf {
                     context: context(),
                     source,
                 })?;
@@ -219,6 +243,9 @@ pub(super) async fn resolve_value(
                 resource: resource_name(&nad),
             })
         }
-        None => from_file(netconf::from_conf_dir(value, &config.conf_dir)),
+        None => {
+            let (network, conf_dir) = (value.to_owned(), config.conf_dir.clone());
+            from_file(load(move || netconf::from_conf_dir(&network, &conf_dir)).await?)
+        }
     }
 }
