@@ -174,3 +174,24 @@ fn reads_upstream_scratch_format() {
     );
     assert!(rec.delegates.iter().all(|e| e.state == State::Added));
 }
+
+#[test]
+fn a_record_written_before_typed_configs_reads_and_writes_back_byte_for_byte() {
+    // The layout of a record from the build that kept configs as untyped JSON: key order of
+    // each config as the NAD gave it (`type` first, `name` injected last).
+    let old = concat!(
+        r#"{"schemaVersion":1,"containerId":"c1","netns":"/run/netns/x","ifname":"eth0","resultVersion":"1.0.0","delegates":["#,
+        r#"{"delegate":{"name":"cluster","ifname":"eth0","config":{"cniVersion":"1.0.0","name":"cluster","plugins":[{"type":"bridge","bridge":"cni0","ipam":{"type":"host-local"}},{"capabilities":{"portMappings":true},"type":"portmap"}]},"capabilityArgs":{},"cniArgs":"IgnoreUnknown=true","isDefault":true},"state":"added","result":{"cniVersion":"1.0.0"}},"#,
+        r#"{"delegate":{"name":"ns/mv","ifname":"net1","config":{"type":"macvlan","master":"eth0","cniVersion":"0.3.1","args":{"cni":{"k":"v"}},"name":"mv","deviceID":"0000:03:02.1"},"capabilityArgs":{"CNIDeviceInfoFile":"/x"},"cniArgs":"","isDefault":false,"defaultRoute":["10.1.1.1"]},"state":"planned"}"#,
+        r#"]}"#
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = Cache::new(tmp.path());
+    std::fs::write(tmp.path().join("c1"), old).unwrap();
+    let Loaded::Found(rec) = cache.read("c1", "eth0", &CniArgs::default()).unwrap() else {
+        panic!("not read")
+    };
+    assert_eq!(rec.delegates[1].delegate.config.first_type(), "macvlan");
+    cache.write(&rec).unwrap();
+    assert_eq!(std::fs::read_to_string(tmp.path().join("c1")).unwrap(), old);
+}
