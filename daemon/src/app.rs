@@ -7,6 +7,7 @@ use std::time::Duration;
 use tokio::net::UnixListener;
 use tokio::task::AbortHandle;
 
+use crate::autoconf::{AutoconfError, ConfigWriter};
 use crate::config::Config;
 use crate::engine::{Engine, EngineError};
 use crate::kubelet::Kubelet;
@@ -33,6 +34,18 @@ pub enum AppError {
     Server(#[from] ServerError),
     #[error("metrics listener: {0}")]
     Metrics(#[from] ListenerError),
+    #[error("multus CNI config: {0}")]
+    Autoconf(#[from] AutoconfError),
+}
+
+impl AppError {
+    /// The process exit code: upstream's for the CNI config manager, 3 for everything else.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Self::Autoconf(e) => e.exit_code(),
+            _ => 3,
+        }
+    }
 }
 
 /// A daemon ready to serve: everything bound, nothing accepted yet.
@@ -43,6 +56,7 @@ pub struct App {
     grace: Duration,
     layers: Layers,
     metrics_task: Option<AbortHandle>,
+    config_writer: Option<Arc<ConfigWriter>>,
 }
 
 impl App {
@@ -81,11 +95,20 @@ impl App {
             grace: server::SHUTDOWN_GRACE,
             layers,
             metrics_task,
+            config_writer: None,
         })
     }
 
-    /// Serves until `shutdown` resolves, drains, then removes the socket file. CNI config files
-    /// are never touched (upstream deletes 00-multus.conf here, leaving pods without networks).
+    /// Keeps the multus CNI config (`multusConfigFile`) while serving.
+    pub fn with_config_writer(mut self, writer: Option<ConfigWriter>) -> Self {
+        self.config_writer = writer.map(Arc::new);
+        self
+    }
+
+    /// Serves until `shutdown` resolves, drains, then removes the socket file. The multus CNI
+    /// config is written once the server runs (upstream writes it after its API answers) and
+    /// is kept at exit unless `cleanupConfigOnExit` (upstream deletes it, leaving pods created
+    /// during a restart without their networks).
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), AppError> {
         let Self {
             engine,
@@ -94,15 +117,32 @@ impl App {
             grace,
             layers,
             metrics_task,
+            config_writer,
         } = self;
-        let result =
-            server::serve(CniService::new(engine), listener, layers, shutdown, grace).await;
+        let serving = server::serve(CniService::new(engine), listener, layers, shutdown, grace);
+        let result = match &config_writer {
+            None => serving.await.map_err(AppError::from),
+            Some(writer) => {
+                tokio::pin!(serving);
+                // Biased: the server is polled first, so its accept loop runs before the config
+                // that sends the runtime to it exists. The writer only returns when its first
+                // generation failed (upstream exits then too).
+                tokio::select! {
+                    biased;
+                    result = &mut serving => result.map_err(AppError::from),
+                    e = Arc::clone(writer).run() => Err(AppError::from(e)),
+                }
+            }
+        };
+        if let Some(writer) = &config_writer {
+            writer.on_exit();
+        }
         drop(socket);
         if let Some(task) = metrics_task {
             task.abort();
         }
         tracing::info!("multus-daemon stopped");
-        Ok(result?)
+        result
     }
 }
 

@@ -56,6 +56,10 @@ pub struct Config {
     /// ADD/STATUS/GC wait for this file to exist.
     #[serde(rename = "readinessindicatorfile")]
     pub readiness_indicator_file: Option<PathBuf>,
+    /// multus-rs: remove the multus CNI config this daemon wrote when it stops (upstream always
+    /// does). Off by default, so pods created while the daemon restarts are retried (code 11)
+    /// instead of silently getting only the primary network.
+    pub cleanup_config_on_exit: bool,
 
     // === request-time keys (pkg/types NetConf) ===
     /// Directory of network config files (NADs with an empty spec, network names).
@@ -216,6 +220,7 @@ impl Default for Config {
             force_cni_version: false,
             override_network_name: false,
             readiness_indicator_file: None,
+            cleanup_config_on_exit: false,
             conf_dir: constants::DEFAULT_CONF_DIR.into(),
             cni_dir: constants::DEFAULT_CNI_DIR.into(),
             bin_dir: constants::DEFAULT_BIN_DIR.into(),

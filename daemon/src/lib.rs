@@ -2,6 +2,7 @@
 //! pod/NAD sources and the gRPC server. `main.rs` is a thin wrapper around it.
 
 pub mod app;
+pub mod autoconf;
 pub mod caps;
 pub mod config;
 pub mod engine;

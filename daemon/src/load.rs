@@ -36,7 +36,7 @@ pub enum LoadError {
 }
 
 /// The canonical spelling of every key `Config` knows (its serialized default's keys).
-fn known_keys() -> Vec<String> {
+pub fn known_keys() -> Vec<String> {
     match serde_json::to_value(Config::default()) {
         Ok(Value::Object(map)) => map.keys().cloned().collect(),
         _ => Vec::new(),
@@ -97,6 +97,11 @@ pub fn load(
     path: &Path,
     vars: impl IntoIterator<Item = (String, String)>,
 ) -> Result<Config, LoadError> {
+    from_layers(read_object(path)?, vars)
+}
+
+/// The daemon config file as the JSON object it holds, keys as written.
+pub fn read_object(path: &Path) -> Result<Map<String, Value>, LoadError> {
     let bytes = std::fs::read(path).map_err(|source| LoadError::ReadFile {
         path: path.to_owned(),
         source,
@@ -105,12 +110,12 @@ pub fn load(
         path: path.to_owned(),
         source,
     })?;
-    let Value::Object(file) = value else {
-        return Err(LoadError::NotAnObject {
+    match value {
+        Value::Object(file) => Ok(file),
+        _ => Err(LoadError::NotAnObject {
             path: path.to_owned(),
-        });
-    };
-    from_layers(file, vars)
+        }),
+    }
 }
 
 /// Merges a parsed file object and the environment (environment wins).
@@ -173,16 +178,6 @@ pub fn unimplemented_keys(c: &Config) -> Vec<(&'static str, &'static str)> {
         }
     };
     note(
-        c.multus_config_file == "auto",
-        "multusConfigFile",
-        "auto generation of 00-multus.conf is not implemented: install the multus CNI config yourself",
-    );
-    note(
-        c.multus_config_file != "auto",
-        "multusConfigFile",
-        "copying the file into cniConfigDir is not implemented: install it yourself",
-    );
-    note(
         c.enable_pprof == Some(true),
         "enablePprof",
         "there is no Go profiler to serve",
@@ -196,16 +191,6 @@ pub fn unimplemented_keys(c: &Config) -> Vec<(&'static str, &'static str)> {
         c.auxiliary_cni_chain_name.is_some(),
         "auxiliaryCNIChainName",
         "auxiliary chains are not implemented: requests using them fail",
-    );
-    note(
-        c.multus_autoconfig_dir.is_some() || c.multus_master_cni.is_some(),
-        "multusAutoconfigDir/multusMasterCNI",
-        "only used by config generation, which is not implemented",
-    );
-    note(
-        c.force_cni_version || c.override_network_name,
-        "forceCNIVersion/overrideNetworkName",
-        "only used by config generation, which is not implemented",
     );
     out
 }

@@ -3,8 +3,10 @@
 use std::path::Path;
 use std::process::ExitCode;
 
+use multus_daemon::app::{App, AppError};
+use multus_daemon::autoconf::ConfigWriter;
 use multus_daemon::telemetry::{self, Telemetry};
-use multus_daemon::{app::App, caps, config::Config, load, signal::Shutdown};
+use multus_daemon::{caps, config::Config, load, signal::Shutdown};
 
 fn fail(code: u8, e: impl std::fmt::Display) -> ExitCode {
     eprintln!("multus-daemon: {e}");
@@ -49,16 +51,22 @@ fn main() -> ExitCode {
             Err(e) => return fail(1, e),
         }
     };
+    // upstream reads the file again for the generator: which keys are present matters there.
+    let writer = match ConfigWriter::plan(&config_path, &config, std::env::vars()) {
+        Ok(w) => w,
+        Err(e) => return fail(e.exit_code(), e),
+    };
     // Without this the reason would be only in the log file when stderr logging is off.
     let file_only = config.log_file.is_some() && !config.log_to_stderr;
-    match serve(&runtime, config) {
+    match serve(&runtime, config, writer) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %e, "multus-daemon failed");
+            let code = e.downcast_ref::<AppError>().map_or(3, AppError::exit_code);
             if file_only {
-                fail(3, e)
+                fail(code, e)
             } else {
-                ExitCode::from(3)
+                ExitCode::from(code)
             }
         }
     }
@@ -76,10 +84,14 @@ fn setup(path: &Path, config: &Config, caps: &caps::Report) -> anyhow::Result<Te
     Ok(telemetry)
 }
 
-fn serve(runtime: &tokio::runtime::Runtime, config: Config) -> anyhow::Result<()> {
+fn serve(
+    runtime: &tokio::runtime::Runtime,
+    config: Config,
+    writer: Option<ConfigWriter>,
+) -> anyhow::Result<()> {
     runtime.block_on(async {
         let shutdown = Shutdown::install()?;
-        let app = App::build(config).await?;
+        let app = App::build(config).await?.with_config_writer(writer);
         app.run(async { tracing::info!(signal = shutdown.recv().await, "shutting down") })
             .await?;
         Ok(())
