@@ -233,18 +233,17 @@ impl ConfigWriter {
         }
     }
 
+    /// Events on our own output (and its temp files) are no reason to look again.
     fn ignore(&self) -> Arc<watch::Ignore> {
-        let name = self
-            .output
-            .file_name()
-            .unwrap_or_default()
-            .to_string_lossy()
-            .into_owned();
+        let output = self.output.clone();
+        let dir = parent_of(&output.to_string_lossy());
+        let name = output.file_name().unwrap_or_default().to_string_lossy();
         let temp = format!(".{name}.");
         Arc::new(move |p: &Path| {
-            p.file_name()
-                .map(|f| f.to_string_lossy())
-                .is_some_and(|f| f == name || f.starts_with(&temp))
+            p == output
+                || (p.parent() == Some(dir.as_path())
+                    && p.file_name()
+                        .is_some_and(|f| f.to_string_lossy().starts_with(&temp)))
         })
     }
 
