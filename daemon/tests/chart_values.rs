@@ -311,6 +311,8 @@ fn helm_lint_run_sees_template_failures() {
         json!({"daemonConfig": {"delegateConcurrency": 0}}),
         json!({"daemonConfig": {"binDir": "/usr/libexec/cni"}}),
         json!({"serviceMonitor": {"enabled": true}}),
+        // A static 00-multus.conf names no primary without clusterNetwork.
+        json!({"multusConf": {"static": true}}),
     ];
     for over in bad {
         let mut values = yaml(&values_text());

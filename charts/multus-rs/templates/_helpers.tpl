@@ -73,7 +73,10 @@ limits:
 {{- end }}
 
 {{/*
-daemon-config.json: daemonConfig without its null keys, plus the keys set from metrics/otlp.
+daemon-config.json: daemonConfig without its null keys, plus the keys set from metrics/otlp, and
+what 00-multus.conf needs: in auto mode the search dir (cniConfigDir), cniVersion and extra
+capabilities from multusConf, and always daemonSocketDir (the host path the shim connects to);
+with multusConf.static the daemon keeps the chart's file in place instead of generating one.
 */}}
 {{- define "multus-rs.daemonConfig" -}}
 {{- $cfg := dict }}
@@ -82,6 +85,21 @@ daemon-config.json: daemonConfig without its null keys, plus the keys set from m
 {{- $_ := set $cfg $k $v }}
 {{- end }}
 {{- end }}
+{{- $conf := .Values.multusConf }}
+{{- if $conf.static }}
+{{- $_ := set $cfg "multusConfigFile" (printf "/etc/multus-rs/%s" $conf.fileName) }}
+{{- else if eq (toString $cfg.multusConfigFile) "auto" }}
+{{- if not (hasKey $cfg "multusAutoconfigDir") }}
+{{- $_ := set $cfg "multusAutoconfigDir" $cfg.cniConfigDir }}
+{{- end }}
+{{- if not (hasKey $cfg "cniVersion") }}
+{{- $_ := set $cfg "cniVersion" $conf.cniVersion }}
+{{- end }}
+{{- with $conf.capabilities }}
+{{- $_ := set $cfg "capabilities" . }}
+{{- end }}
+{{- end }}
+{{- $_ := set $cfg "daemonSocketDir" .Values.hostPaths.socketDir }}
 {{- with .Values.metrics.port }}
 {{- $_ := set $cfg "metricsPort" (int .) }}
 {{- end }}
