@@ -51,7 +51,9 @@ pub enum AutoconfError {
         "failed to create the configuration manager for the primary CNI plugin: failed to find the cluster master CNI plugin: {0}"
     )]
     NoPrimary(String),
-    #[error("cannot specify {0} to prevent recursive config load")]
+    #[error(
+        "failed to create the configuration manager for the primary CNI plugin: cannot specify {0} to prevent recursive config load"
+    )]
     Recursive(String),
     #[error("failed to create the configuration manager for the primary CNI plugin: {0}")]
     Generate(#[from] GenerateError),
@@ -332,7 +334,8 @@ impl ConfigWriter {
         let outcome = put(&self.output, bytes, mode)?;
         let mut state = self.lock();
         if outcome == Outcome::Written {
-            tracing::info!(file = %self.output.display(), primary = ?state.primary, bytes = bytes.len(), "multus CNI config written");
+            let content = String::from_utf8_lossy(bytes);
+            tracing::info!(file = %self.output.display(), primary = ?state.primary, %content, "multus CNI config written");
         }
         state.written = Some(bytes.to_vec());
         Ok(())
