@@ -304,6 +304,11 @@ impl ConfigWriter {
             }
             Source::Copy(src) => copy_source(src)?,
         };
+        // Unchanged inputs leave the file alone, even when someone removed it: that is how an
+        // operator takes a node off multus before uninstalling (NOTES.txt).
+        if self.lock().written.as_deref() == Some(&bytes[..]) {
+            return Ok(());
+        }
         self.put(&bytes)
             .map_err(|e| format!("writing {}: {e}", self.output.display()))
     }

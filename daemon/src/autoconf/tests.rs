@@ -458,13 +458,16 @@ async fn exit_keeps_the_file_unless_cleanup_is_asked_and_only_removes_our_own() 
     keep.on_exit();
     assert!(out.exists());
 
-    let w = writer(
-        d,
-        &json!({
-            "cniVersion": "1.0.0", "multusAutoconfigDir": d, "cniConfigDir": d,
-            "cleanupConfigOnExit": true
-        }),
-    );
+    let cleanup = json!({
+        "cniVersion": "1.0.0", "multusAutoconfigDir": d, "cniConfigDir": d,
+        "cleanupConfigOnExit": true
+    });
+    let w = writer(d, &cleanup);
+    w.first().await.unwrap();
+    w.on_exit();
+    assert!(!out.exists(), "cleanupConfigOnExit removes our own file");
+
+    let w = writer(d, &cleanup);
     w.first().await.unwrap();
     fs::write(&out, "{\"written\":\"by someone else\"}").unwrap();
     w.on_exit();
@@ -472,9 +475,41 @@ async fn exit_keeps_the_file_unless_cleanup_is_asked_and_only_removes_our_own() 
         out.exists(),
         "a file this daemon did not write is left alone"
     );
+}
+
+#[tokio::test]
+async fn a_removed_file_is_not_recreated_until_the_primary_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    fs::write(d.join("10-a.conf"), primary_conf("a", json!({}))).unwrap();
+    let out = d.join("00-multus.conf");
+    let w = auto_writer(d).await;
+    fs::remove_file(&out).unwrap();
     w.refresh_now().unwrap();
-    w.on_exit();
-    assert!(!out.exists());
+    assert!(!out.exists(), "an operator's removal is respected");
+    fs::write(d.join("10-a.conf"), primary_conf("a", json!({"mac": true}))).unwrap();
+    w.refresh_now().unwrap();
+    assert!(text(&out).contains("mac"));
+}
+
+#[tokio::test]
+async fn the_output_as_primary_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    fs::write(d.join("00-multus.conf"), primary_conf("a", json!({}))).unwrap();
+    let w = writer(
+        d,
+        &json!({
+            "cniVersion": "1.0.0", "multusAutoconfigDir": d, "cniConfigDir": d,
+            "multusMasterCNI": "00-multus.conf"
+        }),
+    );
+    let err = w.first().await.unwrap_err();
+    assert!(
+        err.to_string().contains("to prevent recursive config load"),
+        "{err}"
+    );
+    assert_eq!(err.exit_code(), 2);
 }
 
 #[tokio::test]
