@@ -109,6 +109,8 @@ struct State {
     /// The bytes last put in place (or found already in place) by this daemon.
     written: Option<Vec<u8>>,
     primary: Option<String>,
+    /// Why the last refresh kept the file, so a lasting failure is logged once, not every resync.
+    failure: Option<String>,
 }
 
 /// The daemon-config file as written plus the `MULTUS_` environment, as JSON entries in order
@@ -279,12 +281,24 @@ impl ConfigWriter {
 
     /// Regenerates (or copies) and writes when the bytes changed; any failure keeps the file.
     async fn refresh(self: &Arc<Self>) {
-        match self.blocking(|w| w.refresh_now()).await {
-            Ok(Ok(())) => {}
-            Ok(Err(reason)) => {
-                tracing::warn!(file = %self.output.display(), reason = %reason, "keeping the last good multus CNI config")
+        let outcome = match self.blocking(|w| w.refresh_now()).await {
+            Ok(outcome) => outcome,
+            Err(e) => Err(format!("the refresh task failed: {e}")),
+        };
+        let mut state = self.lock();
+        match outcome {
+            Ok(()) => {
+                if state.failure.take().is_some() {
+                    tracing::info!(file = %self.output.display(), "multus CNI config inputs load again");
+                }
             }
-            Err(e) => tracing::warn!(error = %e, "multus CNI config refresh did not run"),
+            Err(reason) if state.failure.as_deref() == Some(&reason) => {
+                tracing::debug!(file = %self.output.display(), %reason, "still keeping the last good multus CNI config");
+            }
+            Err(reason) => {
+                tracing::warn!(file = %self.output.display(), %reason, "keeping the last good multus CNI config");
+                state.failure = Some(reason);
+            }
         }
     }
 
