@@ -263,3 +263,40 @@ fn d1_a_multus_config_file_path_is_copied_and_followed() {
     wait_for_log(&cluster, "keeping the last good multus CNI config", 1);
     assert_eq!(fs::read_to_string(&copy).unwrap(), shim_conf("1.1.0"));
 }
+
+#[test]
+fn d1_upstream_configmap_with_flannel_portmap_gives_upstreams_bytes() {
+    // upstream's shipped daemon-config (deployments/multus-daemonset-thick.yml), its /host paths
+    // pointed at test dirs, standalone so no API server is needed; the primary is kube-flannel's
+    // cni-conf.json (flannel + portmap).
+    let layout = multus_e2e::daemon::Layout::new().unwrap();
+    let net_d = layout.dir("net.d");
+    let flannel = json!({
+        "name": "cbr0", "cniVersion": "0.3.1",
+        "plugins": [
+            {"type": "flannel", "delegate": {"hairpinMode": true, "isDefaultGateway": true}},
+            {"type": "portmap", "capabilities": {"portMappings": true}}
+        ]
+    });
+    fs::write(net_d.join("10-flannel.conflist"), flannel.to_string()).unwrap();
+    let config = json!({
+        "chrootDir": "/hostroot", "cniVersion": "0.3.1", "logLevel": "verbose",
+        "logToStderr": true, "cniConfigDir": net_d, "multusAutoconfigDir": net_d,
+        "multusConfigFile": "auto", "socketDir": format!("{}/", layout.dir("sock").display()),
+        "clusterStateDir": layout.dir("state")
+    });
+    let node = Netns::new("mrsnode").unwrap();
+    let daemon =
+        multus_e2e::daemon::Daemon::start(&node, &layout, config.as_object().unwrap()).unwrap();
+    let out = net_d.join("00-multus.conf");
+    let deadline = Instant::now() + FOLLOW;
+    while fs::read(&out).map_or(true, |b| b.is_empty()) {
+        assert!(Instant::now() < deadline, "{}", daemon.log_text());
+        thread::sleep(Duration::from_millis(50));
+    }
+    let want = format!(
+        r#"{{"capabilities":{{"portMappings":true}},"cniVersion":"0.3.1","logLevel":"verbose","logToStderr":true,"name":"multus-cni-network","clusterNetwork":"{}/10-flannel.conflist","type":"multus-shim"}}"#,
+        net_d.display()
+    );
+    assert_eq!(fs::read_to_string(&out).unwrap(), want);
+}
