@@ -140,7 +140,9 @@ impl ConfigWriter {
         config: &Config,
         vars: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Option<Self>, AutoconfError> {
-        let (source, output) = if config.multus_config_file == "auto" {
+        // An empty string means unset, as everywhere in upstream's config: upstream's default.
+        let auto = matches!(config.multus_config_file.as_str(), "auto" | "");
+        let (source, output) = if auto {
             let Some(dir) = non_empty(config.multus_autoconfig_dir.as_deref()) else {
                 // Upstream exits 2 here (it lists ""); a daemon-config that never asked for
                 // generation keeps working, and the operator is told.
@@ -168,7 +170,10 @@ impl ConfigWriter {
             )
         } else {
             let src = PathBuf::from(&config.multus_config_file);
-            let name = src.file_name().unwrap_or_default();
+            let Some(name) = src.file_name() else {
+                tracing::warn!(key = "multusConfigFile", path = %src.display(), "multusConfigFile names no file: nothing is copied");
+                return Ok(None);
+            };
             let output = config.cni_config_dir.join(name);
             (Source::Copy(src), output)
         };

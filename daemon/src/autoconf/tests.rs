@@ -555,6 +555,25 @@ fn auto_without_an_autoconfig_dir_writes_nothing() {
 }
 
 #[test]
+fn an_empty_multus_config_file_is_auto_and_a_path_without_a_file_copies_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let w = writer(
+        d,
+        &json!({"multusConfigFile": "", "multusAutoconfigDir": d, "cniConfigDir": d}),
+    );
+    assert!(matches!(w.source, Source::Generate(_)));
+    let file = d.join("d.json");
+    fs::write(&file, r#"{"multusConfigFile": "/"}"#).unwrap();
+    let config = load::load(&file, Vec::new()).unwrap();
+    assert!(
+        ConfigWriter::plan(&file, &config, Vec::new())
+            .unwrap()
+            .is_none()
+    );
+}
+
+#[test]
 fn environment_overrides_reach_the_generated_file() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("d.json");
