@@ -112,3 +112,49 @@ impl DirWatch {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn ignoring(name: &'static str) -> std::sync::Arc<Ignore> {
+        std::sync::Arc::new(move |p: &Path| p.file_name().is_some_and(|f| f == name))
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_write_wakes_once_settled_and_ignored_paths_do_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = DirWatch::new(dir.path().to_owned(), ignoring("00-multus.conf"));
+        std::fs::write(dir.path().join("00-multus.conf"), "{}").unwrap();
+        let quiet = tokio::time::timeout(Duration::from_secs(1), w.changed()).await;
+        assert!(quiet.is_err(), "an ignored path woke the watch");
+
+        let started = Instant::now();
+        for i in 0..5 {
+            std::fs::write(dir.path().join("10-a.conf"), format!("{{\"i\":{i}}}")).unwrap();
+        }
+        tokio::time::timeout(Duration::from_secs(5), w.changed())
+            .await
+            .expect("a write wakes the watch");
+        assert!(started.elapsed() >= SETTLE, "woke before the burst settled");
+        // The burst was one wake-up.
+        let again = tokio::time::timeout(Duration::from_millis(500), w.changed()).await;
+        assert!(again.is_err(), "one burst woke the watch twice");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_directory_that_appears_later_is_watched_after_a_resync() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("net.d");
+        let mut w = DirWatch::new(dir.clone(), ignoring("none"));
+        assert!(w.watcher.is_none());
+        std::fs::create_dir(&dir).unwrap();
+        w.ensure_watch();
+        assert!(w.watcher.is_some());
+        std::fs::write(dir.join("10-a.conf"), "{}").unwrap();
+        tokio::time::timeout(Duration::from_secs(5), w.changed())
+            .await
+            .expect("a write wakes the watch");
+    }
+}
