@@ -88,7 +88,7 @@ with multusConf.static the daemon keeps the chart's file in place instead of gen
 {{- $conf := .Values.multusConf }}
 {{- if $conf.static }}
 {{- $_ := set $cfg "multusConfigFile" (printf "/etc/multus-rs/%s" $conf.fileName) }}
-{{- else if eq (toString $cfg.multusConfigFile) "auto" }}
+{{- else if has (toString $cfg.multusConfigFile) (list "auto" "") }}
 {{- if not (hasKey $cfg "multusAutoconfigDir") }}
 {{- $_ := set $cfg "multusAutoconfigDir" $cfg.cniConfigDir }}
 {{- end }}
