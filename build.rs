@@ -23,5 +23,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build_server(true)
         .build_client(true)
         .compile_fds(protox::compile([kubelet], ["proto"])?)?;
+    // The CRI v1 API (k8s.io/cri-api), client only: the e2e suite drives containerd with it as
+    // the kubelet does. Behind the `cri` feature so the shim and daemon builds never compile it;
+    // kept out of the reflection descriptor set too.
+    if env::var_os("CARGO_FEATURE_CRI").is_some() {
+        let cri = "proto/k8s/cri/v1/api.proto";
+        println!("cargo:rerun-if-changed={cri}");
+        tonic_prost_build::configure()
+            .build_server(false)
+            .build_client(true)
+            .compile_fds(protox::compile([cri], ["proto"])?)?;
+    }
     Ok(())
 }

@@ -16,6 +16,16 @@ pub mod podresources {
     }
 }
 
+/// Generated client for the Container Runtime Interface v1 (`proto/k8s/cri/v1/api.proto`, package
+/// `runtime.v1`), vendored from k8s.io/cri-api; only with the `cri` feature (the e2e suite).
+#[cfg(feature = "cri")]
+pub mod cri {
+    pub mod v1 {
+        #![allow(clippy::all, clippy::pedantic, missing_docs)]
+        tonic::include_proto!("runtime.v1");
+    }
+}
+
 /// The protocol version this build speaks (see the compatibility rule in the proto file).
 pub const PROTOCOL_VERSION: u32 = 1;
 
