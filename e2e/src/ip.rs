@@ -34,7 +34,29 @@ pub fn ip_json(args: &[&str]) -> Result<Value> {
 
 /// Interface name -> IPv4/IPv6 addresses (`a.b.c.d/len`) in namespace `ns`, loopback excluded.
 pub fn addresses(ns: &str) -> Result<Vec<(String, Vec<String>)>> {
-    let v = ip_json(&["-n", ns, "addr"])?;
+    Ok(parse_addresses(&ip_json(&["-n", ns, "addr"])?))
+}
+
+/// As [`addresses`], for a namespace known by its path only (one a runtime bind-mounted where it
+/// likes, not under /var/run/netns), entered with `nsenter`.
+pub fn addresses_at(netns: &std::path::Path) -> Result<Vec<(String, Vec<String>)>> {
+    let out = Command::new("nsenter")
+        .arg(format!("--net={}", netns.display()))
+        .args(["ip", "-j", "addr"])
+        .output()
+        .context("running nsenter")?;
+    if !out.status.success() {
+        bail!(
+            "nsenter --net={} ip -j addr: {}",
+            netns.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    let v = serde_json::from_slice(&out.stdout).context("ip -j addr: not JSON")?;
+    Ok(parse_addresses(&v))
+}
+
+fn parse_addresses(v: &Value) -> Vec<(String, Vec<String>)> {
     let mut out = Vec::new();
     for link in v.as_array().into_iter().flatten() {
         let name = link["ifname"].as_str().unwrap_or_default().to_owned();
@@ -56,7 +78,7 @@ pub fn addresses(ns: &str) -> Result<Vec<(String, Vec<String>)>> {
             .collect();
         out.push((name, addrs));
     }
-    Ok(out)
+    out
 }
 
 /// The names of the links in namespace `ns`, loopback excluded.

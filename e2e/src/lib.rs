@@ -6,9 +6,11 @@
 
 pub mod apiserver;
 pub mod bins;
+pub mod containerd;
 pub mod daemon;
 pub mod ip;
 pub mod netns;
+pub mod oci;
 pub mod scenario;
 pub mod shim;
 
