@@ -87,6 +87,25 @@ impl CniSetup {
     }
 }
 
+impl CniSetup {
+    /// No multus: `conflist` (e.g. the cluster's bridge conflist) called by containerd itself,
+    /// with the reference plugins it names and `loopback`.
+    pub fn direct(conflist: &Value, plugins: &[&str]) -> Self {
+        let mut names: Vec<&str> = plugins.to_vec();
+        names.push("loopback");
+        Self {
+            confs: vec![(
+                "10-direct.conflist".into(),
+                conflist.to_string().into_bytes(),
+            )],
+            plugins: names
+                .into_iter()
+                .map(|n| (n.to_string(), Path::new(crate::CNI_BIN_DIR).join(n)))
+                .collect(),
+        }
+    }
+}
+
 /// A running containerd and a CRI client connected to it.
 pub struct Containerd {
     child: Option<Child>,
@@ -125,6 +144,14 @@ impl Containerd {
     /// Starts containerd over `cni`, waits until CRI reports the runtime and the network ready,
     /// and imports the pause image.
     pub fn start(cni: &CniSetup) -> Result<Self> {
+        Self::start_in(cni, None)
+    }
+
+    /// As [`Containerd::start`], with containerd (and so every CNI plugin it runs itself) in the
+    /// network namespace `netns` rather than the host's: for conflists that create links on the
+    /// "node" (a bridge called directly). Only the network namespace changes (`nsenter --net`),
+    /// so the sandboxes' namespace mounts stay visible to this process.
+    pub fn start_in(cni: &CniSetup, netns: Option<&crate::netns::Netns>) -> Result<Self> {
         require_tools()?;
         let dir = tempfile::Builder::new().prefix("multus-ctrd-").tempdir()?;
         for d in ["root", "state", "net.d", "bin", "pods", "opt"] {
@@ -141,7 +168,15 @@ impl Containerd {
         let config = dir.path().join("config.toml");
         fs::write(&config, config_toml(dir.path()))?;
         let log = fs::File::create(dir.path().join("containerd.log"))?;
-        let child = Command::new("containerd")
+        let mut cmd = match netns {
+            Some(ns) => {
+                let mut c = Command::new("nsenter");
+                c.arg(format!("--net={}", ns.path())).arg("containerd");
+                c
+            }
+            None => Command::new("containerd"),
+        };
+        let child = cmd
             .arg("--config")
             .arg(&config)
             .stdin(Stdio::null())

@@ -1,12 +1,15 @@
 //! On-demand benchmark (not part of the test suite): the shim's size, its VERSION exec time next
 //! to a Go reference plugin's, and a pod's ADD+DEL through shim → daemon → delegates next to the
 //! same delegates exec'd directly the way a runtime would. Rounds alternate between the two
-//! sides so machine noise hits both alike; the report gives medians and their ratio.
+//! sides so machine noise hits both alike; the report gives medians and their ratio. Last, a
+//! real containerd's `RunPodSandbox` (CRI v1) with multus as its CNI config next to a containerd
+//! calling the same bridge conflist itself.
 //!
 //! `cargo run --release -p multus-e2e --bin bench [-- ROUNDS]` (as root).
 #![allow(clippy::print_stdout)]
 
 use std::{
+    collections::HashMap,
     fs,
     io::Write,
     process::{Command, Stdio},
@@ -16,8 +19,10 @@ use std::{
 use anyhow::{Context, Result, ensure};
 use multus_e2e::{
     CNI_BIN_DIR, bins,
+    containerd::{CniSetup, Containerd},
+    daemon::Layout,
     netns::Netns,
-    scenario::{Cluster, host_local, nad, pod},
+    scenario::{Cluster, bridge_conflist, host_local, nad, pod},
 };
 use serde_json::{Value, json};
 
@@ -47,7 +52,54 @@ fn main() -> Result<()> {
         &via_shim,
         &direct,
     );
+
+    let (with_multus, without) = run_pod_sandbox(rounds)?;
+    report(
+        "containerd RunPodSandbox (cluster network bridge+tuning): with multus vs bridge conflist called by containerd",
+        &with_multus,
+        &without,
+    );
     Ok(())
+}
+
+/// Alternating `RunPodSandbox` calls on two containerds, each in a node namespace of its own:
+/// one whose CNI config is multus (shim -> daemon -> the cluster conflist), one calling the
+/// cluster conflist itself. Only RunPodSandbox is timed; each sandbox is stopped and removed
+/// before the next round.
+fn run_pod_sandbox(rounds: usize) -> Result<(Vec<Duration>, Vec<Duration>)> {
+    let layout = Layout::new()?;
+    let multus_node = Netns::new("mrscm")?;
+    let with = Containerd::start_in(&CniSetup::multus(&layout.dir("sock"))?, Some(&multus_node))?;
+    let cluster = Cluster::start_on(multus_node, layout, &[], |_| {})?;
+    cluster
+        .layout
+        .put_manifest("pod.json", &pod("default", "bench", "uid-bench", ""))?;
+
+    let direct_layout = Layout::new()?;
+    let direct_node = Netns::new("mrscd")?;
+    let conflist = bridge_conflist(&direct_layout, &multus_e2e::unique("mrscb"), "10.88.0.0/24");
+    let plugins = ["bridge", "host-local", "tuning"];
+    let without = Containerd::start_in(&CniSetup::direct(&conflist, &plugins), Some(&direct_node))?;
+
+    let (mut with_times, mut without_times) = (Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        for (containerd, times) in [(&with, &mut with_times), (&without, &mut without_times)] {
+            let config =
+                containerd.sandbox_config("default", "bench", "uid-bench", &HashMap::new());
+            let start = Instant::now();
+            let id = containerd
+                .run_pod_sandbox(config)
+                .map_err(|e| anyhow::anyhow!("RunPodSandbox: {}", e.message()))?;
+            times.push(start.elapsed());
+            containerd.stop_pod_sandbox(&id)?;
+            containerd.remove_pod_sandbox(&id)?;
+        }
+    }
+    // containerd first: its sandboxes' DELs need the daemon.
+    drop((with, without));
+    drop(cluster);
+    drop(direct_node);
+    Ok((with_times, without_times))
 }
 
 /// Alternating VERSION execs of the shim and of a Go plugin.
