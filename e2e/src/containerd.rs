@@ -189,7 +189,11 @@ impl Containerd {
             .enable_all()
             .build()?;
         let socket = dir.path().join("containerd.sock");
-        let client = rt.block_on(connect(socket))?;
+        // The lazy channel spawns its worker on the runtime.
+        let client = {
+            let _in_runtime = rt.enter();
+            connect(socket)
+        };
         let mut c = Self {
             child: Some(child),
             dir,
@@ -520,29 +524,23 @@ async fn run_sandbox(
         .pod_sandbox_id)
 }
 
-/// A channel over containerd's unix socket; the connector dials it for every (re)connect and
-/// retries while containerd is still starting.
-async fn connect(socket: PathBuf) -> Result<RuntimeServiceClient<Channel>> {
+/// A channel over containerd's unix socket, dialled on first use (and on every reconnect);
+/// [`Containerd::wait_ready`] polls through it until containerd serves.
+fn connect(socket: PathBuf) -> RuntimeServiceClient<Channel> {
     let connector = tower::service_fn(move |_: Uri| {
         let socket = socket.clone();
         async move {
-            let deadline = Instant::now() + READY_TIMEOUT;
-            loop {
-                match tokio::net::UnixStream::connect(&socket).await {
-                    Ok(stream) => return Ok::<_, std::io::Error>(TokioIo::new(stream)),
-                    Err(e) if Instant::now() > deadline => return Err(e),
-                    Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
-                }
-            }
+            tokio::net::UnixStream::connect(&socket)
+                .await
+                .map(TokioIo::new)
         }
     });
     // The URI is never dialled: the connector above opens the unix socket.
     let channel = Endpoint::from_static("http://[::]:50051")
+        .connect_timeout(Duration::from_secs(5))
         .timeout(CRI_TIMEOUT)
-        .connect_with_connector(connector)
-        .await
-        .context("connecting to containerd's CRI socket")?;
-    Ok(RuntimeServiceClient::new(channel))
+        .connect_with_connector_lazy(connector);
+    RuntimeServiceClient::new(channel)
 }
 
 /// containerd's config: everything under `dir`, plugins the suite does not use disabled, the
