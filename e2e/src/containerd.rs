@@ -157,7 +157,6 @@ impl Containerd {
         for d in ["root", "state", "net.d", "bin", "pods", "opt"] {
             fs::create_dir_all(dir.path().join(d))?;
         }
-        share_netns_dir(&dir.path().join(NETNS_DIR))?;
         for (name, bytes) in &cni.confs {
             fs::write(dir.path().join("net.d").join(name), bytes)?;
         }
@@ -176,18 +175,25 @@ impl Containerd {
             }
             None => Command::new("containerd"),
         };
-        let child = cmd
-            .arg("--config")
+        cmd.arg("--config")
             .arg(&config)
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()
-            .context("spawning containerd")?;
+            .stderr(log);
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
             .build()?;
+        // Last before the spawn: from here on a failure must unmount it (the drop does later).
+        let netns_dir = dir.path().join(NETNS_DIR);
+        share_netns_dir(&netns_dir)?;
+        let child = match cmd.spawn() {
+            Ok(child) => child,
+            Err(e) => {
+                let _ = nix::mount::umount2(&netns_dir, nix::mount::MntFlags::MNT_DETACH);
+                return Err(anyhow::Error::from(e).context("spawning containerd"));
+            }
+        };
         let socket = dir.path().join("containerd.sock");
         // The lazy channel spawns its worker on the runtime.
         let client = {
@@ -498,14 +504,16 @@ fn share_netns_dir(dir: &Path) -> Result<()> {
     fs::create_dir_all(dir)?;
     mount(Some(dir), dir, None::<&str>, MsFlags::MS_BIND, None::<&str>)
         .with_context(|| format!("bind-mounting {}", dir.display()))?;
-    mount(
+    if let Err(e) = mount(
         None::<&str>,
         dir,
         None::<&str>,
         MsFlags::MS_SHARED,
         None::<&str>,
-    )
-    .with_context(|| format!("making {} a shared mount", dir.display()))?;
+    ) {
+        let _ = nix::mount::umount2(dir, nix::mount::MntFlags::MNT_DETACH);
+        bail!("making {} a shared mount: {e}", dir.display());
+    }
     Ok(())
 }
 
