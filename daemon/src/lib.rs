@@ -3,6 +3,7 @@
 
 pub mod app;
 pub mod autoconf;
+pub mod build_info;
 pub mod caps;
 pub mod config;
 pub mod engine;

@@ -195,14 +195,24 @@ pub fn unimplemented_keys(c: &Config) -> Vec<(&'static str, &'static str)> {
     out
 }
 
-/// The daemon's flags in Go `flag` spellings (`-config x`, `--config=x`, `-version`): the config
-/// file path, or `None` for `-version`.
+/// The daemon's flags in Go `flag` spellings (`-config x`, `--config=x`, `-version`,
+/// `-version=true`): the config file path, or `None` when `-version` is set. As Go's `flag`, every
+/// flag is parsed before `-version` is acted on (a bad flag after it is still a usage error), and
+/// parsing stops at `--` or the first argument that is not a flag.
 pub fn parse_flags(mut args: impl Iterator<Item = String>) -> Result<Option<PathBuf>, String> {
     let mut config = PathBuf::from(constants::DEFAULT_DAEMON_CONFIG);
+    let mut version = false;
     while let Some(arg) = args.next() {
-        let flag = arg.trim_start_matches('-');
+        if arg == "--" || arg == "-" || !arg.starts_with('-') {
+            break;
+        }
+        let flag = arg.strip_prefix("--").unwrap_or(&arg[1..]);
         match flag.split_once('=') {
-            None if flag == "version" => return Ok(None),
+            None if flag == "version" => version = true,
+            Some(("version", v)) => {
+                version =
+                    go_bool(v).ok_or_else(|| format!("invalid boolean value {v:?} for -version"))?
+            }
             None if flag == "config" => {
                 config = args.next().ok_or("flag needs an argument: -config")?.into()
             }
@@ -210,7 +220,16 @@ pub fn parse_flags(mut args: impl Iterator<Item = String>) -> Result<Option<Path
             _ => return Err(format!("flag provided but not defined: {arg}")),
         }
     }
-    Ok(Some(config))
+    Ok((!version).then_some(config))
+}
+
+/// Go's `strconv.ParseBool`, which `flag` uses for `-name=value` of a bool flag.
+fn go_bool(v: &str) -> Option<bool> {
+    match v {
+        "1" | "t" | "T" | "true" | "TRUE" | "True" => Some(true),
+        "0" | "f" | "F" | "false" | "FALSE" | "False" => Some(false),
+        _ => None,
+    }
 }
 
 /// Logs [`unimplemented_keys`] at warn, one line per key.

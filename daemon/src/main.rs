@@ -1,12 +1,13 @@
 //! multus-daemon: loads the daemon config, serves the multus socket until SIGTERM/SIGINT, then
-//! drains. Exit codes follow upstream: 1 configuration, 3 source/listener/server, 2 bad flags.
+//! drains. Exit codes follow upstream: 1 configuration, 3 source/listener/server, 2 bad flags,
+//! 4 after `-version`.
 use std::path::Path;
 use std::process::ExitCode;
 
 use multus_daemon::app::{App, AppError};
 use multus_daemon::autoconf::ConfigWriter;
 use multus_daemon::telemetry::{self, Telemetry};
-use multus_daemon::{caps, config::Config, load, signal::Shutdown};
+use multus_daemon::{build_info, caps, config::Config, load, signal::Shutdown};
 
 fn fail(code: u8, e: impl std::fmt::Display) -> ExitCode {
     eprintln!("multus-daemon: {e}");
@@ -17,8 +18,8 @@ fn main() -> ExitCode {
     let config_path = match load::parse_flags(std::env::args().skip(1)) {
         Ok(Some(path)) => path,
         Ok(None) => {
-            println!("multus-daemon version {}", env!("CARGO_PKG_VERSION"));
-            return ExitCode::SUCCESS;
+            println!("multus-daemon: {}", build_info::version_string());
+            return ExitCode::from(build_info::VERSION_EXIT_CODE);
         }
         Err(e) => {
             return fail(

@@ -156,7 +156,19 @@ fn flags_in_go_spellings() {
         (&["--version"], Ok(None)),
         (&["-config"], Err(())),
         (&["-bogus"], Err(())),
-        (&["-version=1"], Err(())),
+        // Go's flag accepts strconv.ParseBool spellings after `=` (D-17).
+        (&["-version=1"], Ok(None)),
+        (&["-version=true"], Ok(None)),
+        (&["--version=True"], Ok(None)),
+        (&["-version=false", "-config", "/e"], Ok(Some("/e"))),
+        (&["-version=yes"], Err(())),
+        // Every flag is parsed before -version acts, and parsing stops at the first non-flag.
+        (&["-version", "-bogus"], Err(())),
+        (&["-config", "/f", "stray", "-bogus"], Ok(Some("/f"))),
+        (
+            &["--", "-bogus"],
+            Ok(Some("/etc/cni/net.d/multus.d/daemon-config.json")),
+        ),
     ];
     for (args, want) in cases {
         let got = parse(args)
