@@ -5,6 +5,7 @@ pub mod app;
 pub mod autoconf;
 pub mod build_info;
 pub mod caps;
+pub mod chroot_proc;
 pub mod config;
 pub mod engine;
 pub mod kubelet;

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use multus_daemon::app::{App, AppError};
 use multus_daemon::autoconf::ConfigWriter;
 use multus_daemon::telemetry::{self, Telemetry};
-use multus_daemon::{build_info, caps, config::Config, load, signal::Shutdown};
+use multus_daemon::{build_info, caps, chroot_proc, config::Config, load, signal::Shutdown};
 
 fn fail(code: u8, e: impl std::fmt::Display) -> ExitCode {
     eprintln!("multus-daemon: {e}");
@@ -32,6 +32,12 @@ fn main() -> ExitCode {
         Ok(c) => c,
         Err(e) => return fail(1, e),
     };
+    // Before anything serves: a chroot whose /proc is another PID namespace's fails every ADD.
+    if let Some(root) = &config.chroot_dir
+        && let Err(e) = chroot_proc::check(root)
+    {
+        return fail(1, e);
+    }
     // Capability sets are per thread: reduce them before the runtime starts any.
     let caps = match caps::apply(&config) {
         Ok(report) => report,

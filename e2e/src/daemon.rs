@@ -112,23 +112,7 @@ impl Daemon {
         config: &Map<String, Value>,
         env: &[(&str, &str)],
     ) -> Result<Self> {
-        let file = layout
-            .dir("conf")
-            .join(format!("daemon-{}.json", crate::unique("c")));
-        fs::write(&file, serde_json::to_vec_pretty(config)?)?;
-        let log = file.with_extension("log");
-        let binary = bins::daemon()?;
-        let child = Command::new("ip")
-            .args(["netns", "exec", node.name()])
-            .arg(binary)
-            .arg("--config")
-            .arg(&file)
-            .envs(env.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(fs::File::create(&log)?)
-            .spawn()
-            .context("spawning multus-daemon")?;
+        let (child, log) = spawn(node, layout, config, env, &[])?;
         let socket_dir = config
             .get("socketDir")
             .and_then(Value::as_str)
@@ -141,6 +125,32 @@ impl Daemon {
         };
         d.wait_ready()?;
         Ok(d)
+    }
+
+    /// Runs the daemon in `node` under `wrapper` (a command line the daemon's own command is
+    /// appended to, e.g. `unshare --pid --fork`) when it is expected to refuse to start: waits up
+    /// to 20 s for it to exit and returns its exit status and what it logged. A daemon that is
+    /// still running then is killed and reported as an error.
+    pub fn run_to_exit(
+        node: &Netns,
+        layout: &Layout,
+        config: &Map<String, Value>,
+        wrapper: &[&str],
+    ) -> Result<(std::process::ExitStatus, String)> {
+        let (mut child, log) = spawn(node, layout, config, &[], wrapper)?;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Some(status) = child.try_wait()? {
+                return Ok((status, fs::read_to_string(&log).unwrap_or_default()));
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        bail!(
+            "multus-daemon was still running after 20s:\n{}",
+            fs::read_to_string(&log).unwrap_or_default()
+        )
     }
 
     fn wait_ready(&mut self) -> Result<()> {
@@ -199,6 +209,36 @@ impl Daemon {
         let _ = child.kill();
         Ok(Some(child.wait()?))
     }
+}
+
+/// Writes `config` into the layout and spawns `ip netns exec <node> [wrapper...] multus-daemon
+/// --config <file>`, stderr into a log file beside the config.
+fn spawn(
+    node: &Netns,
+    layout: &Layout,
+    config: &Map<String, Value>,
+    env: &[(&str, &str)],
+    wrapper: &[&str],
+) -> Result<(Child, PathBuf)> {
+    let file = layout
+        .dir("conf")
+        .join(format!("daemon-{}.json", crate::unique("c")));
+    fs::write(&file, serde_json::to_vec_pretty(config)?)?;
+    let log = file.with_extension("log");
+    let binary = bins::daemon()?;
+    let child = Command::new("ip")
+        .args(["netns", "exec", node.name()])
+        .args(wrapper)
+        .arg(binary)
+        .arg("--config")
+        .arg(&file)
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(fs::File::create(&log)?)
+        .spawn()
+        .context("spawning multus-daemon")?;
+    Ok((child, log))
 }
 
 impl Drop for Daemon {
