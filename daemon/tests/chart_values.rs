@@ -250,22 +250,53 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-/// `../shared/tools/helm-lint` relative to the repository root, as CI lays it out.
+/// `HELM_LINT`, or `../shared/tools/helm-lint` relative to the repository root as CI lays it out
+/// (for a git worktree elsewhere: relative to the main checkout, found from the common git dir).
 fn helm_lint_tool() -> Option<PathBuf> {
+    if let Some(tool) = std::env::var_os("HELM_LINT") {
+        return Some(PathBuf::from(tool));
+    }
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()?
         .canonicalize()
         .ok()?;
-    let tool = repo.parent()?.join("shared/tools/helm-lint");
-    tool.is_file().then_some(tool)
+    let main_checkout = Command::new("git")
+        .args(["rev-parse", "--path-format=absolute", "--git-common-dir"])
+        .current_dir(&repo)
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .and_then(|o| {
+            let dir = PathBuf::from(String::from_utf8_lossy(&o.stdout).trim());
+            dir.parent().map(Path::to_path_buf)
+        });
+    [Some(repo), main_checkout]
+        .into_iter()
+        .flatten()
+        .filter_map(|root| Some(root.parent()?.join("shared/tools/helm-lint")))
+        .find(|tool| tool.is_file())
 }
 
 /// Lints the chart with `values` as its values.yaml (the tool takes no `-f`). Helm's lint mode
 /// turns a template's `fail` into a log line, so those lines count as failures here.
 fn lint(tool: &Path, values: &Value) -> (bool, String) {
+    lint_asserting(tool, values, "")
+}
+
+/// As [`lint`], with `asserts` added to the chart copy as one more template. The tool cannot
+/// render, so assertions on the rendered manifests are template code: `$ds` is the rendered
+/// DaemonSet (templates are named by their path in Helm's template set), and an assertion that
+/// does not hold calls `fail`, which fails the lint.
+fn lint_asserting(tool: &Path, values: &Value, asserts: &str) -> (bool, String) {
     let dir = tempfile::tempdir().unwrap();
     let chart = dir.path().join("multus-rs");
     copy_dir(&chart_dir(), &chart);
+    if !asserts.is_empty() {
+        let probe = format!(
+            "{{{{- $ds := include (print $.Template.BasePath \"/daemonset.yaml\") . | fromYaml }}}}\n{asserts}\n"
+        );
+        fs::write(chart.join("templates/zz-test-asserts.yaml"), probe).unwrap();
+    }
     fs::write(
         chart.join("values.yaml"),
         serde_yaml_ng::to_string(values).unwrap(),
@@ -308,6 +339,8 @@ fn helm_lint_run_sees_template_failures() {
         return;
     };
     let bad = [
+        // Issue 14: chrooted delegates see the host's /proc, so they need the host PID namespace.
+        json!({"hostPID": false}),
         json!({"daemonConfig": {"delegateConcurrency": 0}}),
         json!({"daemonConfig": {"binDir": "/usr/libexec/cni"}}),
         json!({"serviceMonitor": {"enabled": true}}),
@@ -320,4 +353,54 @@ fn helm_lint_run_sees_template_failures() {
         let (ok, output) = lint(&tool, &values);
         assert!(!ok, "lint accepted {over}:\n{output}");
     }
+}
+
+/// The pod spec of the rendered DaemonSet, and its daemon container's added capabilities.
+const SPEC: &str = "{{- $spec := $ds.spec.template.spec }}\n\
+    {{- $caps := (index $spec.containers 0).securityContext.capabilities.add }}";
+
+#[test]
+fn issue14_default_renders_host_pid_with_sys_ptrace_and_chroot_off_allows_it_off() {
+    let tool = helm_lint_tool()
+        .expect("helm-lint not found: set HELM_LINT or put it at ../shared/tools/helm-lint");
+    let defaults = yaml(&values_text());
+    let host_pid = format!(
+        "{SPEC}\n{{{{- if ne (toString $spec.hostPID) \"true\" }}}}{{{{ fail \"hostPID\" }}}}{{{{ end }}}}\n\
+         {{{{- if not (has \"SYS_PTRACE\" $caps) }}}}{{{{ fail \"SYS_PTRACE\" }}}}{{{{ end }}}}\n\
+         {{{{- if ne (len $caps) (len (uniq $caps)) }}}}{{{{ fail \"duplicate cap\" }}}}{{{{ end }}}}"
+    );
+    let (ok, output) = lint_asserting(&tool, &defaults, &host_pid);
+    assert!(ok, "defaults: hostPID true and SYS_PTRACE added:\n{output}");
+    // The assertion mechanism itself can fail: the opposite claim is refused.
+    let (ok, _) = lint_asserting(
+        &tool,
+        &defaults,
+        &format!(
+            "{SPEC}\n{{{{- if eq (toString $spec.hostPID) \"true\" }}}}{{{{ fail \"hostPID\" }}}}{{{{ end }}}}"
+        ),
+    );
+    assert!(!ok, "an assertion that does not hold must fail the lint");
+    // SYS_PTRACE listed already (ci/all-options) is not added twice.
+    let mut listed = defaults.clone();
+    merge(
+        &mut listed,
+        &json!({"securityContext": {"capabilities": ["NET_ADMIN", "SYS_ADMIN", "SYS_CHROOT", "NET_RAW", "SYS_PTRACE"]}}),
+    );
+    let (ok, output) = lint_asserting(&tool, &listed, &host_pid);
+    assert!(ok, "SYS_PTRACE listed:\n{output}");
+    // Without a chroot the host PID namespace may be off, and then no SYS_PTRACE is added.
+    let mut no_chroot = defaults;
+    merge(
+        &mut no_chroot,
+        &json!({"daemonConfig": {"chrootDir": null}, "hostPID": false, "securityContext": {"privileged": false}}),
+    );
+    let (ok, output) = lint_asserting(
+        &tool,
+        &no_chroot,
+        &format!(
+            "{SPEC}\n{{{{- if ne (toString $spec.hostPID) \"false\" }}}}{{{{ fail \"hostPID\" }}}}{{{{ end }}}}\n\
+             {{{{- if has \"SYS_PTRACE\" $caps }}}}{{{{ fail \"SYS_PTRACE\" }}}}{{{{ end }}}}"
+        ),
+    );
+    assert!(ok, "no chroot, hostPID false:\n{output}");
 }
