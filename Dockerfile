@@ -1,5 +1,5 @@
 # syntax=docker/dockerfile:1
-# multus-rs image: multus-daemon, multus-shim and install_multus at upstream's paths
+# multus-rs image: multus-daemon, multus-shim, passthru and install_multus at upstream's paths
 # (/usr/src/multus-cni/bin/), so upstream's DaemonSet commands and the chart both work.
 #
 #   docker build -t ghcr.io/multus-rs/multus-rs:0.1.0 .
@@ -28,16 +28,16 @@ ENV MULTUS_GIT_COMMIT=${REVISION} \
     MULTUS_RELEASE_STATUS=${RELEASE_STATUS} \
     MULTUS_BUILD_DATE=${BUILD_DATE:-unknown date}
 # protobuf is compiled by build.rs with protox: no system protoc needed.
-# The daemon and install_multus run in this image. The shim runs on the HOST (install_multus
-# copies it into the host's CNI bin dir), whose C library may be older than bookworm's: it is
-# linked statically (it uses no NSS, only a unix socket), for the build machine's architecture.
+# The daemon and install_multus run in this image. The shim and passthru run on the HOST
+# (install_multus copies them into the host's CNI bin dir), whose C library may be older than
+# bookworm's: they are linked statically (they use no NSS), for the build machine's architecture.
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
     cargo build --release --locked -p multus-daemon \
  && triple="$(uname -m)-unknown-linux-gnu" \
- && RUSTFLAGS="-C target-feature=+crt-static" cargo build --release --locked -p multus-shim --target "$triple" \
+ && RUSTFLAGS="-C target-feature=+crt-static" cargo build --release --locked -p multus-shim -p multus-passthru --target "$triple" \
  && mkdir -p /out \
- && cp target/release/multus-daemon target/release/install_multus "target/$triple/release/multus-shim" /out/
+ && cp target/release/multus-daemon target/release/install_multus "target/$triple/release/multus-shim" "target/$triple/release/passthru" /out/
 
 # distroless/cc: glibc and libgcc only, no shell or package manager (the probes use
 # install_multus, not a shell). The default (root) variant, see above.
@@ -45,12 +45,13 @@ FROM gcr.io/distroless/cc-debian12
 ARG VERSION=0.1.0
 ARG REVISION=unknown
 LABEL org.opencontainers.image.title="multus-rs" \
-      org.opencontainers.image.description="Multus CNI thick plugin in Rust: multus-daemon, multus-shim, install_multus" \
+      org.opencontainers.image.description="Multus CNI thick plugin in Rust: multus-daemon, multus-shim, passthru, install_multus" \
       org.opencontainers.image.version="${VERSION}" \
       org.opencontainers.image.revision="${REVISION}" \
       org.opencontainers.image.licenses="Apache-2.0" \
       org.opencontainers.image.source="https://github.com/multus-rs/multus-rs"
-COPY --from=build /out/multus-daemon /out/multus-shim /out/install_multus /usr/src/multus-cni/bin/
+# Upstream's layout: install_multus -t thick copies multus-shim and passthru to the host.
+COPY --from=build /out/multus-daemon /out/multus-shim /out/passthru /out/install_multus /usr/src/multus-cni/bin/
 ENV PATH=/usr/src/multus-cni/bin:/usr/local/bin:/usr/bin:/bin
 ENTRYPOINT ["/usr/src/multus-cni/bin/multus-daemon"]
 CMD ["--config", "/etc/cni/net.d/multus.d/daemon-config.json"]

@@ -62,6 +62,53 @@ fn two_shims(root: &Path) -> [PathBuf; 2] {
     shims
 }
 
+/// The init container's upstream command line installs both plugins, printing upstream's lines;
+/// a missing or thin --type exits 1 as upstream (D-10).
+#[test]
+fn d10_upstream_command_line_installs_shim_and_passthru() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("img");
+    fs::create_dir(&src).unwrap();
+    copy_exec(Path::new("/bin/true"), &src.join("multus-shim"));
+    copy_exec(Path::new("/bin/echo"), &src.join("passthru"));
+    let dest = dir.path().join("cni-bin");
+    fs::create_dir(&dest).unwrap();
+    let dest_flag = format!("-d{}", dest.display());
+    let out = installer(&[
+        "-t",
+        "thick",
+        &dest_flag,
+        "--source-dir",
+        src.to_str().unwrap(),
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        stdout.contains("multus multus-shim copy succeeded!"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("passthru cni "), "{stdout}");
+    for name in ["multus-shim", "passthru"] {
+        assert_eq!(
+            fs::read(dest.join(name)).unwrap(),
+            fs::read(src.join(name)).unwrap(),
+            "{name}"
+        );
+        assert_eq!(
+            fs::metadata(dest.join(name)).unwrap().permissions().mode() & 0o7777,
+            0o755
+        );
+    }
+    for argv in [
+        &[dest_flag.as_str()][..],
+        &["--type=thin", dest_flag.as_str()],
+    ] {
+        let out = installer(argv);
+        assert_eq!(out.status.code(), Some(1), "{argv:?}: {out:?}");
+    }
+    assert_eq!(installer(&["--dest-dirr=/x"]).status.code(), Some(2));
+}
+
 #[test]
 fn in_place_write_of_a_running_binary_is_etxtbsy_here() {
     // Shows the hazard the installer avoids is real on this kernel, so the loop test below means something.

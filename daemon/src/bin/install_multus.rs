@@ -1,8 +1,10 @@
-//! `install_multus`: the init container's shim installer (upstream's flags), and the DaemonSet's
-//! exec probe client (gRPC health over the daemon's unix socket).
+//! `install_multus`: the init container's plugin installer (upstream's flags, parsed as
+//! upstream's pflag does), and the DaemonSet's exec probe client (gRPC health over the daemon's
+//! unix socket).
 //!
-//! Install: the shim is written next to its destination, fsynced, then renamed over it, and the
-//! directory is fsynced. A runtime may be executing the old shim at that very moment (after a
+//! Install (`-t thick`, as upstream): `multus-shim` and `passthru` from the image's bin dir into
+//! the destination. Each is written next to its destination, fsynced, then renamed over it, and
+//! the directory is fsynced. A runtime may be executing the old shim at that very moment (after a
 //! reboot it waits for the daemon this container belongs to): writing in place would fail with
 //! ETXTBSY and deadlock the node (upstream MC#1221); a rename never touches the running inode.
 //!
@@ -29,34 +31,54 @@ const IMAGE_BIN_DIR: &str = "/usr/src/multus-cni/bin";
 /// Upstream's default destination: the host's CNI bin dir mounted into the init container.
 const DEFAULT_DEST_DIR: &str = "/host/opt/cni/bin";
 const SHIM_NAME: &str = "multus-shim";
+/// Upstream installs its passthru plugin beside the shim (auxiliary chains, NADs using it).
+const PASSTHRU_NAME: &str = "passthru";
 const MODE: u32 = 0o755;
 
 const USAGE: &str = "usage:
-  install_multus [-t|--type thick] [-d|--dest-dir DIR] [--source PATH] [--mode OCTAL]
-      copy the shim into DIR atomically (default DIR /host/opt/cni/bin,
-      PATH /usr/src/multus-cni/bin/multus-shim, mode 0755); nothing is written when DIR already
-      holds it. The same copy installs the multus CNI config (e.g. --source
-      /etc/multus-rs/00-multus.conf --dest-dir /host/etc/cni/net.d --mode 0644)
+  install_multus -t|--type thick [-d|--dest-dir DIR] [--source-dir SRC]
+      copy multus-shim and passthru from SRC (default /usr/src/multus-cni/bin) into DIR
+      (default /host/opt/cni/bin) atomically, mode 0755; a file DIR already holds is not
+      rewritten. Flags as upstream's pflag: -d X, -dX, -d=X, --dest-dir X, --dest-dir=X
+  install_multus --source PATH [-d|--dest-dir DIR] [--mode OCTAL]
+      the same atomic copy of one file (e.g. --source /etc/multus-rs/00-multus.conf
+      --dest-dir /host/etc/cni/net.d --mode 0644)
   install_multus --probe live|ready [--socket-dir DIR] [--timeout-seconds N]
       ask the daemon's gRPC health service on DIR/multus.sock (default /run/multus);
       live: it answers; ready: it answers SERVING";
 
 #[derive(Debug, thiserror::Error)]
 enum ArgsError {
-    #[error("{0} needs a value")]
+    #[error("flag needs an argument: {0}")]
     MissingValue(String),
-    #[error("unknown argument {0:?}")]
-    Unknown(OsString),
+    #[error("unknown flag: {0}")]
+    Unknown(String),
+    #[error("unexpected argument {0:?}: install_multus takes flags only")]
+    Positional(OsString),
+    /// Upstream's wording, and its exit code 1 (see `exit_code`).
+    #[error("--type is missing or --type has invalid value")]
+    Type,
     #[error(
-        "--type {0:?}: multus-rs ships the thick plugin only (thin is upstream's in-process plugin)"
+        "--type thin: multus-rs ships the thick plugin only (thin is upstream's in-process \
+         plugin, not in this image); use --type thick"
     )]
-    UnsupportedType(String),
+    Thin,
     #[error("--mode {0:?}: expected an octal file mode such as 0644")]
     Mode(String),
     #[error("--probe {0:?}: expected live or ready")]
     ProbeKind(String),
     #[error("--timeout-seconds {0:?}: expected a positive integer")]
     Timeout(String),
+}
+
+impl ArgsError {
+    /// Upstream exits 1 on a missing or invalid --type; pflag exits 2 on other flag errors.
+    fn exit_code(&self) -> u8 {
+        match self {
+            Self::Type | Self::Thin => 1,
+            _ => 2,
+        }
+    }
 }
 
 #[derive(Debug, PartialEq)]
@@ -68,6 +90,12 @@ enum Probe {
 #[derive(Debug, PartialEq)]
 enum Action {
     Help,
+    /// Upstream's install: these files (sources) into `dest_dir`, mode 0755.
+    Plugins {
+        sources: Vec<PathBuf>,
+        dest_dir: PathBuf,
+    },
+    /// One file (`--source`), with its mode.
     Install {
         source: PathBuf,
         dest_dir: PathBuf,
@@ -80,72 +108,158 @@ enum Action {
     },
 }
 
+/// The flags as pflag splits them: `--name=value`, `--name [value]`, and short clusters
+/// (`-dX`, `-d=X`, `-d X`, `-h`). Values are taken from the next argument when not inline, even
+/// when it starts with `-` (pflag does the same). `--` ends the flags.
+fn split_flags(
+    args: impl IntoIterator<Item = OsString>,
+) -> Result<Vec<(String, Option<OsString>)>, ArgsError> {
+    // Short letters upstream defines; `true` when the flag takes a value.
+    const SHORT: &[(char, &str, bool)] = &[
+        ('t', "type", true),
+        ('d', "dest-dir", true),
+        ('h', "help", false),
+    ];
+    const LONG: &[(&str, bool)] = &[
+        ("type", true),
+        ("dest-dir", true),
+        ("help", false),
+        ("source", true),
+        ("source-dir", true),
+        ("mode", true),
+        ("socket-dir", true),
+        ("probe", true),
+        ("timeout-seconds", true),
+    ];
+    let mut out = Vec::new();
+    let mut args = args.into_iter();
+    while let Some(arg) = args.next() {
+        let text = arg.to_string_lossy().into_owned();
+        if text == "--" {
+            if let Some(extra) = args.next() {
+                return Err(ArgsError::Positional(extra));
+            }
+            break;
+        }
+        if let Some(long) = text.strip_prefix("--") {
+            let (name, inline) = match long.split_once('=') {
+                Some((n, v)) => (n.to_owned(), Some(OsString::from(v))),
+                None => (long.to_owned(), None),
+            };
+            let Some((_, takes_value)) = LONG.iter().find(|(n, _)| *n == name) else {
+                return Err(ArgsError::Unknown(format!("--{name}")));
+            };
+            let value = match inline {
+                Some(v) => Some(v),
+                None if *takes_value => Some(
+                    args.next()
+                        .ok_or_else(|| ArgsError::MissingValue(format!("--{name}")))?,
+                ),
+                None => None,
+            };
+            out.push((name, value));
+            continue;
+        }
+        let Some(cluster) = text.strip_prefix('-').filter(|c| !c.is_empty()) else {
+            return Err(ArgsError::Positional(arg));
+        };
+        for (at, letter) in cluster.char_indices() {
+            let Some((_, name, needs_value)) = SHORT.iter().find(|(c, _, _)| *c == letter) else {
+                return Err(ArgsError::Unknown(format!("-{letter} in -{cluster}")));
+            };
+            if !needs_value {
+                out.push(((*name).to_owned(), None));
+                continue;
+            }
+            let rest = &cluster[at + letter.len_utf8()..];
+            let rest = rest.strip_prefix('=').unwrap_or(rest);
+            let value = if rest.is_empty() {
+                args.next()
+                    .ok_or_else(|| ArgsError::MissingValue(format!("-{letter}")))?
+            } else {
+                OsString::from(rest)
+            };
+            out.push(((*name).to_owned(), Some(value)));
+            break;
+        }
+    }
+    Ok(out)
+}
+
 fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Action, ArgsError> {
-    let mut source = PathBuf::from(IMAGE_BIN_DIR).join(SHIM_NAME);
+    let mut kind = None;
+    let mut source = None;
+    let mut source_dir = PathBuf::from(IMAGE_BIN_DIR);
     let mut dest_dir = PathBuf::from(DEFAULT_DEST_DIR);
     let mut probe = None;
     let mut socket_dir = PathBuf::from(constants::DEFAULT_SOCKET_DIR);
     let mut timeout = Duration::from_secs(5);
     let mut mode = MODE;
-    let mut args = args.into_iter();
-    while let Some(arg) = args.next() {
-        let text = arg.to_string_lossy().into_owned();
-        // `--flag=value` and `--flag value` both work, as with upstream's pflag.
-        let (flag, inline) = match text.split_once('=') {
-            Some((f, v)) if f.starts_with("--") => (f.to_owned(), Some(OsString::from(v))),
-            _ => (text.clone(), None),
-        };
-        let mut value = || {
-            inline
+    for (name, value) in split_flags(args)? {
+        let text = || {
+            value
                 .clone()
-                .or_else(|| args.next())
-                .ok_or_else(|| ArgsError::MissingValue(flag.clone()))
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned()
         };
-        match flag.as_str() {
-            "-h" | "--help" => return Ok(Action::Help),
-            "-t" | "--type" => {
-                let kind = value()?.to_string_lossy().into_owned();
-                if kind != "thick" {
-                    return Err(ArgsError::UnsupportedType(kind));
-                }
-            }
-            "-d" | "--dest-dir" => dest_dir = value()?.into(),
-            "--source" => source = value()?.into(),
-            "--mode" => {
-                let raw = value()?.to_string_lossy().into_owned();
+        let path = || PathBuf::from(value.clone().unwrap_or_default());
+        match name.as_str() {
+            "help" => return Ok(Action::Help),
+            "type" => kind = Some(text()),
+            "dest-dir" => dest_dir = path(),
+            "source" => source = Some(path()),
+            "source-dir" => source_dir = path(),
+            "mode" => {
+                let raw = text();
                 match u32::from_str_radix(raw.trim_start_matches("0o"), 8) {
                     Ok(m) if m <= 0o7777 => mode = m,
                     _ => return Err(ArgsError::Mode(raw)),
                 }
             }
-            "--socket-dir" => socket_dir = value()?.into(),
-            "--probe" => {
-                probe = Some(match value()?.to_string_lossy().as_ref() {
+            "socket-dir" => socket_dir = path(),
+            "probe" => {
+                probe = Some(match text().as_str() {
                     "live" => Probe::Live,
                     "ready" => Probe::Ready,
                     other => return Err(ArgsError::ProbeKind(other.to_owned())),
                 })
             }
-            "--timeout-seconds" => {
-                let raw = value()?.to_string_lossy().into_owned();
+            "timeout-seconds" => {
+                let raw = text();
                 match raw.parse::<u64>() {
                     Ok(n) if n > 0 => timeout = Duration::from_secs(n),
                     _ => return Err(ArgsError::Timeout(raw)),
                 }
             }
-            _ => return Err(ArgsError::Unknown(arg)),
+            // split_flags only yields the names it knows.
+            other => return Err(ArgsError::Unknown(format!("--{other}"))),
         }
     }
-    Ok(match probe {
-        Some(kind) => Action::Probe {
+    match kind.as_deref() {
+        Some("thin") => return Err(ArgsError::Thin),
+        Some("thick") | None => {}
+        Some(_) => return Err(ArgsError::Type),
+    }
+    Ok(match (probe, source) {
+        (Some(kind), _) => Action::Probe {
             kind,
             socket: socket_dir.join(constants::SOCKET_FILE),
             timeout,
         },
-        None => Action::Install {
+        (None, Some(source)) => Action::Install {
             source,
             dest_dir,
             mode,
+        },
+        // Upstream's install: --type is required (its DaemonSet always passes -t thick).
+        (None, None) if kind.is_none() => return Err(ArgsError::Type),
+        (None, None) => Action::Plugins {
+            // passthru first: a node with the new shim then always has passthru too.
+            sources: [PASSTHRU_NAME, SHIM_NAME]
+                .map(|name| source_dir.join(name))
+                .into(),
+            dest_dir,
         },
     })
 }
@@ -328,9 +442,41 @@ async fn health_status(socket: &Path, timeout: Duration) -> Result<ServingStatus
     Ok(ServingStatus::try_from(response.into_inner().status).unwrap_or(ServingStatus::Unknown))
 }
 
+/// Installs every source, each atomically; all are read first, so a source missing from the
+/// image fails before the host is touched.
+fn install_plugins(sources: &[PathBuf], dest_dir: &Path) -> anyhow::Result<()> {
+    for source in sources {
+        fs::metadata(source).map_err(|e| InstallError::ReadSource {
+            path: source.clone(),
+            source: e,
+        })?;
+    }
+    for source in sources {
+        let (dest, outcome) = install_mode(source, dest_dir, MODE)
+            .with_context(|| format!("install {}", source.display()))?;
+        match outcome {
+            Outcome::Installed => {
+                tracing::info!(source = %source.display(), dest = %dest.display(), "installed")
+            }
+            Outcome::AlreadyCurrent => {
+                tracing::info!(dest = %dest.display(), "already up to date, not rewritten")
+            }
+        }
+        // Upstream's success lines on stdout, for anyone grepping the init container's log.
+        let name = source.file_name().unwrap_or_default().to_string_lossy();
+        if name == SHIM_NAME {
+            println!("multus {name} copy succeeded!");
+        } else {
+            println!("passthru cni {} copy succeeded!", source.display());
+        }
+    }
+    Ok(())
+}
+
 fn run(action: Action) -> anyhow::Result<()> {
     match action {
         Action::Help => println!("{USAGE}"),
+        Action::Plugins { sources, dest_dir } => install_plugins(&sources, &dest_dir)?,
         Action::Install {
             source,
             dest_dir,
@@ -368,7 +514,7 @@ fn main() -> ExitCode {
         Ok(action) => action,
         Err(e) => {
             eprintln!("install_multus: {e}\n{USAGE}");
-            return ExitCode::from(2);
+            return ExitCode::from(e.exit_code());
         }
     };
     match run(action) {
@@ -388,23 +534,26 @@ mod tests {
         list.iter().map(OsString::from).collect()
     }
 
+    fn plugins(dest_dir: &str) -> Action {
+        Action::Plugins {
+            sources: vec![
+                "/usr/src/multus-cni/bin/passthru".into(),
+                "/usr/src/multus-cni/bin/multus-shim".into(),
+            ],
+            dest_dir: dest_dir.into(),
+        }
+    }
+
     #[test]
     fn flags_parse_like_upstream() {
         let cases: &[(&[&str], Action)] = &[
+            (&["-t", "thick"], plugins("/host/opt/cni/bin")),
+            (&["-t", "thick", "-d", "/x"], plugins("/x")),
             (
-                &[],
-                Action::Install {
-                    source: "/usr/src/multus-cni/bin/multus-shim".into(),
+                &["-t", "thick", "--source-dir", "/img/bin"],
+                Action::Plugins {
+                    sources: vec!["/img/bin/passthru".into(), "/img/bin/multus-shim".into()],
                     dest_dir: "/host/opt/cni/bin".into(),
-                    mode: MODE,
-                },
-            ),
-            (
-                &["-t", "thick", "-d", "/x"],
-                Action::Install {
-                    source: "/usr/src/multus-cni/bin/multus-shim".into(),
-                    dest_dir: "/x".into(),
-                    mode: MODE,
                 },
             ),
             (
@@ -453,10 +602,65 @@ mod tests {
                 },
             ),
             (&["--help"], Action::Help),
+            (&["-h"], Action::Help),
         ];
         for (input, want) in cases {
             assert_eq!(&parse_args(args(input)).unwrap(), want, "{input:?}");
         }
+    }
+
+    /// Every spelling upstream's pflag accepts for -t/--type and -d/--dest-dir.
+    #[test]
+    fn d10_pflag_spellings() {
+        let want = plugins("/opt/x");
+        for dest in [
+            &["-d", "/opt/x"][..],
+            &["-d/opt/x"],
+            &["-d=/opt/x"],
+            &["--dest-dir", "/opt/x"],
+            &["--dest-dir=/opt/x"],
+        ] {
+            for kind in [
+                &["-t", "thick"][..],
+                &["-tthick"],
+                &["-t=thick"],
+                &["--type", "thick"],
+                &["--type=thick"],
+            ] {
+                for order in [[kind, dest], [dest, kind]] {
+                    let argv: Vec<&str> = order.concat();
+                    assert_eq!(parse_args(args(&argv)).unwrap(), want, "{argv:?}");
+                }
+            }
+        }
+        // A value may start with '-' (pflag takes the next argument as is); `--` ends the flags.
+        assert_eq!(
+            parse_args(args(&["-t", "thick", "-d", "-odd", "--"])).unwrap(),
+            plugins("-odd")
+        );
+        // The last occurrence wins, as with pflag.
+        assert_eq!(
+            parse_args(args(&["-t", "thick", "-d", "/a", "--dest-dir=/opt/x"])).unwrap(),
+            want
+        );
+    }
+
+    #[test]
+    fn d10_type_is_required_and_thin_refused() {
+        // Upstream: no or a wrong --type is "--type is missing or --type has invalid value", exit 1.
+        for argv in [&[][..], &["-d", "/x"], &["-t", "thicc"], &["--type="]] {
+            let err = parse_args(args(argv)).unwrap_err();
+            assert!(matches!(err, ArgsError::Type), "{argv:?}: {err}");
+            assert_eq!(err.exit_code(), 1);
+            assert_eq!(
+                err.to_string(),
+                "--type is missing or --type has invalid value"
+            );
+        }
+        let err = parse_args(args(&["-tthin"])).unwrap_err();
+        assert!(matches!(err, ArgsError::Thin), "{err}");
+        assert!(err.to_string().contains("thick plugin only"), "{err}");
+        assert_eq!(err.exit_code(), 1);
     }
 
     #[test]
@@ -464,15 +668,66 @@ mod tests {
         let cases: &[&[&str]] = &[
             &["-t", "thin"],
             &["-d"],
+            &["-t"],
+            &["--dest-dir"],
             &["--probe", "maybe"],
             &["--mode", "rw-r--r--"],
             &["--mode", "99"],
             &["--timeout-seconds", "0"],
             &["--bogus"],
+            &["-x"],
+            &["-t", "thick", "stray"],
+            &["-t", "thick", "--", "stray"],
         ];
         for input in cases {
             assert!(parse_args(args(input)).is_err(), "{input:?}");
         }
+        assert_eq!(parse_args(args(&["--bogus"])).unwrap_err().exit_code(), 2);
+    }
+
+    #[test]
+    fn d10_installs_shim_and_passthru() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("img");
+        fs::create_dir(&src).unwrap();
+        fs::write(src.join(SHIM_NAME), b"shim").unwrap();
+        fs::write(src.join(PASSTHRU_NAME), b"passthru").unwrap();
+        let dest = dir.path().join("cni-bin");
+        fs::create_dir(&dest).unwrap();
+        let Action::Plugins { sources, dest_dir } = parse_args(args(&[
+            "-tthick",
+            &format!("-d={}", dest.display()),
+            "--source-dir",
+            src.to_str().unwrap(),
+        ]))
+        .unwrap() else {
+            panic!("not a plugins install")
+        };
+        install_plugins(&sources, &dest_dir).unwrap();
+        for (name, bytes) in [(SHIM_NAME, &b"shim"[..]), (PASSTHRU_NAME, b"passthru")] {
+            let path = dest.join(name);
+            assert_eq!(fs::read(&path).unwrap(), bytes, "{name}");
+            assert_eq!(
+                fs::metadata(&path).unwrap().permissions().mode() & 0o7777,
+                MODE
+            );
+        }
+        assert_eq!(
+            fs::read_dir(&dest).unwrap().count(),
+            2,
+            "no temp files left"
+        );
+
+        // An image without passthru fails before anything on the host changes.
+        fs::remove_file(src.join(PASSTHRU_NAME)).unwrap();
+        fs::write(src.join(SHIM_NAME), b"shim v2").unwrap();
+        let err = install_plugins(&sources, &dest_dir).unwrap_err();
+        assert!(format!("{err:#}").contains("passthru"), "{err:#}");
+        assert_eq!(
+            fs::read(dest.join(SHIM_NAME)).unwrap(),
+            b"shim",
+            "shim untouched"
+        );
     }
 
     #[test]
