@@ -35,7 +35,7 @@ pub fn workspace_root() -> PathBuf {
         .unwrap_or_default()
 }
 
-/// Builds `multus-shim` and `multus-daemon` (debug) once, so a plain `cargo test -p multus-e2e`
+/// Builds `multus-shim`, `multus-daemon` and `passthru` (debug) once, so a plain `cargo test -p multus-e2e`
 /// tests what is in the tree rather than a stale binary.
 fn ensure_built() -> &'static Result<(), String> {
     static BUILT: OnceLock<Result<(), String>> = OnceLock::new();
@@ -48,6 +48,8 @@ fn ensure_built() -> &'static Result<(), String> {
             "multus-shim",
             "-p",
             "multus-daemon",
+            "-p",
+            "multus-passthru",
         ]);
         if release() {
             cmd.arg("--release");
@@ -81,6 +83,11 @@ fn binary(name: &str) -> anyhow::Result<PathBuf> {
 /// Path of the `multus-shim` binary under test.
 pub fn shim() -> anyhow::Result<PathBuf> {
     binary("multus-shim")
+}
+
+/// Path of the `passthru` CNI plugin under test.
+pub fn passthru() -> anyhow::Result<PathBuf> {
+    binary("passthru")
 }
 
 /// Path of the `multus-daemon` binary under test.
