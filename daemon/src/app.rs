@@ -73,7 +73,9 @@ impl App {
         let metrics_task = match config.metrics_port {
             Some(port) => {
                 let l = listener::bind(&config.metrics_bind_address, port).await?;
-                tracing::info!(address = %config.metrics_bind_address, port, "metrics at /metrics");
+                // The bound address, not the configured one: `::` may have fallen back to IPv4.
+                let bound = l.local_addr().ok();
+                tracing::info!(address = ?bound, "metrics at /metrics");
                 Some(tokio::spawn(listener::serve(l, metrics.clone())).abort_handle())
             }
             None => None,

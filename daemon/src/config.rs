@@ -114,9 +114,10 @@ pub struct Config {
     pub allowed_gids: Vec<u32>,
     /// Per-verb request deadlines in seconds; a shorter client `grpc-timeout` wins.
     pub request_timeouts: RequestTimeouts,
-    /// Address the `metricsPort` listener binds. `0.0.0.0` like upstream's `:port`, because
-    /// Prometheus scrapes the pod IP of the hostNetwork DaemonSet; set `127.0.0.1` to keep the
-    /// metrics on the node.
+    /// Address the `metricsPort` listener binds. `::` (dual stack: IPv6 with IPV6_V6ONLY off, so
+    /// IPv4 too; `0.0.0.0` when the kernel has no IPv6) like upstream's `:port`, because
+    /// Prometheus scrapes the pod IP of the hostNetwork DaemonSet, which may be either family;
+    /// `0.0.0.0` is IPv4 only; set `127.0.0.1` to keep the metrics on the node.
     pub metrics_bind_address: String,
     /// OTLP/gRPC endpoint for traces (e.g. `http://collector:4317`); unset: the standard
     /// `OTEL_EXPORTER_OTLP_ENDPOINT`, and nothing is exported when neither is set.
@@ -244,7 +245,7 @@ impl Default for Config {
             allowed_uids: vec![0],
             allowed_gids: Vec::new(),
             request_timeouts: RequestTimeouts::default(),
-            metrics_bind_address: "0.0.0.0".into(),
+            metrics_bind_address: crate::metrics::listener::DUAL_STACK.into(),
             otlp_endpoint: None,
             log_format: "text".into(),
             keep_capabilities: Vec::new(),

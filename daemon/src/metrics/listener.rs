@@ -1,13 +1,14 @@
 //! The `metricsPort` HTTP listener: `GET /metrics` in the OpenMetrics text format, 404 for
 //! anything else. Plain hyper: one route needs no web framework.
 use std::convert::Infallible;
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
+use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::TcpListener;
 
 use super::Metrics;
@@ -26,15 +27,49 @@ pub enum ListenerError {
     },
 }
 
-/// Binds `address:port`; the returned listener is served by [`serve`].
+/// The default `metricsBindAddress`: every address of both families, as upstream's `:port`
+/// (Go listens on `[::]` with IPV6_V6ONLY off, so IPv4 clients reach it as mapped addresses).
+pub const DUAL_STACK: &str = "::";
+
+/// Binds `address:port`; the returned listener is served by [`serve`]. An IPv6 address is bound
+/// with IPV6_V6ONLY off, so `::` also accepts IPv4. When `address` is `::` and the kernel has no
+/// IPv6 at all (booted with `ipv6.disable=1`), it falls back to `0.0.0.0` and logs that.
 pub async fn bind(address: &str, port: u16) -> Result<TcpListener, ListenerError> {
-    let ip = address
+    let ip: IpAddr = address
         .parse()
         .map_err(|_| ListenerError::Address(address.to_owned()))?;
     let addr = SocketAddr::new(ip, port);
-    TcpListener::bind(addr)
-        .await
-        .map_err(|source| ListenerError::Bind { addr, source })
+    let bound = match bind_socket(addr) {
+        Err(e) if ip == IpAddr::V6(Ipv6Addr::UNSPECIFIED) && no_ipv6(&e) => {
+            let v4 = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port);
+            tracing::warn!(error = %e, fallback = %v4, "no IPv6 in this kernel: metrics listen on IPv4 only");
+            return bind_socket(v4).map_err(|source| ListenerError::Bind { addr: v4, source });
+        }
+        other => other,
+    };
+    bound.map_err(|source| ListenerError::Bind { addr, source })
+}
+
+/// The errors a kernel without IPv6 gives for an AF_INET6 socket or a bind of `::`.
+fn no_ipv6(e: &std::io::Error) -> bool {
+    e.raw_os_error().is_some_and(|code| {
+        code == nix::errno::Errno::EAFNOSUPPORT as i32
+            || code == nix::errno::Errno::EADDRNOTAVAIL as i32
+    })
+}
+
+fn bind_socket(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    if addr.is_ipv6() {
+        // Linux's default follows net.ipv6.bindv6only; say what we mean.
+        socket.set_only_v6(false)?;
+    }
+    // As tokio's TcpListener::bind: a restarted daemon rebinds at once past TIME_WAIT.
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    socket.set_nonblocking(true)?;
+    TcpListener::from_std(socket.into())
 }
 
 /// Serves scrapes until the task is dropped/aborted; a failed connection only ends itself.
@@ -87,5 +122,21 @@ fn respond(metrics: &Metrics, req: &Request<Incoming>) -> Response<Full<Bytes>> 
             StatusCode::INTERNAL_SERVER_ERROR,
             "encoding metrics failed\n",
         ),
+    }
+}
+
+#[cfg(test)]
+mod bind_tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn only_a_kernel_without_ipv6_falls_back() {
+        let os = |e: nix::errno::Errno| std::io::Error::from_raw_os_error(e as i32);
+        assert!(no_ipv6(&os(nix::errno::Errno::EAFNOSUPPORT)));
+        assert!(no_ipv6(&os(nix::errno::Errno::EADDRNOTAVAIL)));
+        // A port in use or a permission problem is reported, not hidden by an IPv4 fallback.
+        assert!(!no_ipv6(&os(nix::errno::Errno::EADDRINUSE)));
+        assert!(!no_ipv6(&os(nix::errno::Errno::EACCES)));
     }
 }
