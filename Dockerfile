@@ -19,14 +19,14 @@ COPY . .
 #   docker build --build-arg REVISION="$(git rev-parse HEAD)" \
 #     --build-arg GIT_TREE_STATE="$(test -n "$(git status --porcelain --untracked-files=no)" && echo dirty || echo clean)" \
 #     --build-arg BUILD_DATE="$(date -u --iso-8601=seconds)" .
-ARG REVISION=unknown
+ARG REVISION=
 ARG GIT_TREE_STATE=
 ARG BUILD_DATE=
 ARG RELEASE_STATUS=
-ENV MULTUS_GIT_COMMIT=${REVISION} \
+ENV MULTUS_GIT_COMMIT="${REVISION:-unknown commit}" \
     MULTUS_GIT_TREE_STATE=${GIT_TREE_STATE} \
     MULTUS_RELEASE_STATUS=${RELEASE_STATUS} \
-    MULTUS_BUILD_DATE=${BUILD_DATE:-unknown date}
+    MULTUS_BUILD_DATE="${BUILD_DATE:-unknown date}"
 # protobuf is compiled by build.rs with protox: no system protoc needed.
 # The daemon and install_multus run in this image. The shim and passthru run on the HOST
 # (install_multus copies them into the host's CNI bin dir), whose C library may be older than
