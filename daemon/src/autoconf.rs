@@ -193,10 +193,11 @@ impl ConfigWriter {
     /// Writes the config, then follows its inputs until cancelled (the daemon drops this
     /// future at shutdown). Returns only when the first generation fails, as upstream exits.
     pub async fn run(self: Arc<Self>) -> AutoconfError {
+        // Watch before the first write, so a change made while it is being written is seen.
+        let mut watch = watch::DirWatch::new(self.watched_dir(), self.ignore());
         if let Err(e) = self.first().await {
             return e;
         }
-        let mut watch = watch::DirWatch::new(self.watched_dir(), self.ignore());
         loop {
             watch.changed().await;
             self.refresh().await;

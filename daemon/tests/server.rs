@@ -163,8 +163,9 @@ fn binary_flags_and_config_errors() {
         .arg("-version")
         .output()
         .unwrap();
-    assert!(out.status.success());
-    assert!(String::from_utf8_lossy(&out.stdout).starts_with("multus-daemon version "));
+    // Upstream's -version (D-17): its line and exit code 4.
+    assert_eq!(out.status.code(), Some(4));
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("multus-daemon: version:"));
 
     let tmp = tempfile::tempdir().unwrap();
     let path = tmp.path().join("daemon-config.json");

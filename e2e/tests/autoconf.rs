@@ -267,8 +267,8 @@ fn d1_a_multus_config_file_path_is_copied_and_followed() {
 #[test]
 fn d1_upstream_configmap_with_flannel_portmap_gives_upstreams_bytes() {
     // upstream's shipped daemon-config (deployments/multus-daemonset-thick.yml), its /host paths
-    // pointed at test dirs, standalone so no API server is needed; the primary is kube-flannel's
-    // cni-conf.json (flannel + portmap).
+    // pointed at test dirs (its chrootDir /hostroot at this host's /), standalone so no API
+    // server is needed; the primary is kube-flannel's cni-conf.json (flannel + portmap).
     let layout = multus_e2e::daemon::Layout::new().unwrap();
     let net_d = layout.dir("net.d");
     let flannel = json!({
@@ -280,7 +280,7 @@ fn d1_upstream_configmap_with_flannel_portmap_gives_upstreams_bytes() {
     });
     fs::write(net_d.join("10-flannel.conflist"), flannel.to_string()).unwrap();
     let config = json!({
-        "chrootDir": "/hostroot", "cniVersion": "0.3.1", "logLevel": "verbose",
+        "chrootDir": "/", "cniVersion": "0.3.1", "logLevel": "verbose",
         "logToStderr": true, "cniConfigDir": net_d, "multusAutoconfigDir": net_d,
         "multusConfigFile": "auto", "socketDir": format!("{}/", layout.dir("sock").display()),
         "clusterStateDir": layout.dir("state")
