@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 use futures::TryStreamExt;
 use netlink_packet_route::AddressFamily;
-use netlink_packet_route::link::LinkMessage;
+use netlink_packet_route::link::{LinkAttribute, LinkMessage};
 use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteHeader, RouteMessage};
 use nix::sched::{CloneFlags, setns};
 use rtnetlink::{Handle, RouteMessageBuilder};
@@ -45,6 +45,8 @@ pub enum NetnsError {
         ifname: String,
         source: rtnetlink::Error,
     },
+    #[error("listing links: {0}")]
+    ListLinks(rtnetlink::Error),
     #[error("listing routes: {0}")]
     ListRoutes(rtnetlink::Error),
     #[error("deleting default route {route}: {source}")]
@@ -196,6 +198,43 @@ pub fn routes(netns: &Path, family: Family) -> Result<Vec<Route>, NetnsError> {
             .map(|m| Route::from_message(m, family))
             .collect())
     })
+}
+
+/// Which of `names` already name a link in the namespace at `netns` (one link dump; upstream's
+/// `validateIfName` looks each name up before its plugin runs).
+pub fn existing_links(netns: &Path, names: &[String]) -> Result<Vec<String>, NetnsError> {
+    with_netlink(netns, |h| async move {
+        let links: Vec<LinkMessage> = h
+            .link()
+            .get()
+            .execute()
+            .try_collect()
+            .await
+            .map_err(NetnsError::ListLinks)?;
+        let present: std::collections::HashSet<&str> = links
+            .iter()
+            .flat_map(|l| l.attributes.iter())
+            .filter_map(|a| match a {
+                LinkAttribute::IfName(n) => Some(n.as_str()),
+                _ => None,
+            })
+            .collect();
+        Ok(names
+            .iter()
+            .filter(|n| present.contains(n.as_str()))
+            .cloned()
+            .collect())
+    })
+}
+
+/// [`existing_links`] for async callers (the namespace thread starts from a blocking task).
+pub async fn find_existing_links(
+    netns: PathBuf,
+    names: Vec<String>,
+) -> Result<Vec<String>, NetnsError> {
+    tokio::task::spawn_blocking(move || existing_links(&netns, &names))
+        .await
+        .map_err(|_| NetnsError::ThreadPanicked)?
 }
 
 /// Applies `changes` in order inside the namespace at `netns` (one thread for all of them).

@@ -9,7 +9,8 @@ use tracing::Instrument;
 use super::cache::{Entry, Loaded, PodRef, Record, SCHEMA_VERSION, State};
 use super::conflist::{self, Attachment};
 use super::plan::{self, Plan, Planned};
-use super::{CniCall, Engine, EngineError, del, events, gateway, netstatus};
+use super::{CniCall, Delegate, Engine, EngineError, del, events, gateway, netstatus};
+use crate::netns::{self, NetnsError};
 
 pub(super) async fn add(
     e: &Engine,
@@ -85,6 +86,8 @@ async fn attach(
     cancel: &CancellationToken,
 ) -> Result<Vec<u8>, EngineError> {
     teardown_stale(e, call).await?;
+    // After the stale teardown (its interfaces are gone), before anything is copied or recorded.
+    check_ifnames(call, &p.delegates).await?;
     // After the stale teardown, which removes the old record's device-info files (same names).
     let copies = p.device_info.clone();
     e.blocking_io("device-info copy", move || plan::copy_device_info(&copies))
@@ -173,6 +176,50 @@ async fn default_routes(
         save(e, record).await?;
     }
     Ok(())
+}
+
+/// Upstream's `validateIfName`, for every delegate before the first one runs (upstream checks
+/// each just before its plugin, and so may have to roll back the ones before it): the netns must
+/// be enterable and no delegate's interface name may already exist in it.
+async fn check_ifnames(call: &CniCall, delegates: &[Delegate]) -> Result<(), EngineError> {
+    let Some(first) = delegates.first() else {
+        return Ok(());
+    };
+    let names: Vec<String> = delegates.iter().map(|d| d.ifname.clone()).collect();
+    let refused = |d: &Delegate, reason: String| EngineError::IfnameCheck {
+        plugin: upstream_type(d).to_owned(),
+        ifname: d.ifname.clone(),
+        reason,
+    };
+    let existing = netns::find_existing_links(call.netns.clone().into(), names)
+        .await
+        .map_err(|err| match err {
+            NetnsError::Open { source, .. } => refused(
+                first,
+                format!("no net namespace {} found: {source}", call.netns),
+            ),
+            NetnsError::Setns { source, .. } => refused(
+                first,
+                format!("no net namespace {} found: {source}", call.netns),
+            ),
+            other => refused(first, other.to_string()),
+        })?;
+    match delegates.iter().find(|d| existing.contains(&d.ifname)) {
+        Some(d) => Err(refused(
+            d,
+            format!("interface name {} already exists", d.ifname),
+        )),
+        None => Ok(()),
+    }
+}
+
+/// `delegate.Conf.Type` as upstream prints it: a conflist's `Conf` is empty.
+fn upstream_type(d: &Delegate) -> &str {
+    if d.config.is_list() {
+        ""
+    } else {
+        d.config.first_type()
+    }
 }
 
 /// A second ADD for a container without a DEL in between (e.g. after a rollback that failed)

@@ -88,6 +88,18 @@ pub enum EngineError {
         ifname: String,
         source: Box<ConflistError>,
     },
+    /// Upstream's `validateIfName` pre-check refused the ADD before any plugin ran: the pod's
+    /// netns cannot be entered, or an interface a delegate would create already exists in it
+    /// (code 4: the runtime's CNI_NETNS/CNI_IFNAME do not fit the sandbox). `plugin` is the
+    /// config's `type` as upstream prints it (empty for a conflist).
+    #[error(
+        "DelegateAdd: cannot set {plugin:?} interface name to {ifname:?}: validateIfName: {reason}"
+    )]
+    IfnameCheck {
+        plugin: String,
+        ifname: String,
+        reason: String,
+    },
     /// Writing network-status failed (code 11 when the source is unavailable, else 999).
     #[error("pod {pod}: setting network-status: {source}")]
     NetworkStatus { pod: String, source: SourceError },
@@ -133,7 +145,9 @@ pub enum EngineError {
 impl CniCode for EngineError {
     fn cni_code(&self) -> u32 {
         match self {
-            EngineError::InvalidName(_) | EngineError::InvalidArgs(_) => code::INVALID_ENV,
+            EngineError::InvalidName(_)
+            | EngineError::InvalidArgs(_)
+            | EngineError::IfnameCheck { .. } => code::INVALID_ENV,
             EngineError::DecodeConfig(_) => code::DECODE_FAILURE,
             EngineError::InvalidConfig(_) => code::INVALID_NETWORK_CONFIG,
             EngineError::Plan(p) => p.cni_code(),

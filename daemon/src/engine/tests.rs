@@ -13,6 +13,7 @@ use crate::source::{NadInfo, PodInfo};
 
 mod default_route;
 mod devices;
+mod ifname_check;
 
 #[derive(Default)]
 struct Mem {
@@ -120,11 +121,53 @@ fn fixture(source: Mem, tweak: impl FnOnce(&mut Config)) -> Fixture {
     }
 }
 
+/// A new network namespace, with a veth pair whose one end is named `link` when given: a thread unshared into it
+/// parks for the rest of the test process, which keeps it alive and takes it along at exit, so
+/// nothing leaks. Needs root (as every namespace test here).
+fn private_netns(link: Option<&str>) -> String {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let link = link.map(str::to_owned);
+    std::thread::spawn(move || {
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)
+            .expect("unshare(CLONE_NEWNET) needs root");
+        if let Some(name) = link {
+            // A child forked from this thread starts in its namespace.
+            let status = std::process::Command::new("ip")
+                .args([
+                    "link",
+                    "add",
+                    &name,
+                    "type",
+                    "veth",
+                    "peer",
+                    "name",
+                    "mrs-peer0",
+                ])
+                .status()
+                .expect("iproute2's `ip` is needed (apt-get install iproute2)");
+            assert!(status.success(), "ip link add {name} type veth: {status}");
+        }
+        tx.send(nix::unistd::gettid()).unwrap();
+        loop {
+            std::thread::park();
+        }
+    });
+    let tid = rx.recv().expect("the namespace thread failed");
+    format!("/proc/{}/task/{tid}/ns/net", std::process::id())
+}
+
+/// An empty namespace (only `lo`) shared by the tests of this process: the ADD pre-check
+/// (`validateIfName`) needs a namespace that exists.
+fn empty_netns() -> String {
+    static PATH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    PATH.get_or_init(|| private_netns(None)).clone()
+}
+
 fn call(command: Command, id: &str) -> CniCall {
     CniCall {
         command,
         container_id: id.into(),
-        netns: "/run/netns/test".into(),
+        netns: empty_netns(),
         ifname: "eth0".into(),
         args: CniArgs::parse("K8S_POD_NAMESPACE=app;K8S_POD_NAME=web;K8S_POD_UID=uid-1").unwrap(),
         cni_path: String::new(),

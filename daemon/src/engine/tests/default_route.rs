@@ -28,10 +28,12 @@ async fn events_after_add(source: &Mem, want: usize) -> Vec<(String, String)> {
 #[tokio::test]
 async fn default_route_failure_rolls_back_everything() {
     let f = fixture(mem_with_default_route(), |_| {});
-    // The fake namespace path does not exist: entering it to set the route fails.
-    let err = f.engine.add(call(Command::Add, "c1")).await.unwrap_err();
+    // The fake plugins create no interface: setting the route on `net1` fails.
+    let add = call(Command::Add, "c1");
+    let netns = add.netns.clone();
+    let err = f.engine.add(add).await.unwrap_err();
     assert!(matches!(err, EngineError::DefaultRoute(_)), "{err}");
-    assert!(err.to_string().contains("/run/netns/test"), "{err}");
+    assert!(err.to_string().contains(&netns), "{err}");
     let dels = dels(&f);
     assert_eq!(
         dels,
