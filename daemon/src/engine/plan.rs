@@ -269,24 +269,26 @@ fn build_delegates(
             });
         }
         p.config.default_list_version(&eff.result_version);
-        let selection = p.selection.take();
-        let sel = selection.clone().unwrap_or_default();
+        let sel = p.selection.take().unwrap_or_default();
         let mut capability_args = if p.is_default {
-            runtime::cluster_capabilities(&eff.runtime, selection.as_ref())
+            runtime::cluster_capabilities(&eff.runtime)
         } else {
             let devinfo =
                 runtime::device_info_file(device_info_dir, &p.name, &call.container_id, &ifname);
             runtime::secondary_capabilities(&eff.runtime, &sel, Some(devinfo))
         };
-        // The kubelet's device wins over the selection's `deviceID`, as upstream.
+        // The kubelet's device wins over the selection's `deviceID`, as upstream. The cluster
+        // network gets its device in its config only (`deviceID`/`pciBusID`): upstream adds
+        // nothing to the master's runtimeConfig and copies no device-info file for it (D-13).
         let container_id = &call.container_id;
-        copies.extend(devices::apply(
-            &mut p,
-            &mut capability_args,
-            device_info_dir,
-            container_id,
-            &ifname,
-        ));
+        let mut master_caps = serde_json::Map::new();
+        let caps = if p.is_default {
+            &mut master_caps
+        } else {
+            &mut capability_args
+        };
+        let copy = devices::apply(&mut p, caps, device_info_dir, container_id, &ifname);
+        copies.extend(copy.filter(|_| !p.is_default));
         out.push(Delegate {
             cni_args: runtime::cni_args(&call.args, &pod.uid, &sel.mac, &sel.ips),
             name: p.name,

@@ -100,17 +100,12 @@ pub fn runtime_config(stdin_config: &Value) -> Map<String, Value> {
         .unwrap_or_default()
 }
 
-/// The cluster network's capability args: the runtime's own, with what the default-network
-/// annotation's selection asks for (if any) on top.
-pub fn cluster_capabilities(
-    runtime: &Map<String, Value>,
-    selection: Option<&NetworkSelection>,
-) -> Map<String, Value> {
-    let mut caps = runtime.clone();
-    if let Some(sel) = selection {
-        caps.extend(selection_values(sel));
-    }
-    caps
+/// The cluster network's capability args: the runtime's own, untouched. As upstream
+/// (`mergeCNIRuntimeConfig` skips the master plugin), what a default-network selection asks for
+/// reaches the cluster network only as `MAC=`/`IP=` CNI_ARGS ([`cni_args`]), never in its
+/// `runtimeConfig`.
+pub fn cluster_capabilities(runtime: &Map<String, Value>) -> Map<String, Value> {
+    runtime.clone()
 }
 
 /// A secondary network's capability args: the runtime's pod-wide keys, and the per-interface
@@ -242,18 +237,9 @@ mod tests {
     }
 
     #[test]
-    fn cluster_network_keeps_every_runtime_key() {
-        let caps = cluster_capabilities(&runtime(), None);
-        assert_eq!(caps.len(), 4);
-        assert_eq!(caps["dns"]["servers"][0], "10.0.0.10");
-        let sel = NetworkSelection {
-            mac: "c2:b0:57:49:47:f1".into(),
-            ..Default::default()
-        };
-        assert_eq!(
-            cluster_capabilities(&runtime(), Some(&sel))["mac"],
-            "c2:b0:57:49:47:f1"
-        );
+    fn d13_cluster_network_gets_only_the_runtime_keys() {
+        let caps = cluster_capabilities(&runtime());
+        assert_eq!(Value::Object(caps), Value::Object(runtime()));
         assert!(runtime_config(&json!({"runtimeConfig": 3})).is_empty());
     }
 

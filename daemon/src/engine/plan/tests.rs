@@ -384,3 +384,31 @@ async fn daemon_config_wins_and_stdin_fills_gaps() {
 }
 
 mod devices;
+
+/// D-13: a default-network selection's requests reach the cluster network as upstream sends
+/// them to its master plugin: `MAC=`/`IP=` CNI_ARGS, and only the runtime's `runtimeConfig`.
+#[tokio::test]
+async fn d13_default_network_requests_reach_the_cluster_network_only_as_cni_args() {
+    let ann = r#"[{"name":"alt","ips":["10.1.1.5/24"],"mac":"c2:b0:57:49:47:f1",
+        "portMappings":[{"hostPort":1,"containerPort":2}],"bandwidth":{"egressRate":7},
+        "deviceID":"0000:03:00.1"}]"#;
+    let ds = delegates(
+        &Config::default(),
+        pod(&[(selection::DEFAULT_NETWORK_ANNOTATION, ann)]),
+    )
+    .await
+    .unwrap();
+    assert!(ds[0].is_default);
+    assert_eq!(
+        Value::Object(ds[0].capability_args.clone()),
+        stdin()["runtimeConfig"],
+        "only the runtime's runtimeConfig"
+    );
+    assert!(
+        ds[0]
+            .cni_args
+            .ends_with(";MAC=c2:b0:57:49:47:f1;IP=10.1.1.5/24"),
+        "{}",
+        ds[0].cni_args
+    );
+}
