@@ -140,7 +140,10 @@ async fn attach(
                 record.delegates[i].result = Some(result);
                 save(e, &record).await.err()
             }
-            Err(source) => Some(EngineError::delegate(&record.delegates[i].delegate, source)),
+            Err(source) => {
+                let d = &record.delegates[i].delegate;
+                Some(EngineError::delegate(d, source).in_add(call, d))
+            }
         };
         if let Some(err) = failure {
             rollback(e, call, &record, i).await;
@@ -186,10 +189,13 @@ async fn check_ifnames(call: &CniCall, delegates: &[Delegate]) -> Result<(), Eng
         return Ok(());
     };
     let names: Vec<String> = delegates.iter().map(|d| d.ifname.clone()).collect();
-    let refused = |d: &Delegate, reason: String| EngineError::IfnameCheck {
-        plugin: upstream_type(d).to_owned(),
-        ifname: d.ifname.clone(),
-        reason,
+    let refused = |d: &Delegate, reason: String| {
+        EngineError::IfnameCheck {
+            plugin: upstream_type(d).to_owned(),
+            ifname: d.ifname.clone(),
+            reason,
+        }
+        .in_add(call, d)
     };
     let existing = netns::find_existing_links(call.netns.clone().into(), names)
         .await

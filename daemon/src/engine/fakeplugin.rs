@@ -95,3 +95,45 @@ impl FakePlugins {
         )
     }
 }
+
+/// A new network namespace, with a veth pair whose one end is named `link` when given: a thread unshared into it
+/// parks for the rest of the test process, which keeps it alive and takes it along at exit, so
+/// nothing leaks. Needs root (as every namespace test here).
+pub(crate) fn private_netns(link: Option<&str>) -> String {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let link = link.map(str::to_owned);
+    std::thread::spawn(move || {
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)
+            .expect("unshare(CLONE_NEWNET) needs root");
+        if let Some(name) = link {
+            // A child forked from this thread starts in its namespace.
+            let status = std::process::Command::new("ip")
+                .args([
+                    "link",
+                    "add",
+                    &name,
+                    "type",
+                    "veth",
+                    "peer",
+                    "name",
+                    "mrs-peer0",
+                ])
+                .status()
+                .expect("iproute2's `ip` is needed (apt-get install iproute2)");
+            assert!(status.success(), "ip link add {name} type veth: {status}");
+        }
+        tx.send(nix::unistd::gettid()).unwrap();
+        loop {
+            std::thread::park();
+        }
+    });
+    let tid = rx.recv().expect("the namespace thread failed");
+    format!("/proc/{}/task/{tid}/ns/net", std::process::id())
+}
+
+/// An empty namespace (only `lo`) shared by the tests of this process: the ADD pre-check
+/// (`validateIfName`) needs a namespace that exists.
+pub(crate) fn empty_netns() -> String {
+    static PATH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    PATH.get_or_init(|| private_netns(None)).clone()
+}

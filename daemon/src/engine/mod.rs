@@ -88,6 +88,19 @@ pub enum EngineError {
         ifname: String,
         source: Box<ConflistError>,
     },
+    /// A delegate of an ADD failed (or its pre-check refused it): upstream's wording first
+    /// (`error configuring pod [ns/pod] networking: [ns/pod/uid:net]: error adding container to
+    /// network "net": `), then our detail. Code and details are the cause's.
+    #[error(
+        "error configuring pod [{namespace}/{pod}] networking: [{namespace}/{pod}/{uid}:{network}]: error adding container to network {network:?}: {source}"
+    )]
+    AddDelegate {
+        namespace: String,
+        pod: String,
+        uid: String,
+        network: String,
+        source: Box<EngineError>,
+    },
     /// Upstream's `validateIfName` pre-check refused the ADD before any plugin ran: the pod's
     /// netns cannot be entered, or an interface a delegate would create already exists in it
     /// (code 4: the runtime's CNI_NETNS/CNI_IFNAME do not fit the sandbox). `plugin` is the
@@ -156,6 +169,7 @@ impl CniCode for EngineError {
             | EngineError::Cancelled(_)
             | EngineError::NotReady(_) => code::TRY_AGAIN_LATER,
             EngineError::Delegate { source, .. } => source.cni_code(),
+            EngineError::AddDelegate { source, .. } => source.cni_code(),
             EngineError::NetworkStatus {
                 source: SourceError::Unavailable { .. },
                 ..
@@ -175,6 +189,7 @@ impl CniCode for EngineError {
     fn cni_details(&self) -> Option<&str> {
         match self {
             EngineError::Delegate { source, .. } => source.cni_details(),
+            EngineError::AddDelegate { source, .. } => source.cni_details(),
             EngineError::Several(all) => all.cni_details(),
             _ => None,
         }
@@ -185,6 +200,19 @@ impl EngineError {
     /// `Ok` for no errors, the error itself for one, [`EngineError::Several`] for more.
     fn from_all(errors: Vec<EngineError>) -> Result<(), EngineError> {
         Several::collect(errors, EngineError::Several)
+    }
+
+    /// `self`, a failure of delegate `d` during ADD, in upstream's `cmdPluginErr` and server
+    /// wording (pod namespace, name and UID from the runtime's CNI_ARGS, as upstream).
+    fn in_add(self, call: &CniCall, d: &Delegate) -> Self {
+        let arg = |k: &str| call.args.get(k).unwrap_or_default().to_owned();
+        EngineError::AddDelegate {
+            namespace: arg(multus_common::constants::k8s_args::POD_NAMESPACE),
+            pod: arg(multus_common::constants::k8s_args::POD_NAME),
+            uid: arg(multus_common::constants::k8s_args::POD_UID),
+            network: d.network_name().to_owned(),
+            source: Box::new(self),
+        }
     }
 
     fn delegate(d: &Delegate, source: ConflistError) -> Self {

@@ -7,7 +7,7 @@ use multus_common::{CniArgs, Command};
 use serde_json::{Value, json};
 
 use super::cache::{Loaded, State};
-use super::fakeplugin::{ECHO_RESULT, FakePlugins};
+use super::fakeplugin::{ECHO_RESULT, FakePlugins, empty_netns, private_netns};
 use super::*;
 use crate::source::{NadInfo, PodInfo};
 
@@ -121,48 +121,6 @@ fn fixture(source: Mem, tweak: impl FnOnce(&mut Config)) -> Fixture {
     }
 }
 
-/// A new network namespace, with a veth pair whose one end is named `link` when given: a thread unshared into it
-/// parks for the rest of the test process, which keeps it alive and takes it along at exit, so
-/// nothing leaks. Needs root (as every namespace test here).
-fn private_netns(link: Option<&str>) -> String {
-    let (tx, rx) = std::sync::mpsc::channel();
-    let link = link.map(str::to_owned);
-    std::thread::spawn(move || {
-        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)
-            .expect("unshare(CLONE_NEWNET) needs root");
-        if let Some(name) = link {
-            // A child forked from this thread starts in its namespace.
-            let status = std::process::Command::new("ip")
-                .args([
-                    "link",
-                    "add",
-                    &name,
-                    "type",
-                    "veth",
-                    "peer",
-                    "name",
-                    "mrs-peer0",
-                ])
-                .status()
-                .expect("iproute2's `ip` is needed (apt-get install iproute2)");
-            assert!(status.success(), "ip link add {name} type veth: {status}");
-        }
-        tx.send(nix::unistd::gettid()).unwrap();
-        loop {
-            std::thread::park();
-        }
-    });
-    let tid = rx.recv().expect("the namespace thread failed");
-    format!("/proc/{}/task/{tid}/ns/net", std::process::id())
-}
-
-/// An empty namespace (only `lo`) shared by the tests of this process: the ADD pre-check
-/// (`validateIfName`) needs a namespace that exists.
-fn empty_netns() -> String {
-    static PATH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    PATH.get_or_init(|| private_netns(None)).clone()
-}
-
 fn call(command: Command, id: &str) -> CniCall {
     CniCall {
         command,
@@ -251,7 +209,18 @@ async fn failed_delegate_rolls_back_in_reverse_and_drops_the_record() {
         r#"[ "$CNI_COMMAND" = ADD ] && { echo '{"code":107,"msg":"no"}'; exit 1; }; true"#,
     );
     let err = f.engine.add(call(Command::Add, "c1")).await.unwrap_err();
-    match &err {
+    let text = err.to_string();
+    assert!(
+        text.starts_with(
+            r#"error configuring pod [app/web] networking: [app/web/uid-1:sec2]: error adding container to network "sec2": delegate "app/sec2" (plugin third, net2): "#
+        ),
+        "D-11: upstream's wording first: {text}"
+    );
+    assert_eq!(err.cni_code(), 107);
+    let EngineError::AddDelegate { source: inner, .. } = &err else {
+        panic!("{err}")
+    };
+    match inner.as_ref() {
         EngineError::Delegate {
             name,
             plugin,

@@ -272,6 +272,8 @@ async fn add_and_del_through_the_service() {
     let engine = Arc::new(Engine::new(Arc::new(config), Arc::new(OnePod), devices).unwrap());
     let svc = CniService::new(engine);
     let mut req = request(1, "c1", "eth0");
+    // ADD's validateIfName pre-check needs a namespace that exists.
+    req.netns = crate::engine::fakeplugin::empty_netns();
     req.config = json!({"cniVersion": "0.4.0", "name": "multus", "type": "multus-shim"})
         .to_string()
         .into_bytes();

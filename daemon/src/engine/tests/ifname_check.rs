@@ -18,7 +18,7 @@ async fn d15_an_existing_secondary_ifname_is_refused_before_any_plugin() {
     let err = f.engine.add(add).await.unwrap_err();
     assert_eq!(
         err.to_string(),
-        r#"DelegateAdd: cannot set "third" interface name to "net2": validateIfName: interface name net2 already exists"#
+        r#"error configuring pod [app/web] networking: [app/web/uid-1:sec2]: error adding container to network "sec2": DelegateAdd: cannot set "third" interface name to "net2": validateIfName: interface name net2 already exists"#
     );
     assert_eq!(err.cni_code(), 4);
     nothing_done(&f);
@@ -32,7 +32,7 @@ async fn d15_a_missing_netns_is_refused_before_any_plugin() {
     let err = f.engine.add(add).await.unwrap_err();
     let text = err.to_string();
     assert!(
-        text.starts_with(r#"DelegateAdd: cannot set "first" interface name to "eth0": validateIfName: no net namespace /run/netns/mrs-d15-no-such-namespace found: "#),
+        text.starts_with(r#"error configuring pod [app/web] networking: [app/web/uid-1:cluster]: error adding container to network "cluster": DelegateAdd: cannot set "first" interface name to "eth0": validateIfName: no net namespace /run/netns/mrs-d15-no-such-namespace found: "#),
         "{text}"
     );
     assert_eq!(err.cni_code(), 4);
