@@ -75,11 +75,21 @@ pub enum PlanError {
         context: String,
         source: NetconfError,
     },
-    /// Code 7: nothing is attached when one selected NAD is missing.
+    /// Code 7: nothing is attached when one selected NAD is missing (upstream's text, with the
+    /// API's NotFound message).
     #[error(
-        "cannot find a network-attachment-definition ({name}) in namespace ({namespace}): {namespace}/{name} not found"
+        "getKubernetesDelegate: cannot find a network-attachment-definition ({name}) in namespace ({namespace}): network-attachment-definitions.k8s.cni.cncf.io {name:?} not found"
     )]
     NadNotFound { namespace: String, name: String },
+    /// A NAD of the networks annotation could not be made a delegate (the cause's code).
+    #[error("GetNetworkDelegates: failed getting the delegate: {0}")]
+    NetworkDelegate(Box<PlanError>),
+    /// The default-network annotation's NAD could not be made a delegate (the cause's code).
+    #[error("tryLoadK8sPodDefaultNetwork: failed getting the delegate: {0}")]
+    DefaultNetworkDelegate(Box<PlanError>),
+    /// Code 7: the default-network annotation is malformed or names more than one network.
+    #[error("tryLoadK8sPodDefaultNetwork: {0}")]
+    DefaultNetworkAnnotation(String),
     /// Code 7.
     #[error(
         "GetNetworkDelegates: namespace isolation enabled, annotation violates permission, pod is in namespace {pod_namespace} but refers to target namespace {target_namespace}"
@@ -124,11 +134,15 @@ impl CniCode for PlanError {
             PlanError::DecodeConfig(_) => code::DECODE_FAILURE,
             PlanError::MissingArg(_) => code::INVALID_ENV,
             PlanError::Source { source, .. } => source.cni_code(),
+            PlanError::NetworkDelegate(inner) | PlanError::DefaultNetworkDelegate(inner) => {
+                inner.cni_code()
+            }
             PlanError::NoClusterNetwork
             | PlanError::UidMismatch { .. }
             | PlanError::Selection(_)
             | PlanError::Netconf { .. }
             | PlanError::NadNotFound { .. }
+            | PlanError::DefaultNetworkAnnotation(_)
             | PlanError::NamespaceIsolation { .. }
             | PlanError::InvalidIfname { .. }
             | PlanError::DuplicateIfname { .. }

@@ -84,12 +84,25 @@ pub(super) async fn cluster_networks(
         // Upstream applies no namespace isolation to this annotation (§9.20), so an isolated
         // pod could pick any namespace's NAD as its primary network. We check it like the
         // others, also allowing multusNamespace, where the annotation's names resolve.
-        let sel = selection::parse_default(annotation, &config.multus_namespace)?;
+        let sel = selection::parse_default(annotation, &config.multus_namespace)
+            .map_err(|e| default_annotation_error(e, annotation))?;
         check_isolation(config, eff, pod, &sel, Some(&config.multus_namespace))?;
-        let resolved = nad_delegate(config, source, &sel).await?;
+        let resolved = nad_delegate(config, source, &sel)
+            .await
+            .map_err(|e| PlanError::DefaultNetworkDelegate(Box::new(e)))?;
         *first = Pending::new(resolved, Some(sel), true);
     }
     Ok(out)
+}
+
+/// Upstream's `tryLoadK8sPodDefaultNetwork` wording for a bad default-network annotation.
+fn default_annotation_error(e: selection::SelectionError, annotation: &str) -> PlanError {
+    PlanError::DefaultNetworkAnnotation(match e {
+        selection::SelectionError::MoreThanOneDefault => {
+            format!("more than one default network is specified: {annotation}")
+        }
+        other => format!("failed to parse CRD object: {other}"),
+    })
 }
 
 /// The networks of the pod's `k8s.v1.cni.cncf.io/networks` annotation.
@@ -109,7 +122,9 @@ pub(super) async fn annotation_networks(
     let mut out = Vec::new();
     for sel in selection::parse(annotation, &pod.namespace)? {
         check_isolation(config, eff, pod, &sel, None)?;
-        let resolved = nad_delegate(config, source, &sel).await?;
+        let resolved = nad_delegate(config, source, &sel)
+            .await
+            .map_err(|e| PlanError::NetworkDelegate(Box::new(e)))?;
         out.push(Pending::new(resolved, Some(sel), false));
     }
     Ok(out)

@@ -189,7 +189,7 @@ async fn default_network_annotation_replaces_cluster_network() {
     let err = delegates(&Config::default(), p).await.unwrap_err();
     assert_eq!(
         err.to_string(),
-        "more than one default network is specified"
+        "tryLoadK8sPodDefaultNetwork: more than one default network is specified: alt,cluster"
     );
 }
 
@@ -231,7 +231,7 @@ async fn refusals() {
         (
             Config::default(),
             "absent",
-            "cannot find a network-attachment-definition (absent) in namespace (app): app/absent",
+            r#"GetNetworkDelegates: failed getting the delegate: getKubernetesDelegate: cannot find a network-attachment-definition (absent) in namespace (app): network-attachment-definitions.k8s.cni.cncf.io "absent" not found"#,
         ),
         (
             Config::default(),
@@ -411,4 +411,33 @@ async fn d13_default_network_requests_reach_the_cluster_network_only_as_cni_args
         "{}",
         ds[0].cni_args
     );
+}
+
+/// D-11: lookup errors keep upstream's wrappers (`GetNetworkDelegates:`,
+/// `tryLoadK8sPodDefaultNetwork:`) and its NotFound text; the code stays 7.
+#[tokio::test]
+async fn d11_lookup_errors_keep_upstreams_wrappers() {
+    let cases = [
+        (
+            selection::NETWORKS_ANNOTATION,
+            "absent",
+            r#"GetNetworkDelegates: failed getting the delegate: getKubernetesDelegate: cannot find a network-attachment-definition (absent) in namespace (app): network-attachment-definitions.k8s.cni.cncf.io "absent" not found"#,
+        ),
+        (
+            selection::DEFAULT_NETWORK_ANNOTATION,
+            "absent",
+            r#"tryLoadK8sPodDefaultNetwork: failed getting the delegate: getKubernetesDelegate: cannot find a network-attachment-definition (absent) in namespace (kube-system): network-attachment-definitions.k8s.cni.cncf.io "absent" not found"#,
+        ),
+        (
+            selection::DEFAULT_NETWORK_ANNOTATION,
+            "a/b/c",
+            "tryLoadK8sPodDefaultNetwork: failed to parse CRD object: parsePodNetworkAnnotation: parsePodNetworkObjectName: Invalid network object (failed at '/')",
+        ),
+    ];
+    for (key, ann, want) in cases {
+        let err = delegates(&Config::default(), pod(&[(key, ann)]))
+            .await
+            .unwrap_err();
+        assert_eq!((err.to_string().as_str(), err.cni_code()), (want, 7));
+    }
 }
