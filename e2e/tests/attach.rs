@@ -233,10 +233,9 @@ fn missing_nad_is_a_config_error_and_attaches_nothing() {
         .unwrap();
     assert_eq!(out.cni_code(), Some(7), "{out:?}");
     assert!(
-        out.json()["msg"]
-            .as_str()
-            .unwrap()
-            .contains("default/does-not-exist"),
+        out.json()["msg"].as_str().unwrap().contains(
+            "cannot find a network-attachment-definition (does-not-exist) in namespace (default)"
+        ),
         "{out:?}"
     );
     assert!(ip::links(pod_ns.name()).unwrap().is_empty());
