@@ -273,8 +273,8 @@ async fn rollback(e: &Engine, call: &CniCall, record: &Record, last: usize) {
         .collect();
     del::remove_device_info(e, &all).await;
     if clean {
-        let id = call.container_id.clone();
-        if let Err(err) = e.blocking(move |c| c.remove(&id)).await {
+        let record = record.clone();
+        if let Err(err) = e.blocking(move |c| c.remove(&record)).await {
             tracing::warn!(container.id = %call.container_id, error = %err, "removing the record after rollback failed");
         }
     } else {

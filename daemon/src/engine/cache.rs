@@ -1,9 +1,16 @@
 //! The per-container record under `cniDir`: everything DEL, CHECK and GC need, so they never ask
-//! the cluster. File `<cniDir>/<containerId>` (upstream's location), JSON with `schemaVersion`,
-//! written atomically (temp file, fsync, rename, fsync dir; dir 0700, file 0600).
+//! the cluster. File `<cniDir>/multus-rs/<containerId>`, JSON with `schemaVersion`, written
+//! atomically (temp file, fsync, rename, fsync dir; dirs 0700, files 0600).
 //!
-//! Reading also understands upstream Go Multus' scratch format (a JSON array of DelegateNetConf,
-//! behaviour ref §4.11), so DEL works for pods created before a node switched to multus-rs.
+//! Beside it, for the way back to Go Multus (D-6), every write also leaves what upstream's DEL
+//! and GC read, where they read it: `<cniDir>/<containerId>` in upstream's scratch format (a
+//! JSON array of DelegateNetConf) and libcni's result cache `<cniDir>/results/<net>-<cid>-<if>`
+//! for each delegate that was added. Our own record is authoritative; the others are only
+//! written from it and removed with it.
+//!
+//! Reading looks at our own record first, then at `<cniDir>/<containerId>`: a record of the
+//! previous multus-rs build (which kept its own format there) or upstream's scratch format
+//! (behaviour ref §4.11), so DEL works for pods created before a node switched to multus-rs.
 //!
 //! A file that is neither is moved aside to `<file>.corrupt` and reported as [`Loaded::Corrupt`]:
 //! nothing in it can be trusted to tear anything down, and keeping it in place would make every
@@ -27,6 +34,11 @@ use super::Delegate;
 /// The record layout this build writes.
 pub const SCHEMA_VERSION: u32 = 1;
 const CORRUPT_SUFFIX: &str = ".corrupt";
+/// Our records' directory under `cniDir`: upstream reads only `<cniDir>/<containerId>` and
+/// `<cniDir>/results/`, so it never mistakes one of ours for its own.
+pub const OWN_DIR: &str = "multus-rs";
+/// libcni's result cache directory under its cache dir (upstream passes `cniDir`).
+pub const RESULTS_DIR: &str = "results";
 
 /// A cache operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -145,49 +157,30 @@ impl Cache {
         &self.dir
     }
 
-    /// `<cniDir>/<containerId>`, refusing ids that could name anything else.
+    /// `<cniDir>/multus-rs/<containerId>` (our record), refusing ids that could name anything else.
     pub fn path(&self, container_id: &str) -> Result<PathBuf, CacheError> {
+        validate::id("container id", container_id)?;
+        Ok(self.dir.join(OWN_DIR).join(container_id))
+    }
+
+    /// `<cniDir>/<containerId>`: upstream's scratch record (and the previous build's own).
+    pub fn upstream_path(&self, container_id: &str) -> Result<PathBuf, CacheError> {
         validate::id("container id", container_id)?;
         Ok(self.dir.join(container_id))
     }
 
-    /// Replaces the container's record atomically.
+    /// Replaces the container's record atomically, then what upstream reads beside it (D-6):
+    /// the scratch record and the libcni result of every added delegate.
     pub fn write(&self, record: &Record) -> Result<(), CacheError> {
-        static SEQ: AtomicU64 = AtomicU64::new(0);
         let path = self.path(&record.container_id)?;
-        DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&self.dir)
-            .map_err(|source| CacheError::CreateDir {
-                path: self.dir.clone(),
-                source,
-            })?;
         let bytes = serde_json::to_vec(record).map_err(CacheError::Encode)?;
-        let seq = SEQ.fetch_add(1, Ordering::Relaxed);
-        // A leading '.' is not a valid container id, so list() never mistakes a temp file.
-        let tmp = self.dir.join(format!(
-            ".{}.tmp-{}-{seq}",
-            record.container_id,
-            std::process::id()
-        ));
-        let written = write_synced(&tmp, &bytes).and_then(|()| {
-            std::fs::rename(&tmp, &path).map_err(|source| CacheError::Rename {
-                from: tmp.clone(),
-                to: path.clone(),
-                source,
-            })
-        });
-        if written.is_err() {
-            let _ = std::fs::remove_file(&tmp);
+        write_atomic(&path, &bytes)?;
+        let scratch = upstream::encode(record).map_err(CacheError::Encode)?;
+        write_atomic(&self.upstream_path(&record.container_id)?, &scratch)?;
+        for (name, bytes) in upstream::libcni_results(record).map_err(CacheError::Encode)? {
+            write_atomic(&self.dir.join(RESULTS_DIR).join(name), &bytes)?;
         }
-        written?;
-        File::open(&self.dir)
-            .and_then(|d| d.sync_all())
-            .map_err(|source| CacheError::SyncDir {
-                path: self.dir.clone(),
-                source,
-            })
+        Ok(())
     }
 
     /// Reads the container's record. `ifname` and `args` are the DEL request's, needed only to
@@ -198,11 +191,19 @@ impl Cache {
         ifname: &str,
         args: &CniArgs,
     ) -> Result<Loaded, CacheError> {
-        let path = self.path(container_id)?;
-        let bytes = match std::fs::read(&path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Loaded::Missing),
-            Err(source) => return Err(CacheError::Read { path, source }),
+        let own = self.path(container_id)?;
+        let own_corrupt = match read_file(&own)? {
+            None => None,
+            Some(bytes) => match parse_own(&bytes) {
+                Some(record) => return Ok(Loaded::Found(record)),
+                None => Some(quarantine(&own, container_id)?),
+            },
+        };
+        // Our record is gone or unreadable: what sits at upstream's place (the previous build's
+        // record, Go Multus' own, or the copy we wrote for it) is the next best thing.
+        let legacy = self.upstream_path(container_id)?;
+        let Some(bytes) = read_file(&legacy)? else {
+            return Ok(own_corrupt.map_or(Loaded::Missing, Loaded::Corrupt));
         };
         if let Some(record) = parse_own(&bytes) {
             return Ok(Loaded::Found(record));
@@ -210,48 +211,119 @@ impl Cache {
         if let Some(record) = upstream::parse(&bytes, &self.dir, container_id, ifname, args) {
             return Ok(Loaded::Found(record));
         }
-        let aside = path.with_file_name(format!("{container_id}{CORRUPT_SUFFIX}"));
-        std::fs::rename(&path, &aside).map_err(|source| CacheError::Rename {
-            from: path.clone(),
-            to: aside.clone(),
-            source,
-        })?;
-        tracing::warn!(container.id = %container_id, moved_to = %aside.display(), "cache record unreadable; moved aside");
-        Ok(Loaded::Corrupt(aside))
+        Ok(Loaded::Corrupt(quarantine(&legacy, container_id)?))
     }
 
-    /// Removes the container's record; a missing one is fine.
-    pub fn remove(&self, container_id: &str) -> Result<(), CacheError> {
-        let path = self.path(container_id)?;
-        match std::fs::remove_file(&path) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                Err(CacheError::Remove { path, source: e })
-            }
-            _ => Ok(()),
+    /// Removes the container's record and everything written beside it; missing files are fine.
+    /// Our record goes last, so a crash half-way leaves it for the retried DEL.
+    pub fn remove(&self, record: &Record) -> Result<(), CacheError> {
+        let id = &record.container_id;
+        let own = self.path(id)?;
+        for name in upstream::libcni_result_names(record) {
+            remove_file(&self.dir.join(RESULTS_DIR).join(name))?;
         }
+        remove_file(&self.upstream_path(id)?)?;
+        remove_file(&own)
     }
 
-    /// The container ids that have a record (temp, quarantined and foreign files are skipped).
+    /// The container ids that have a record, ours or upstream's (temp, quarantined and foreign
+    /// files are skipped).
     pub fn list(&self) -> Result<Vec<String>, CacheError> {
-        let entries = match std::fs::read_dir(&self.dir) {
-            Ok(e) => e,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(source) => {
-                return Err(CacheError::List {
-                    path: self.dir.clone(),
-                    source,
-                });
-            }
-        };
-        let mut ids: Vec<String> = entries
-            .filter_map(Result::ok)
-            .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
-            .filter_map(|e| e.file_name().into_string().ok())
-            .filter(|n| !n.ends_with(CORRUPT_SUFFIX) && validate::id("container id", n).is_ok())
-            .collect();
+        let mut ids = list_ids(&self.dir.join(OWN_DIR))?;
+        ids.extend(list_ids(&self.dir)?);
         ids.sort();
+        ids.dedup();
         Ok(ids)
     }
+}
+
+/// The record ids among the regular files of `dir` (none when it does not exist).
+fn list_ids(dir: &Path) -> Result<Vec<String>, CacheError> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(source) => {
+            return Err(CacheError::List {
+                path: dir.to_owned(),
+                source,
+            });
+        }
+    };
+    Ok(entries
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|n| !n.ends_with(CORRUPT_SUFFIX) && validate::id("container id", n).is_ok())
+        .collect())
+}
+
+/// The file's bytes, `None` when it does not exist.
+fn read_file(path: &Path) -> Result<Option<Vec<u8>>, CacheError> {
+    match std::fs::read(path) {
+        Ok(b) => Ok(Some(b)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(CacheError::Read {
+            path: path.to_owned(),
+            source,
+        }),
+    }
+}
+
+/// Moves an unreadable record to `<file>.corrupt` beside it.
+fn quarantine(path: &Path, container_id: &str) -> Result<PathBuf, CacheError> {
+    let aside = path.with_file_name(format!("{container_id}{CORRUPT_SUFFIX}"));
+    std::fs::rename(path, &aside).map_err(|source| CacheError::Rename {
+        from: path.to_owned(),
+        to: aside.clone(),
+        source,
+    })?;
+    tracing::warn!(container.id = %container_id, moved_to = %aside.display(), "cache record unreadable; moved aside");
+    Ok(aside)
+}
+
+fn remove_file(path: &Path) -> Result<(), CacheError> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(CacheError::Remove {
+            path: path.to_owned(),
+            source: e,
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// Replaces `path` atomically: a temp file beside it (a leading '.' is not a valid container
+/// id, so `list` never mistakes one), fsync, rename, fsync of the directory (created 0700).
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), CacheError> {
+    static SEQ: AtomicU64 = AtomicU64::new(0);
+    let dir = path.parent().unwrap_or(Path::new("."));
+    DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|source| CacheError::CreateDir {
+            path: dir.to_owned(),
+            source,
+        })?;
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let seq = SEQ.fetch_add(1, Ordering::Relaxed);
+    let tmp = dir.join(format!(".{name}.tmp-{}-{seq}", std::process::id()));
+    let written = write_synced(&tmp, bytes).and_then(|()| {
+        std::fs::rename(&tmp, path).map_err(|source| CacheError::Rename {
+            from: tmp.clone(),
+            to: path.to_owned(),
+            source,
+        })
+    });
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written?;
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|source| CacheError::SyncDir {
+            path: dir.to_owned(),
+            source,
+        })
 }
 
 fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), CacheError> {

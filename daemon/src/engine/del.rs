@@ -42,8 +42,8 @@ pub(super) async fn del(e: &Engine, call: CniCall) -> Result<(), EngineError> {
     }
     let errors = teardown(e, &record, &call.netns).await;
     if errors.is_empty() || !e.config.retry_delete_on_error {
-        let id = call.container_id.clone();
-        e.blocking(move |c| c.remove(&id)).await?;
+        let owned = record.clone();
+        e.blocking(move |c| c.remove(&owned)).await?;
     }
     if errors.is_empty() {
         tracing::info!(container.id = %call.container_id, delegates = record.delegates.len(), "DEL done");

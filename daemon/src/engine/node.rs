@@ -128,7 +128,7 @@ async fn collect(e: &Engine, id: &str, errors: &mut Vec<EngineError>) -> Option<
     let failed = teardown(e, &record, &record.netns).await;
     tracing::info!(container.id = %id, failures = failed.len(), "GC: stale container torn down");
     if failed.is_empty() || !e.config.retry_delete_on_error {
-        let owned = id.to_owned();
+        let owned = record.clone();
         if let Err(err) = e.blocking(move |c| c.remove(&owned)).await {
             errors.push(err);
         }

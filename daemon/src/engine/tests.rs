@@ -193,9 +193,11 @@ async fn add_runs_every_delegate_records_it_and_returns_the_cluster_result() {
 #[tokio::test]
 async fn record_exists_before_the_first_plugin_runs() {
     let f = fixture(mem(), |_| {});
+    // Ours, and upstream's scratch record beside it (D-6: Go Multus could DEL from here on).
     let check = format!(
-        "grep -q '\"state\":\"planned\"' {}/c1 || exit 7\n{ECHO_RESULT}",
-        f.cni_dir.path().display()
+        "grep -q '\"state\":\"planned\"' {dir}/multus-rs/c1 || exit 7\n\
+         grep -q '\"Bytes\"' {dir}/c1 || exit 8\n{ECHO_RESULT}",
+        dir = f.cni_dir.path().display()
     );
     f.plugins.add("first", &check);
     f.engine.add(call(Command::Add, "c1")).await.unwrap();

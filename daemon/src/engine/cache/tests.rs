@@ -65,24 +65,53 @@ fn write_read_round_trip_with_private_modes_and_no_temp_left() {
         other => panic!("{other:?}"),
     }
     let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
-    assert_eq!(mode(cache.dir()), 0o700);
+    for dir in [
+        cache.dir().to_owned(),
+        cache.dir().join(OWN_DIR),
+        cache.dir().join(RESULTS_DIR),
+    ] {
+        assert_eq!(mode(&dir), 0o700, "{}", dir.display());
+    }
     assert_eq!(mode(&cache.path("abc123").unwrap()), 0o600);
-    let names: Vec<_> = std::fs::read_dir(cache.dir())
-        .unwrap()
-        .map(|e| e.unwrap().file_name())
-        .collect();
-    assert_eq!(names, ["abc123"], "temp files left behind");
+    assert_eq!(mode(&cache.upstream_path("abc123").unwrap()), 0o600);
+    let names = |dir: &Path| -> Vec<String> {
+        let mut n: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        n.sort();
+        n
+    };
+    assert_eq!(
+        names(cache.dir()),
+        ["abc123", OWN_DIR, RESULTS_DIR],
+        "temp files left behind"
+    );
+    assert_eq!(names(&cache.dir().join(OWN_DIR)), ["abc123"]);
+    // Both delegates are added in `second`: libcni's result file of each whose network name
+    // can be a file name (CNI's rule); "ns/macvlan" cannot, and nothing is written for it.
+    assert_eq!(
+        names(&cache.dir().join(RESULTS_DIR)),
+        ["cluster-abc123-eth0"]
+    );
     // Config key order is kept byte for byte (what the plugin got is what DEL gets).
     let text = std::fs::read_to_string(cache.path("abc123").unwrap()).unwrap();
     assert!(text.contains(r#""type":"bridge","z":1,"a":2"#), "{text}");
     assert!(text.contains(r#""schemaVersion":1"#));
     assert_eq!(cache.list().unwrap(), ["abc123"]);
-    cache.remove("abc123").unwrap();
-    cache.remove("abc123").unwrap();
+    cache.remove(&second).unwrap();
+    cache.remove(&second).unwrap();
     assert!(matches!(
         cache.read("abc123", "eth0", &CniArgs::default()).unwrap(),
         Loaded::Missing
     ));
+    assert_eq!(
+        names(cache.dir()),
+        [OWN_DIR, RESULTS_DIR],
+        "nothing stale after remove"
+    );
+    assert!(names(&cache.dir().join(OWN_DIR)).is_empty());
+    assert!(names(&cache.dir().join(RESULTS_DIR)).is_empty());
 }
 
 #[test]
@@ -193,5 +222,253 @@ fn a_record_written_before_typed_configs_reads_and_writes_back_byte_for_byte() {
     };
     assert_eq!(rec.delegates[1].delegate.config.first_type(), "macvlan");
     cache.write(&rec).unwrap();
-    assert_eq!(std::fs::read_to_string(tmp.path().join("c1")).unwrap(), old);
+    // Rewritten at our place, byte for byte; upstream's place now has upstream's format.
+    assert_eq!(
+        std::fs::read_to_string(cache.path("c1").unwrap()).unwrap(),
+        old
+    );
+    let scratch: Value =
+        serde_json::from_slice(&std::fs::read(tmp.path().join("c1")).unwrap()).unwrap();
+    assert_eq!(scratch.as_array().map(Vec::len), Some(2));
+}
+
+/// Upstream's Go types as its DEL decodes `<cniDir>/<containerId>` (`pkg/types/types.go`
+/// DelegateNetConf, CNI's `types.NetConf` and `types.NetConfList`, v4.3): typed fields fail the
+/// decode on a type mismatch, as Go's `json.Unmarshal` does.
+mod go {
+    use std::collections::HashMap;
+
+    use serde::Deserialize;
+
+    #[derive(Debug, Default, Deserialize)]
+    #[serde(default)]
+    pub struct NetConf {
+        #[serde(rename = "cniVersion")]
+        pub cni_version: String,
+        pub name: String,
+        #[serde(rename = "type")]
+        pub plugin_type: String,
+        pub capabilities: Option<HashMap<String, bool>>,
+    }
+
+    #[derive(Debug, Default, Deserialize)]
+    #[serde(default)]
+    pub struct NetConfList {
+        #[serde(rename = "cniVersion")]
+        pub cni_version: String,
+        pub name: String,
+        #[serde(rename = "disableCheck")]
+        pub disable_check: bool,
+        #[serde(rename = "disableGC")]
+        pub disable_gc: bool,
+        pub plugins: Option<Vec<NetConf>>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(rename_all = "PascalCase")]
+    pub struct DelegateNetConf {
+        #[serde(default)]
+        pub conf: NetConf,
+        #[serde(default)]
+        pub conf_list: NetConfList,
+        #[serde(default)]
+        pub name: String,
+        #[serde(rename = "ifnameRequest", default)]
+        pub ifname_request: String,
+        #[serde(rename = "macRequest", default)]
+        pub mac_request: String,
+        #[serde(rename = "infinibandGUIDRequest", default)]
+        pub infiniband_guid_request: String,
+        #[serde(rename = "ipRequest", default)]
+        pub ip_request: Option<Vec<String>>,
+        #[serde(rename = "default-route", default)]
+        pub gateway_request: Option<Vec<std::net::IpAddr>>,
+        #[serde(rename = "IsFilterV4Gateway", default)]
+        pub is_filter_v4_gateway: bool,
+        #[serde(rename = "IsFilterV6Gateway", default)]
+        pub is_filter_v6_gateway: bool,
+        #[serde(rename = "deviceID", default)]
+        pub device_id: String,
+        #[serde(rename = "resourceName", default)]
+        pub resource_name: String,
+        /// Go `[]byte`.
+        #[serde(default)]
+        pub bytes: String,
+    }
+}
+
+fn d6_record() -> Record {
+    let mut rec = record("d6cid");
+    // A conflist master with plugin options of every JSON type, and a secondary with requests.
+    rec.delegates[0].delegate.name = "cbr0".into();
+    rec.delegates[0].delegate.config = json!({"cniVersion": "1.0.0", "name": "cbr0",
+        "disableCheck": "true", "plugins": [
+            {"type": "bridge", "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.1.0.0/16"}]]}},
+            {"type": "portmap", "capabilities": {"portMappings": true}, "snat": true}]})
+    .try_into()
+    .unwrap();
+    rec.delegates[0].delegate.capability_args =
+        json!({"portMappings": [{"hostPort": 80, "containerPort": 8080}]})
+            .as_object()
+            .cloned()
+            .unwrap();
+    rec.delegates[1].delegate.name = "default/sriov".into();
+    rec.delegates[1].delegate.ifname = "sriov1".into();
+    rec.delegates[1].delegate.config =
+        json!({"type": "sriov", "cniVersion": "0.3.1", "name": "sriov-net",
+        "capabilities": {"ips": "yes"}, "dns": ["not", "a", "DNS"], "deviceID": "0000:03:02.1"})
+        .try_into()
+        .unwrap();
+    rec.delegates[1].delegate.capability_args =
+        json!({"mac": "c2:b0:57:49:47:f1", "ips": ["10.2.0.5/24"],
+        "deviceID": "0000:03:02.1", "CNIDeviceInfoFile": "/x"})
+        .as_object()
+        .cloned()
+        .unwrap();
+    rec.delegates[1].delegate.default_route = Some(vec!["10.2.0.1".parse().unwrap()]);
+    rec.delegates[1].state = State::Added;
+    rec.delegates[1].result =
+        Some(json!({"cniVersion": "0.3.1", "ips": [{"version": "4", "address": "10.2.0.5/24"}]}));
+    rec
+}
+
+/// What Go Multus v4.3's CmdDel does with the file: decode `[]*DelegateNetConf`, conflist when
+/// `ConfList.Plugins` is set, the interface from `getIfname`, the config from `Bytes` as libcni
+/// parses it (`ConfListFromBytes` / `ConfFromBytes`), and the requests of the non-master ones.
+#[test]
+fn d6_scratch_record_decodes_as_upstreams_delegate_netconf_list() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = Cache::new(tmp.path());
+    let rec = d6_record();
+    cache.write(&rec).unwrap();
+    let bytes = std::fs::read(tmp.path().join("d6cid")).unwrap();
+    let list: Vec<go::DelegateNetConf> = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(list.len(), 2);
+    for (idx, (d, entry)) in list.iter().zip(&rec.delegates).enumerate() {
+        let ours = &entry.delegate;
+        let conflist = d.conf_list.plugins.as_ref().is_some_and(|p| !p.is_empty());
+        assert_eq!(conflist, ours.config.is_list(), "ConfListPlugin of {idx}");
+        let ifname = if !d.ifname_request.is_empty() {
+            d.ifname_request.clone()
+        } else if idx == 0 {
+            "eth0".to_owned()
+        } else {
+            format!("net{idx}")
+        };
+        assert_eq!(ifname, ours.ifname);
+        assert_eq!(d.name, ours.name);
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(&d.bytes)
+            .unwrap();
+        let config: Value = serde_json::from_slice(&raw).unwrap();
+        assert_eq!(
+            config,
+            ours.config.to_value(),
+            "Bytes are the config run at ADD"
+        );
+        if conflist {
+            // CmdDel rewrites Bytes lossily from ConfList when its cniVersion is empty.
+            assert_eq!(d.conf_list.cni_version, "1.0.0");
+            assert!(
+                config["name"].is_string()
+                    && config["plugins"].as_array().is_some_and(|p| !p.is_empty())
+            );
+            assert_eq!(
+                d.conf_list.plugins.as_ref().unwrap()[1].plugin_type,
+                "portmap"
+            );
+        } else {
+            assert_eq!(d.conf.plugin_type, "sriov");
+            assert!(config["type"].as_str().is_some_and(|t| !t.is_empty()));
+        }
+    }
+    let sriov = &list[1];
+    assert_eq!(sriov.mac_request, "c2:b0:57:49:47:f1");
+    assert_eq!(
+        sriov.ip_request.as_deref(),
+        Some(&["10.2.0.5/24".to_owned()][..])
+    );
+    assert_eq!(sriov.device_id, "0000:03:02.1");
+    assert_eq!(sriov.gateway_request.as_ref().map(Vec::len), Some(1));
+    assert!(
+        !sriov.is_filter_v4_gateway
+            && !sriov.is_filter_v6_gateway
+            && sriov.resource_name.is_empty()
+    );
+    assert!(list[0].mac_request.is_empty() && list[0].infiniband_guid_request.is_empty());
+}
+
+/// libcni's result cache as its `AddNetworkList` leaves it (`cachedInfo`, `cniCacheV1`): what
+/// upstream's DEL reads as prevResult and upstream's GC as the valid attachments.
+#[test]
+fn d6_libcni_result_cache_is_written_for_added_delegates_and_removed_with_the_record() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = Cache::new(tmp.path());
+    let rec = d6_record();
+    cache.write(&rec).unwrap();
+    let read = |name: &str| -> Value {
+        serde_json::from_slice(&std::fs::read(tmp.path().join("results").join(name)).unwrap())
+            .unwrap()
+    };
+    let master = read("cbr0-d6cid-eth0");
+    assert_eq!(master["kind"], "cniCacheV1");
+    assert_eq!(
+        (master["containerId"].as_str(), master["ifName"].as_str()),
+        (Some("d6cid"), Some("eth0"))
+    );
+    assert_eq!(master["networkName"], "cbr0");
+    assert_eq!(master["netns"], "/run/netns/x");
+    assert_eq!(master["cniArgs"], json!([["IgnoreUnknown", "true"]]));
+    assert_eq!(master["capabilityArgs"]["portMappings"][0]["hostPort"], 80);
+    assert_eq!(master["result"], json!({"cniVersion": "1.0.0"}));
+    let config = base64::engine::general_purpose::STANDARD
+        .decode(master["config"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(
+        serde_json::from_slice::<Value>(&config).unwrap(),
+        rec.delegates[0].delegate.config.to_value()
+    );
+    assert_eq!(
+        read("sriov-net-d6cid-sriov1")["result"]["ips"][0]["address"],
+        "10.2.0.5/24"
+    );
+    // Our reader of upstream's records finds it too (the way forward again).
+    std::fs::remove_file(cache.path("d6cid").unwrap()).unwrap();
+    let Loaded::Found(back) = cache.read("d6cid", "eth0", &CniArgs::default()).unwrap() else {
+        panic!("not read")
+    };
+    assert!(back.from_upstream);
+    assert_eq!(back.delegates[1].delegate.ifname, "sriov1");
+    assert_eq!(back.delegates[1].result, rec.delegates[1].result);
+    cache.remove(&rec).unwrap();
+    assert_eq!(
+        std::fs::read_dir(tmp.path().join("results"))
+            .unwrap()
+            .count(),
+        0
+    );
+    assert!(!tmp.path().join("d6cid").exists());
+}
+
+/// A record at `<cniDir>/<cid>` in our own format (the previous multus-rs build) is still read;
+/// a corrupt own record falls back to the scratch copy beside it.
+#[test]
+fn d6_previous_builds_record_and_scratch_fallback_still_del() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = Cache::new(tmp.path());
+    let rec = record("old1");
+    std::fs::write(tmp.path().join("old1"), serde_json::to_vec(&rec).unwrap()).unwrap();
+    let Loaded::Found(back) = cache.read("old1", "eth0", &CniArgs::default()).unwrap() else {
+        panic!("not read")
+    };
+    assert_eq!(back, rec);
+    assert_eq!(cache.list().unwrap(), ["old1"]);
+    cache.write(&d6_record()).unwrap();
+    std::fs::write(cache.path("d6cid").unwrap(), b"{\"schemaVersion\":1,").unwrap();
+    let Loaded::Found(back) = cache.read("d6cid", "eth0", &CniArgs::default()).unwrap() else {
+        panic!("no fallback")
+    };
+    assert!(back.from_upstream);
+    assert!(tmp.path().join(OWN_DIR).join("d6cid.corrupt").exists());
+    assert_eq!(cache.list().unwrap(), ["d6cid", "old1"]);
 }

@@ -1,13 +1,17 @@
-//! Reading upstream Go Multus' scratch cache (`multus.go:saveDelegates`): a JSON array of
-//! DelegateNetConf with the delegate config base64-encoded in `Bytes`. Best effort: each entry
-//! becomes a [`Delegate`] good enough for DEL; the result comes from libcni's own cache
-//! (`<cniDir>/results/<netName>-<containerId>-<ifname>`) when it is still there.
+//! Upstream Go Multus' scratch cache (`multus.go:saveDelegates`): a JSON array of
+//! DelegateNetConf with the delegate config base64-encoded in `Bytes`, and libcni's result cache
+//! (`<cniDir>/results/<netName>-<containerId>-<ifname>`, `cniCacheV1`).
+//!
+//! Reading is best effort: each entry becomes a [`Delegate`] good enough for DEL; the result
+//! comes from libcni's cache when it is still there. Writing ([`encode`], [`libcni_results`])
+//! gives upstream's DEL and GC what they read after a node is switched back to Go Multus (D-6).
 use std::path::Path;
 
 use base64::Engine as _;
 use multus_common::CniArgs;
 use multus_common::constants::k8s_args;
-use serde::Deserialize;
+use multus_common::validate;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::{Entry, Record, SCHEMA_VERSION, State};
@@ -69,7 +73,13 @@ pub(super) fn parse(
                 .filter(|n| !n.is_empty())
                 .unwrap_or_else(|| config.name().unwrap_or_default().to_owned()),
             cni_args: runtime::cni_args(args, uid, &mac, &ips),
-            capability_args: capability_args(&u),
+            // Upstream's DEL gives the master plugin only the request's runtimeConfig
+            // (`mergeCNIRuntimeConfig`); the element's requests are for the others.
+            capability_args: if idx == 0 {
+                Map::new()
+            } else {
+                capability_args(&u)
+            },
             is_default: idx == 0,
             default_route: u.default_route.clone(),
             ifname,
@@ -139,4 +149,184 @@ fn libcni_result(cni_dir: &Path, network: &str, container_id: &str, ifname: &str
         .join(format!("{network}-{container_id}-{ifname}"));
     let cached: Value = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
     cached.get("result").filter(|r| r.is_object()).cloned()
+}
+
+/// One DelegateNetConf as upstream's DEL reads it (`pkg/types/types.go`, v4.3): `ConfList` with
+/// plugins makes it a conflist (`ConfListPlugin`), `Bytes` is what libcni runs, `ifnameRequest`
+/// names the interface, `Name` the device-info file, and the requests become capability args
+/// of every delegate but the first (the master). `Conf` and `ConfList` keep only keys whose
+/// Go types cannot fail to decode, so no plugin option can make upstream reject the file.
+#[derive(Debug, Serialize)]
+struct ScratchDelegate<'a> {
+    #[serde(rename = "Conf")]
+    conf: Map<String, Value>,
+    #[serde(rename = "ConfList")]
+    conf_list: Map<String, Value>,
+    #[serde(rename = "Name")]
+    name: &'a str,
+    #[serde(rename = "ifnameRequest", skip_serializing_if = "str::is_empty")]
+    ifname: &'a str,
+    #[serde(rename = "macRequest", skip_serializing_if = "Option::is_none")]
+    mac: Option<&'a Value>,
+    #[serde(
+        rename = "infinibandGUIDRequest",
+        skip_serializing_if = "Option::is_none"
+    )]
+    infiniband_guid: Option<&'a Value>,
+    #[serde(rename = "ipRequest", skip_serializing_if = "Option::is_none")]
+    ips: Option<&'a Value>,
+    #[serde(rename = "default-route", skip_serializing_if = "Option::is_none")]
+    default_route: Option<&'a Vec<std::net::IpAddr>>,
+    #[serde(rename = "IsFilterV4Gateway")]
+    filter_v4: bool,
+    #[serde(rename = "IsFilterV6Gateway")]
+    filter_v6: bool,
+    #[serde(rename = "deviceID", skip_serializing_if = "Option::is_none")]
+    device_id: Option<&'a Value>,
+    #[serde(rename = "Bytes")]
+    bytes: String,
+}
+
+/// The record in upstream's scratch format, delegates in ADD order (the first is the master).
+pub(super) fn encode(record: &Record) -> Result<Vec<u8>, serde_json::Error> {
+    let list: Vec<ScratchDelegate<'_>> = record
+        .delegates
+        .iter()
+        .map(|e| scratch_delegate(&e.delegate))
+        .collect::<Result<_, _>>()?;
+    serde_json::to_vec(&list)
+}
+
+fn scratch_delegate(d: &Delegate) -> Result<ScratchDelegate<'_>, serde_json::Error> {
+    let config = serde_json::to_vec(&d.config)?;
+    let caps = &d.capability_args;
+    // Upstream's `getIfname` takes a request first; giving every delegate its real name makes
+    // upstream's DEL find the interface whatever index or CNI_IFNAME it would compute.
+    let string = |key: &str| {
+        caps.get(key)
+            .filter(|v| v.as_str().is_some_and(|s| !s.is_empty()))
+    };
+    Ok(ScratchDelegate {
+        conf: if d.config.is_list() {
+            Map::new()
+        } else {
+            header(&d.config, Some(d.config.first_type()))
+        },
+        conf_list: conf_list(&d.config),
+        name: &d.name,
+        ifname: &d.ifname,
+        mac: string(capability::MAC),
+        infiniband_guid: string(capability::INFINIBAND_GUID),
+        ips: caps
+            .get(capability::IPS)
+            .filter(|v| v.as_array().is_some_and(|a| a.iter().all(Value::is_string))),
+        default_route: d.default_route.as_ref(),
+        filter_v4: false,
+        filter_v6: false,
+        device_id: string(capability::DEVICE_ID),
+        bytes: base64::engine::general_purpose::STANDARD.encode(config),
+    })
+}
+
+/// `cniVersion`, `name` and (for a plugin) `type`, the header every CNI config type shares.
+fn header(config: &NetConf, plugin_type: Option<&str>) -> Map<String, Value> {
+    let mut m = Map::new();
+    if !config.cni_version().is_empty() {
+        m.insert("cniVersion".into(), config.cni_version().into());
+    }
+    if let Some(name) = config.name() {
+        m.insert("name".into(), name.into());
+    }
+    if let Some(t) = plugin_type {
+        m.insert("type".into(), t.into());
+    }
+    m
+}
+
+/// A conflist's `ConfList` (header and each plugin's `type`); empty for a single conf.
+fn conf_list(config: &NetConf) -> Map<String, Value> {
+    if !config.is_list() {
+        return Map::new();
+    }
+    let mut m = header(config, None);
+    let plugins: Vec<Value> = config
+        .plugins()
+        .iter()
+        .map(|p| serde_json::json!({"type": p.plugin_type()}))
+        .collect();
+    m.insert("plugins".into(), plugins.into());
+    m
+}
+
+/// libcni's `cachedInfo` (`libcni/api.go`, kind `cniCacheV1`), as its `AddNetworkList` leaves it.
+#[derive(Debug, Serialize)]
+struct LibcniCache<'a> {
+    kind: &'static str,
+    #[serde(rename = "containerId")]
+    container_id: &'a str,
+    /// Go `[]byte`: base64.
+    config: String,
+    #[serde(rename = "ifName")]
+    ifname: &'a str,
+    #[serde(rename = "networkName")]
+    network_name: &'a str,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    netns: &'a str,
+    #[serde(rename = "cniArgs", skip_serializing_if = "Vec::is_empty")]
+    cni_args: Vec<[&'a str; 2]>,
+    #[serde(rename = "capabilityArgs", skip_serializing_if = "Map::is_empty")]
+    capability_args: &'a Map<String, Value>,
+    result: &'a Value,
+}
+
+/// The file names of libcni's cache for the record's delegates (libcni needs a network name).
+pub(super) fn libcni_result_names(record: &Record) -> Vec<String> {
+    record
+        .delegates
+        .iter()
+        .filter_map(|e| result_name(&e.delegate, &record.container_id))
+        .collect()
+}
+
+/// `<net>-<cid>-<ifname>`, only when it is one plain file name: a network name is the config's
+/// (a NAD author's) and must not lead anywhere else; CNI allows only `[a-zA-Z0-9_.-]` in it.
+fn result_name(d: &Delegate, container_id: &str) -> Option<String> {
+    let name = format!("{}-{container_id}-{}", d.network_name(), d.ifname);
+    let plain = !d.network_name().is_empty() && validate::id("network name", &name).is_ok();
+    plain.then_some(name)
+}
+
+/// libcni's cache file (name and bytes) of each delegate that was added with a result: upstream's
+/// DEL hands it to the plugins as `prevResult`, and upstream's GC lists the valid attachments
+/// from these files (without them, a GC under Go Multus would release every lease we made).
+pub(super) fn libcni_results(record: &Record) -> Result<Vec<(String, Vec<u8>)>, serde_json::Error> {
+    let mut out = Vec::new();
+    for entry in &record.delegates {
+        let d = &entry.delegate;
+        let (Some(result), State::Added) = (entry.result.as_ref(), entry.state) else {
+            continue;
+        };
+        let Some(name) = result_name(d, &record.container_id) else {
+            continue;
+        };
+        let cached = LibcniCache {
+            kind: "cniCacheV1",
+            container_id: &record.container_id,
+            config: base64::engine::general_purpose::STANDARD
+                .encode(serde_json::to_vec(&d.config)?),
+            ifname: &d.ifname,
+            network_name: d.network_name(),
+            netns: &record.netns,
+            cni_args: d
+                .cni_args
+                .split(';')
+                .filter_map(|kv| kv.split_once('='))
+                .map(|(k, v)| [k, v])
+                .collect(),
+            capability_args: &d.capability_args,
+            result,
+        };
+        out.push((name, serde_json::to_vec(&cached)?));
+    }
+    Ok(out)
 }
