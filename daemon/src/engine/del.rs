@@ -5,6 +5,8 @@
 //! DEL must be idempotent); DEL with a corrupt record succeeds with a warning (the file is
 //! quarantined by `cache`, nothing in it can drive a teardown). CHECK with no record fails with
 //! CNI code 3 (unknown container): the runtime asks about an attachment we do not have.
+mod request;
+
 use multus_common::validate;
 use multus_common::version::SpecVersion;
 
@@ -25,7 +27,7 @@ pub(super) async fn load(e: &Engine, call: &CniCall) -> Result<Loaded, EngineErr
 pub(super) async fn del(e: &Engine, call: CniCall) -> Result<(), EngineError> {
     validate::id("container id", &call.container_id)?;
     let (_guard, _) = e.admission.lock_container(&call.container_id).await?;
-    let record = match load(e, &call).await? {
+    let mut record = match load(e, &call).await? {
         Loaded::Found(r) => r,
         Loaded::Missing => {
             tracing::debug!(container.id = %call.container_id, "DEL: nothing recorded");
@@ -40,6 +42,9 @@ pub(super) async fn del(e: &Engine, call: CniCall) -> Result<(), EngineError> {
     if record.from_upstream {
         tracing::info!(container.id = %call.container_id, "DEL from an upstream Multus record");
     }
+    // A stdin that is not JSON carries no runtimeConfig; the teardown goes on without it.
+    let stdin: serde_json::Value = serde_json::from_slice(&call.config).unwrap_or_default();
+    request::apply(&mut record, &stdin, &e.config.device_info_dir);
     let errors = teardown(e, &record, &call.netns).await;
     if errors.is_empty() || !e.config.retry_delete_on_error {
         let owned = record.clone();

@@ -21,6 +21,12 @@ const PER_INTERFACE_KEYS: [&str; 7] = [
     capability::DEVICE_INFO_FILE,
 ];
 
+/// Whether a runtimeConfig key applies to the whole pod (every network gets it) rather than to
+/// the cluster network's interface only.
+pub fn is_pod_wide(key: &str) -> bool {
+    !PER_INTERFACE_KEYS.contains(&key)
+}
+
 /// Keys this module writes itself, in this order, before the runtime's other args.
 const LEADING_KEYS: [&str; 5] = [
     "IgnoreUnknown",
@@ -119,7 +125,7 @@ pub fn secondary_capabilities(
 ) -> Map<String, Value> {
     let mut caps: Map<String, Value> = runtime
         .iter()
-        .filter(|(k, _)| !PER_INTERFACE_KEYS.contains(&k.as_str()))
+        .filter(|(k, _)| is_pod_wide(k))
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
     caps.extend(selection_values(selection));
