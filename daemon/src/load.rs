@@ -187,11 +187,6 @@ pub fn unimplemented_keys(c: &Config) -> Vec<(&'static str, &'static str)> {
         "connectionLimit",
         "not enforced; delegateConcurrency bounds concurrent plugin runs",
     );
-    note(
-        c.auxiliary_cni_chain_name.is_some(),
-        "auxiliaryCNIChainName",
-        "auxiliary chains are not implemented: requests using them fail",
-    );
     out
 }
 

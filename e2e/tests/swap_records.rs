@@ -141,29 +141,35 @@ fn leases(layout: &Layout) -> Vec<String> {
     layout.leases().unwrap()
 }
 
+/// Where and for whom a plugin runs (libcni's RuntimeConf).
+struct At<'a> {
+    node: &'a Netns,
+    cid: &'a str,
+    netns: &'a str,
+    ifname: &'a str,
+    args: &'a str,
+}
+
 /// Runs one plugin in the node namespace as libcni does (CNI_* environment, config on stdin).
-fn exec_plugin(
-    node: &Netns,
-    command: &str,
-    cid: &str,
-    netns: &str,
-    ifname: &str,
-    args: &str,
-    conf: &Value,
-) -> Value {
+fn exec_plugin(at: &At<'_>, command: &str, conf: &Value) -> Value {
     let plugin = conf["type"].as_str().unwrap();
     let mut child = Command::new("ip")
-        .args(["netns", "exec", node.name(), &format!("{PLUGINS}/{plugin}")])
+        .args([
+            "netns",
+            "exec",
+            at.node.name(),
+            &format!("{PLUGINS}/{plugin}"),
+        ])
         .env_clear()
         .env(
             "PATH",
             "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
         )
         .env("CNI_COMMAND", command)
-        .env("CNI_CONTAINERID", cid)
-        .env("CNI_NETNS", netns)
-        .env("CNI_IFNAME", ifname)
-        .env("CNI_ARGS", args)
+        .env("CNI_CONTAINERID", at.cid)
+        .env("CNI_NETNS", at.netns)
+        .env("CNI_IFNAME", at.ifname)
+        .env("CNI_ARGS", at.args)
         .env("CNI_PATH", PLUGINS)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -210,17 +216,7 @@ fn plugin_stdin(list: &Value, plugin: &Value, prev: Option<&Value>, caps: &Value
 }
 
 /// libcni's AddNetworkList / DelNetworkList for a conf or conflist (a conf is a list of one).
-fn libcni(
-    node: &Netns,
-    command: &str,
-    cid: &str,
-    netns: &str,
-    ifname: &str,
-    args: &str,
-    config: &Value,
-    caps: &Value,
-    prev: Option<&Value>,
-) -> Value {
+fn libcni(at: &At<'_>, command: &str, config: &Value, caps: &Value, prev: Option<&Value>) -> Value {
     let list = if config["plugins"].is_array() {
         config.clone()
     } else {
@@ -231,12 +227,12 @@ fn libcni(
     if command == "ADD" {
         for p in &plugins {
             let conf = plugin_stdin(&list, p, result.as_ref(), caps);
-            result = Some(exec_plugin(node, command, cid, netns, ifname, args, &conf));
+            result = Some(exec_plugin(at, command, &conf));
         }
     } else {
         for p in plugins.iter().rev() {
             let conf = plugin_stdin(&list, p, prev, caps);
-            exec_plugin(node, command, cid, netns, ifname, args, &conf);
+            exec_plugin(at, command, &conf);
         }
     }
     result.unwrap_or(Value::Null)
@@ -348,28 +344,15 @@ fn d5_del_of_a_go_multus_pod_removes_its_hostport_rule_interfaces_and_leases() {
     // Go Multus' ADD: the master with the runtime's portMappings, the NAD on net1; libcni
     // caches each result under cniDir.
     let caps = runtime_config();
-    let cluster_result = libcni(
-        &cluster.node,
-        "ADD",
+    let at = |ifname| At {
+        node: &cluster.node,
         cid,
-        &netns,
-        "eth0",
-        &args,
-        &node.conflist,
-        &caps,
-        None,
-    );
-    let ptp_result = libcni(
-        &cluster.node,
-        "ADD",
-        cid,
-        &netns,
-        "net1",
-        &args,
-        &node.ptp,
-        &json!({}),
-        None,
-    );
+        netns: &netns,
+        ifname,
+        args: &args,
+    };
+    let cluster_result = libcni(&at("eth0"), "ADD", &node.conflist, &caps, None);
+    let ptp_result = libcni(&at("net1"), "ADD", &node.ptp, &json!({}), None);
     let cni = cluster.layout.dir("cni");
     std::fs::create_dir_all(cni.join("results")).unwrap();
     std::fs::write(
@@ -468,17 +451,14 @@ fn upstream_del(node: &Node, cid: &str, netns: &str) {
             .then(|| std::fs::read(&cache).ok())
             .flatten()
             .map(|b| serde_json::from_slice::<Value>(&b).unwrap()["result"].clone());
-        libcni(
-            &node.cluster.node,
-            "DEL",
+        let at = At {
+            node: &node.cluster.node,
             cid,
             netns,
-            &ifname,
-            &args,
-            &config,
-            &runtime_config(),
-            prev.as_ref(),
-        );
+            ifname: &ifname,
+            args: &args,
+        };
+        libcni(&at, "DEL", &config, &runtime_config(), prev.as_ref());
         let _ = std::fs::remove_file(cache);
     }
     std::fs::remove_file(cni.join(cid)).unwrap();

@@ -153,9 +153,21 @@ fn append_subdirectory_plugins(
     if inline_only == Some(true) || multus_common::validate::id("network name", name).is_err() {
         return Ok(());
     }
-    let subdir = file.parent().unwrap_or(Path::new(".")).join(name);
+    let dir = file.parent().unwrap_or(Path::new("."));
+    let extra = subdirectory_plugins(network, dir, name)?;
+    if let Some(plugins) = config.get_mut("plugins").and_then(Value::as_array_mut) {
+        plugins.extend(extra);
+    }
+    Ok(())
+}
+
+/// The plugin configs of `<dir>/<name>/*.conf`, in file-name order (none when there is no such
+/// directory), as libcni's `NetworkPluginConfsFromFiles`. `name` must already be a valid
+/// network name.
+fn subdirectory_plugins(network: &str, dir: &Path, name: &str) -> Result<Vec<Value>, NetconfError> {
+    let subdir = dir.join(name);
     if !subdir.is_dir() {
-        return Ok(());
+        return Ok(Vec::new());
     }
     let mut extra = Vec::new();
     for path in conf_files(network, &subdir)? {
@@ -163,10 +175,38 @@ fn append_subdirectory_plugins(
             extra.push(load_file(network, &path)?);
         }
     }
-    if let Some(plugins) = config.get_mut("plugins").and_then(Value::as_array_mut) {
-        plugins.extend(extra);
+    Ok(extra)
+}
+
+/// The plugin upstream puts first in an auxiliary chain (`multus.go:CmdAdd`).
+pub const PASSTHRU: &str = "passthru";
+
+/// Upstream's auxiliary CNI chain (`auxiliaryCNIChainName`, `multus.go:CmdAdd` and
+/// `k8sclient.go:loadSubdirectoryChain`): the conflist `{"cniVersion": <the multus config's>,
+/// "name": <chain>, "plugins": [{"type": "passthru", "name": "passthru-cni"}]}` with the
+/// `*.conf` plugin files of `<dir>/<chain>/` appended, `dir` being the cluster network file's
+/// directory. `None` when the directory adds no plugin (upstream attaches nothing then).
+pub fn auxiliary_chain(
+    chain: &str,
+    cni_version: &str,
+    dir: &Path,
+) -> Result<Option<NetConf>, NetconfError> {
+    let origin = dir.join(chain).display().to_string();
+    if multus_common::validate::id("network name", chain).is_err() {
+        return Err(NetconfError::Parse {
+            network: chain.into(),
+            origin,
+            reason: format!("invalid network config name: {chain}"),
+        });
     }
-    Ok(())
+    let extra = subdirectory_plugins(chain, dir, chain)?;
+    if extra.is_empty() {
+        return Ok(None);
+    }
+    let mut plugins = vec![serde_json::json!({"type": PASSTHRU, "name": "passthru-cni"})];
+    plugins.extend(extra);
+    let config = serde_json::json!({"cniVersion": cni_version, "name": chain, "plugins": plugins});
+    check_runnable(chain, &origin, config).map(Some)
 }
 
 /// An inline `delegates` entry of the multus config.

@@ -1,6 +1,7 @@
 //! Planning an ADD: from the request, the pod and its NADs to the ordered list of delegates, with
 //! interface names, CNI_ARGS and capability args. Every refusal happens here, before anything
 //! touches the node.
+mod auxiliary;
 mod devices;
 mod effective;
 mod networks;
@@ -117,6 +118,9 @@ pub enum PlanError {
     /// Code 7: the device source could not tell the pod's devices (a NAD has a resourceName).
     #[error("getKubernetesDelegate: failed to get resourceMap: {source}")]
     Devices { source: KubeletError },
+    /// Code 7: upstream's wording.
+    #[error("auxiliary chain used but ClusterNetwork must be a path, and it is not a path: {0}")]
+    AuxiliaryChainNeedsPath(String),
     /// Code 7: a configured feature multus-rs does not implement yet.
     #[error("{0} is not supported yet")]
     Unsupported(&'static str),
@@ -148,6 +152,7 @@ impl CniCode for PlanError {
             | PlanError::DuplicateIfname { .. }
             | PlanError::Ecmp
             | PlanError::Devices { .. }
+            | PlanError::AuxiliaryChainNeedsPath(_)
             | PlanError::Unsupported(_) => code::INVALID_NETWORK_CONFIG,
             PlanError::Task { .. } => code::INTERNAL,
         }
@@ -183,13 +188,6 @@ pub async fn plan(
         return Ok(Planned::PodGone);
     };
     check_uid(&pod, call.args.get(k8s_args::POD_UID))?;
-    if config
-        .auxiliary_cni_chain_name
-        .as_deref()
-        .is_some_and(|s| !s.is_empty())
-    {
-        return Err(PlanError::Unsupported("auxiliaryCNIChainName"));
-    }
     let mut pending = cluster_networks(config, &eff, source, &pod).await?;
     if eff.cluster_network.is_some() && !config.system_namespaces.contains(&pod.namespace) {
         for value in &eff.default_networks {
@@ -199,6 +197,7 @@ pub async fn plan(
     }
     pending.extend(annotation_networks(config, &eff, source, &pod).await?);
     self::devices::assign(devices, &pod, &mut pending).await?;
+    pending.extend(auxiliary::chain(&eff).await?);
     let (delegates, device_info) =
         build_delegates(pending, &eff, call, &pod, &config.device_info_dir)?;
     tracing::info!(pod.namespace = %pod.namespace, pod.name = %pod.name, delegates = delegates.len(), "planned ADD");

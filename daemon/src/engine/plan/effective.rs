@@ -16,6 +16,8 @@ struct StdinConf {
     delegates: Vec<Value>,
     namespace_isolation: bool,
     runtime_config: Option<Value>,
+    #[serde(rename = "auxiliaryCNIChainName")]
+    auxiliary_cni_chain_name: Option<String>,
 }
 
 /// The multus config in force for this request: the daemon's, with the shim's stdin filling what
@@ -29,6 +31,8 @@ pub(super) struct Effective {
     pub(super) namespace_isolation: bool,
     pub(super) runtime: Map<String, Value>,
     pub(super) result_version: String,
+    /// `auxiliaryCNIChainName` (the daemon's, else the generated 00-multus.conf's).
+    pub(super) auxiliary_chain: Option<String>,
 }
 
 /// The daemon's list when it has one, else the shim's.
@@ -58,5 +62,7 @@ pub(super) fn effective(config: &Config, stdin: &[u8]) -> Result<Effective, Plan
             .and_then(|v| v.as_object().cloned())
             .unwrap_or_default(),
         result_version: conf.cni_version,
+        auxiliary_chain: non_empty(&config.auxiliary_cni_chain_name)
+            .or(non_empty(&conf.auxiliary_cni_chain_name)),
     })
 }

@@ -255,7 +255,7 @@ async fn refusals() {
                 ..Config::default()
             },
             "mv",
-            "auxiliaryCNIChainName",
+            "auxiliary chain used but ClusterNetwork must be a path, and it is not a path: cluster",
         ),
     ];
     for (config, ann, want) in cases {
@@ -440,4 +440,107 @@ async fn d11_lookup_errors_keep_upstreams_wrappers() {
             .unwrap_err();
         assert_eq!((err.to_string().as_str(), err.cni_code()), (want, 7));
     }
+}
+
+/// A cluster network file in a temp dir, with `<dir>/<chain>/` holding `plugins` (file name,
+/// content) for the auxiliary chain.
+fn aux_dir(chain: &str, plugins: &[(&str, &str)]) -> (tempfile::TempDir, Config) {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = dir.path().join("10-cluster.conflist");
+    let conflist = json!({"cniVersion": "1.0.0", "name": "cbr0", "plugins": [{"type": "bridge"}]});
+    std::fs::write(&cluster, conflist.to_string()).unwrap();
+    std::fs::create_dir(dir.path().join(chain)).unwrap();
+    for (file, text) in plugins {
+        std::fs::write(dir.path().join(chain).join(file), text).unwrap();
+    }
+    let config = Config {
+        cluster_network: Some(cluster.display().to_string()),
+        auxiliary_cni_chain_name: Some(chain.into()),
+        ..Config::default()
+    };
+    (dir, config)
+}
+
+#[tokio::test]
+async fn d4_auxiliary_chain_is_passthru_then_the_chain_dirs_plugins_after_every_network() {
+    let (_dir, config) = aux_dir(
+        "vendor-cni-chain",
+        &[
+            (
+                "20-sysctl.conf",
+                r#"{"type": "tuning", "sysctl": {"net.ipv4.conf.IFNAME.arp_notify": "1"}}"#,
+            ),
+            ("10-first.conf", r#"{"type": "firewall"}"#),
+            ("30-ignored.conflist", r#"{"type": "nope"}"#),
+        ],
+    );
+    let ds = delegates(&config, pod(&[(selection::NETWORKS_ANNOTATION, "mv")]))
+        .await
+        .unwrap();
+    assert_eq!(
+        summary(&ds),
+        [
+            s("cbr0", "eth0", true),
+            s("app/mv", "net1", false),
+            s("vendor-cni-chain", "net2", false)
+        ]
+    );
+    let aux = &ds[2];
+    // Upstream's exact list: the multus config's cniVersion, passthru first, then *.conf files
+    // in file-name order.
+    assert_eq!(
+        aux.config.to_value(),
+        json!({"cniVersion": "1.0.0", "name": "vendor-cni-chain", "plugins": [
+            {"type": "passthru", "name": "passthru-cni"},
+            {"type": "firewall"},
+            {"type": "tuning", "sysctl": {"net.ipv4.conf.IFNAME.arp_notify": "1"}}]})
+    );
+    assert!(!aux.capability_args.contains_key("CNIDeviceInfoFile"));
+}
+
+#[tokio::test]
+async fn d4_a_chain_that_adds_nothing_or_does_not_load_is_left_out_as_upstream() {
+    for plugins in [
+        &[][..],
+        &[("10-bad.conf", "{not json")][..],
+        &[("10-untyped.conf", r#"{"name": "x"}"#)][..],
+    ] {
+        let (_dir, config) = aux_dir("aux", plugins);
+        let ds = delegates(&config, pod(&[])).await.unwrap();
+        assert_eq!(summary(&ds), [s("cbr0", "eth0", true)], "{plugins:?}");
+    }
+    // No directory at all, and a name that cannot be a path component.
+    for chain in ["absent", "../etc"] {
+        let (_dir, mut config) = aux_dir("aux", &[("10-a.conf", r#"{"type": "tuning"}"#)]);
+        config.auxiliary_cni_chain_name = Some(chain.into());
+        let ds = delegates(&config, pod(&[])).await.unwrap();
+        assert_eq!(ds.len(), 1, "{chain}");
+    }
+}
+
+#[tokio::test]
+async fn d4_chain_name_from_the_multus_config_when_the_daemon_has_none() {
+    let (dir, mut config) = aux_dir("aux", &[("10-a.conf", r#"{"type": "tuning"}"#)]);
+    config.auxiliary_cni_chain_name = None;
+    let mut stdin = stdin();
+    stdin["auxiliaryCNIChainName"] = json!("aux");
+    stdin["clusterNetwork"] = json!(dir.path().join("10-cluster.conflist"));
+    config.cluster_network = None;
+    let Planned::Plan(plan) = run(&config, &source(pod(&[])), ARGS, stdin).await.unwrap() else {
+        panic!("pod is there")
+    };
+    assert_eq!(plan.delegates.last().map(|d| d.name.as_str()), Some("aux"));
+    let err = run(
+        &Config {
+            auxiliary_cni_chain_name: Some("aux".into()),
+            ..Config::default()
+        },
+        &source(pod(&[])),
+        ARGS,
+        json!({"cniVersion": "1.0.0", "name": "m", "type": "multus-shim", "delegates": [{"type": "bridge", "name": "b"}]}),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.cni_code(), multus_common::code::INVALID_NETWORK_CONFIG);
+    assert!(err.to_string().ends_with("it is not a path: "), "{err}");
 }
