@@ -473,3 +473,78 @@ async fn failed_rollback_keeps_the_record_for_del() {
     assert_eq!(rec.delegates[0].state, State::Added);
     assert_eq!(rec.delegates[2].state, State::Planned);
 }
+
+/// D-4: the auxiliary chain runs last, passthru first in it, on `net<position>`, is recorded,
+/// adds nothing to network-status (passthru's result is empty) and is torn down first on DEL.
+#[tokio::test]
+async fn d4_auxiliary_chain_runs_last_and_is_torn_down_first() {
+    let conf_dir = tempfile::tempdir().unwrap();
+    let cluster = conf_dir.path().join("10-cluster.conflist");
+    let conflist =
+        json!({"cniVersion": "1.0.0", "name": "cluster", "plugins": [{"type": "first"}]});
+    std::fs::write(&cluster, conflist.to_string()).unwrap();
+    std::fs::create_dir(conf_dir.path().join("aux")).unwrap();
+    std::fs::write(
+        conf_dir.path().join("aux/10-chained.conf"),
+        r#"{"type": "chained"}"#,
+    )
+    .unwrap();
+    let f = fixture(mem(), |c| {
+        c.delegates.clear();
+        c.cluster_network = Some(cluster.display().to_string());
+        c.auxiliary_cni_chain_name = Some("aux".into());
+    });
+    // Upstream's passthru: an empty result in the config's version; the chained plugin hands
+    // its prevResult on.
+    f.plugins.add(
+        "passthru",
+        r#"if [ "$CNI_COMMAND" = ADD ]; then printf '{"cniVersion":"0.3.1","interfaces":[],"ips":[],"routes":[],"dns":{}}'; fi"#,
+    );
+    f.plugins.add(
+        "chained",
+        r#"if [ "$CNI_COMMAND" = ADD ]; then printf '{"cniVersion":"0.3.1","interfaces":[],"ips":[],"dns":{}}'; fi"#,
+    );
+    f.engine.add(call(Command::Add, "c1")).await.unwrap();
+    assert_eq!(
+        order(&f),
+        [
+            "ADD first eth0",
+            "ADD second net1",
+            "ADD third net2",
+            "ADD passthru net3",
+            "ADD chained net3"
+        ]
+    );
+    let calls = f.plugins.calls();
+    assert_eq!(calls[3].stdin["name"], "aux");
+    assert_eq!(
+        calls[3].stdin["cniVersion"], "0.3.1",
+        "the multus config's version"
+    );
+    assert_eq!(calls[4].stdin["prevResult"]["interfaces"], json!([]));
+    let rec = record(&f, "c1").unwrap();
+    assert_eq!(
+        rec.delegates.last().map(|e| e.delegate.name.as_str()),
+        Some("aux")
+    );
+    let statuses = f.source.statuses.lock().unwrap().clone();
+    let status: Value = serde_json::from_str(&statuses[0]).unwrap();
+    assert_eq!(
+        status.as_array().map(Vec::len),
+        Some(3),
+        "no entry for the chain"
+    );
+
+    f.engine.del(call(Command::Del, "c1")).await.unwrap();
+    assert_eq!(
+        dels(&f),
+        [
+            "DEL chained net3",
+            "DEL passthru net3",
+            "DEL third net2",
+            "DEL second net1",
+            "DEL first eth0"
+        ]
+    );
+    assert!(record(&f, "c1").is_none());
+}
