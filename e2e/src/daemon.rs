@@ -81,13 +81,25 @@ impl Layout {
         Ok(out)
     }
 
-    /// Container ids with a cache record.
+    /// Container ids with a cache record: ours (`cni/multus-rs/`) or upstream's scratch record
+    /// (`cni/`).
     pub fn cache_records(&self) -> Result<Vec<String>> {
-        Ok(fs::read_dir(self.dir("cni"))?
-            .filter_map(|e| e.ok())
-            .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .collect())
+        let cni = self.dir("cni");
+        let mut out = Vec::new();
+        for dir in [cni.join("multus-rs"), cni] {
+            let Ok(entries) = fs::read_dir(&dir) else {
+                continue;
+            };
+            out.extend(
+                entries
+                    .filter_map(|e| e.ok())
+                    .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+                    .map(|e| e.file_name().to_string_lossy().into_owned()),
+            );
+        }
+        out.sort();
+        out.dedup();
+        Ok(out)
     }
 }
 
