@@ -175,10 +175,12 @@ impl Cache {
         let path = self.path(&record.container_id)?;
         let bytes = serde_json::to_vec(record).map_err(CacheError::Encode)?;
         write_atomic(&path, &bytes)?;
+        // A record is rewritten after every delegate; these change far less often, so only a
+        // changed file costs a write and its fsyncs.
         let scratch = upstream::encode(record).map_err(CacheError::Encode)?;
-        write_atomic(&self.upstream_path(&record.container_id)?, &scratch)?;
+        write_if_changed(&self.upstream_path(&record.container_id)?, &scratch)?;
         for (name, bytes) in upstream::libcni_results(record).map_err(CacheError::Encode)? {
-            write_atomic(&self.dir.join(RESULTS_DIR).join(name), &bytes)?;
+            write_if_changed(&self.dir.join(RESULTS_DIR).join(name), &bytes)?;
         }
         Ok(())
     }
@@ -289,6 +291,14 @@ fn remove_file(path: &Path) -> Result<(), CacheError> {
         }),
         _ => Ok(()),
     }
+}
+
+/// As [`write_atomic`], unless the file already holds exactly `bytes`.
+fn write_if_changed(path: &Path, bytes: &[u8]) -> Result<(), CacheError> {
+    if read_file(path).ok().flatten().as_deref() == Some(bytes) {
+        return Ok(());
+    }
+    write_atomic(path, bytes)
 }
 
 /// Replaces `path` atomically: a temp file beside it (a leading '.' is not a valid container

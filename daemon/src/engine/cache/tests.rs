@@ -472,3 +472,25 @@ fn d6_previous_builds_record_and_scratch_fallback_still_del() {
     assert!(tmp.path().join(OWN_DIR).join("d6cid.corrupt").exists());
     assert_eq!(cache.list().unwrap(), ["d6cid", "old1"]);
 }
+
+/// The files beside our record are rewritten only when their content changes (a record is
+/// rewritten after every delegate; each unchanged file would cost a write and two fsyncs).
+#[test]
+fn d6_unchanged_scratch_and_result_files_are_not_rewritten() {
+    use std::os::unix::fs::MetadataExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = Cache::new(tmp.path());
+    let mut rec = d6_record();
+    cache.write(&rec).unwrap();
+    let inode = |p: &Path| std::fs::metadata(p).unwrap().ino();
+    let scratch = tmp.path().join("d6cid");
+    let master = tmp.path().join("results/cbr0-d6cid-eth0");
+    let (scratch_ino, master_ino) = (inode(&scratch), inode(&master));
+    rec.delegates[1].result = Some(json!({"cniVersion": "0.3.1", "ips": []}));
+    cache.write(&rec).unwrap();
+    assert_eq!(inode(&scratch), scratch_ino, "scratch record rewritten");
+    assert_eq!(inode(&master), master_ino, "unchanged result rewritten");
+    let sriov = tmp.path().join("results/sriov-net-d6cid-sriov1");
+    let back: Value = serde_json::from_slice(&std::fs::read(sriov).unwrap()).unwrap();
+    assert_eq!(back["result"]["ips"], json!([]), "changed result rewritten");
+}
