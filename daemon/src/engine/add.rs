@@ -231,12 +231,16 @@ fn upstream_type(d: &Delegate) -> &str {
 /// A second ADD for a container without a DEL in between (e.g. after a rollback that failed)
 /// would overwrite the record of what is still attached; tear that down first so nothing leaks.
 async fn teardown_stale(e: &Engine, call: &CniCall) -> Result<(), EngineError> {
-    let Loaded::Found(stale) = del::load(e, call).await? else {
+    let Loaded::Found(mut stale) = del::load(e, call).await? else {
         return Ok(());
     };
     tracing::warn!(container.id = %call.container_id, delegates = stale.delegates.len(),
         "ADD over an existing record; tearing the old attachments down first");
-    EngineError::from_all(del::teardown(e, &stale, &call.netns).await)
+    del::with_request(e, call, &mut stale);
+    EngineError::from_all(del::teardown(e, &stale, &call.netns).await)?;
+    // The new record replaces ours and the scratch copy, but not the old delegates' libcni
+    // result files (other networks may leave other names): nothing of the old one may stay.
+    e.blocking(move |c| c.remove(&stale)).await
 }
 
 async fn save(e: &Engine, record: &Record) -> Result<(), EngineError> {

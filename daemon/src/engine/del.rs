@@ -42,9 +42,7 @@ pub(super) async fn del(e: &Engine, call: CniCall) -> Result<(), EngineError> {
     if record.from_upstream {
         tracing::info!(container.id = %call.container_id, "DEL from an upstream Multus record");
     }
-    // A stdin that is not JSON carries no runtimeConfig; the teardown goes on without it.
-    let stdin: serde_json::Value = serde_json::from_slice(&call.config).unwrap_or_default();
-    request::apply(&mut record, &stdin, &e.config.device_info_dir);
+    with_request(e, &call, &mut record);
     let errors = teardown(e, &record, &call.netns).await;
     if errors.is_empty() || !e.config.retry_delete_on_error {
         let owned = record.clone();
@@ -54,6 +52,13 @@ pub(super) async fn del(e: &Engine, call: CniCall) -> Result<(), EngineError> {
         tracing::info!(container.id = %call.container_id, delegates = record.delegates.len(), "DEL done");
     }
     EngineError::from_all(errors)
+}
+
+/// What the request adds to a cached record before its teardown (D-5, see `request`). A stdin
+/// that is not JSON carries no runtimeConfig; the teardown goes on without it.
+pub(super) fn with_request(e: &Engine, call: &CniCall, record: &mut Record) {
+    let stdin: serde_json::Value = serde_json::from_slice(&call.config).unwrap_or_default();
+    request::apply(record, &stdin, &e.config.device_info_dir);
 }
 
 /// DEL of every delegate in reverse, each with its cached result; returns every failure.
