@@ -11,9 +11,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         out.join("multus_descriptor.bin"),
         prost::Message::encode_to_vec(&fds),
     )?;
+    // Default stubs (UNIMPLEMENTED) let a server written before an RPC was added keep compiling
+    // and answer it as an older daemon would.
     tonic_prost_build::configure()
         .build_server(true)
         .build_client(true)
+        .generate_default_stubs(true)
         .compile_fds(fds)?;
     // The kubelet's PodResources API (a client in the daemon, a stand-in kubelet in tests); kept
     // out of the descriptor set above, which is what the daemon serves through reflection.

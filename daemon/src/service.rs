@@ -7,12 +7,12 @@ use multus_common::validate;
 use multus_common::{CniArgs, CniError, Command, code};
 use multus_proto::PROTOCOL_VERSION;
 use multus_proto::v1::cni_server::Cni;
-use multus_proto::v1::{CniRequest, CniResponse};
+use multus_proto::v1::{CniRequest, CniResponse, DelegateRequest, DelegateResponse};
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 use tracing::Instrument;
 
-use crate::engine::{CniCall, CniCode, Engine, EngineError};
+use crate::engine::{CniCall, CniCode, Engine, EngineError, HotplugCall, HotplugNetwork};
 
 /// The CNI service over one shared [`Engine`].
 pub struct CniService {
@@ -32,17 +32,7 @@ impl CniService {
         let call = to_call(command, request.into_inner()).map_err(|e| to_status(&e))?;
         crate::layers::trace::record_call(&call);
         let id = call.container_id.clone();
-        let outcome = match command {
-            Command::Add => self.add_detached(call).await,
-            Command::Del => self.engine.del(call).await.map(|()| Vec::new()),
-            Command::Check => self.engine.check(call).await.map(|()| Vec::new()),
-            Command::Status => self.engine.status(call).await.map(|()| Vec::new()),
-            Command::Gc => self.engine.gc(call).await.map(|()| Vec::new()),
-            Command::Version => Err(EngineError::Internal(
-                "VERSION is answered by the shim".into(),
-            )),
-        };
-        match outcome {
+        match run(&self.engine, call).await {
             Ok(result) => Ok(Response::new(CniResponse { result })),
             Err(e) => {
                 tracing::warn!(cni.command = %command, container.id = %id, error = %e, "request failed");
@@ -50,28 +40,109 @@ impl CniService {
             }
         }
     }
-}
 
-impl CniService {
-    /// ADD in its own task, so a request dropped at its deadline (layers/timeout) still rolls
-    /// back: dropping this future cancels the token, and the task kills the running delegate,
-    /// DELs what was attached and only then releases the container lock.
-    async fn add_detached(&self, call: CniCall) -> Result<Vec<u8>, EngineError> {
-        let cancel = CancellationToken::new();
-        let _cancel_on_drop = cancel.clone().drop_guard();
-        let engine = Arc::clone(&self.engine);
-        let task = async move { engine.add_cancellable(call, cancel).await };
-        tokio::spawn(task.instrument(tracing::Span::current()))
-            .await
-            .map_err(|source| EngineError::Task {
-                what: "ADD",
-                source,
-            })?
+    async fn serve_hotplug(
+        &self,
+        command: Command,
+        request: Request<DelegateRequest>,
+    ) -> Result<Response<DelegateResponse>, Status> {
+        let call = to_hotplug(command, request.into_inner()).map_err(|e| to_status(&e))?;
+        record_hotplug(&call);
+        let id = call.container_id.clone();
+        match self.engine.hotplug(call).await {
+            Ok(result) => Ok(Response::new(DelegateResponse {
+                result: result
+                    .map(|r| r.to_string().into_bytes())
+                    .unwrap_or_default(),
+            })),
+            Err(e) => {
+                tracing::warn!(cni.command = %command, container.id = %id, error = %e, "hot-plug request failed");
+                Err(to_status(&e))
+            }
+        }
     }
 }
 
+/// One CNI verb on the engine, for the gRPC service and the HTTP API alike.
+pub(crate) async fn run(engine: &Arc<Engine>, call: CniCall) -> Result<Vec<u8>, EngineError> {
+    match call.command {
+        Command::Add => add_detached(engine, call).await,
+        Command::Del => engine.del(call).await.map(|()| Vec::new()),
+        Command::Check => engine.check(call).await.map(|()| Vec::new()),
+        Command::Status => engine.status(call).await.map(|()| Vec::new()),
+        Command::Gc => engine.gc(call).await.map(|()| Vec::new()),
+        Command::Version => Err(EngineError::Internal(
+            "VERSION is answered by the shim".into(),
+        )),
+    }
+}
+
+/// ADD in its own task, so a request dropped at its deadline (layers/timeout) still rolls
+/// back: dropping this future cancels the token, and the task kills the running delegate,
+/// DELs what was attached and only then releases the container lock.
+async fn add_detached(engine: &Arc<Engine>, call: CniCall) -> Result<Vec<u8>, EngineError> {
+    let cancel = CancellationToken::new();
+    let _cancel_on_drop = cancel.clone().drop_guard();
+    let engine = Arc::clone(engine);
+    let task = async move { engine.add_cancellable(call, cancel).await };
+    tokio::spawn(task.instrument(tracing::Span::current()))
+        .await
+        .map_err(|source| EngineError::Task {
+            what: "ADD",
+            source,
+        })?
+}
+
+/// Fills the current span with a hot-plug request's container, interface and pod.
+pub(crate) fn record_hotplug(call: &HotplugCall) {
+    crate::layers::trace::record_call(&CniCall {
+        command: call.command,
+        container_id: call.container_id.clone(),
+        netns: call.netns.clone(),
+        ifname: call.ifname.clone(),
+        args: call.args.clone(),
+        cni_path: String::new(),
+        config: Vec::new(),
+    });
+}
+
+/// Checks a gRPC hot-plug request and turns it into the engine's call.
+fn to_hotplug(command: Command, req: DelegateRequest) -> Result<HotplugCall, EngineError> {
+    if req.protocol_version > PROTOCOL_VERSION {
+        return Err(EngineError::ProtocolTooNew {
+            requested: req.protocol_version,
+            supported: PROTOCOL_VERSION,
+        });
+    }
+    validate::id("container id", &req.container_id)?;
+    if !req.ifname.is_empty() {
+        validate::ifname(&req.ifname)?;
+    }
+    let network = match (req.network.trim().is_empty(), req.config.is_empty()) {
+        (false, true) => HotplugNetwork::Selection(req.network),
+        (true, false) => HotplugNetwork::Config {
+            config: serde_json::from_slice(&req.config)
+                .map_err(|e| EngineError::DecodeConfig(e.to_string()))?,
+            selection: Box::default(),
+        },
+        _ => {
+            return Err(EngineError::InvalidConfig(
+                "exactly one of network (a selection element) and config must be set".into(),
+            ));
+        }
+    };
+    Ok(HotplugCall {
+        command,
+        container_id: req.container_id,
+        netns: req.netns,
+        ifname: req.ifname,
+        args: CniArgs::parse(&req.cni_args_raw).map_err(EngineError::InvalidArgs)?,
+        network,
+    })
+}
+
 /// Checks the request and turns it into the engine's call.
-fn to_call(command: Command, req: CniRequest) -> Result<CniCall, EngineError> {
+pub(crate) fn to_call(command: Command, req: CniRequest) -> Result<CniCall, EngineError> {
     if req.protocol_version > PROTOCOL_VERSION {
         return Err(EngineError::ProtocolTooNew {
             requested: req.protocol_version,
@@ -99,7 +170,7 @@ fn to_call(command: Command, req: CniRequest) -> Result<CniCall, EngineError> {
 }
 
 /// The CNI error for an error: its code, message, and the plugin's details if any.
-fn cni_error(e: &(impl CniCode + std::fmt::Display)) -> CniError {
+pub(crate) fn cni_error(e: &(impl CniCode + std::fmt::Display)) -> CniError {
     let details = e.cni_details().unwrap_or_default().to_owned();
     CniError::new(e.cni_code(), e.to_string()).with_details(details)
 }
@@ -148,6 +219,24 @@ impl Cni for CniService {
     }
     async fn gc(&self, request: Request<CniRequest>) -> Result<Response<CniResponse>, Status> {
         self.serve(Command::Gc, request).await
+    }
+    async fn add_delegate(
+        &self,
+        request: Request<DelegateRequest>,
+    ) -> Result<Response<DelegateResponse>, Status> {
+        self.serve_hotplug(Command::Add, request).await
+    }
+    async fn del_delegate(
+        &self,
+        request: Request<DelegateRequest>,
+    ) -> Result<Response<DelegateResponse>, Status> {
+        self.serve_hotplug(Command::Del, request).await
+    }
+    async fn check_delegate(
+        &self,
+        request: Request<DelegateRequest>,
+    ) -> Result<Response<DelegateResponse>, Status> {
+        self.serve_hotplug(Command::Check, request).await
     }
 }
 

@@ -243,7 +243,7 @@ async fn teardown_stale(e: &Engine, call: &CniCall) -> Result<(), EngineError> {
     e.blocking(move |c| c.remove(&stale)).await
 }
 
-async fn save(e: &Engine, record: &Record) -> Result<(), EngineError> {
+pub(super) async fn save(e: &Engine, record: &Record) -> Result<(), EngineError> {
     let record = record.clone();
     e.blocking(move |c| c.write(&record))
         .instrument(tracing::info_span!("cache.write"))
@@ -286,7 +286,7 @@ async fn rollback(e: &Engine, call: &CniCall, record: &Record, last: usize) {
     }
 }
 
-async fn publish_status(
+pub(super) async fn publish_status(
     e: &Engine,
     record: &Record,
     pod: Option<&crate::source::PodInfo>,

@@ -18,6 +18,7 @@ pub mod exec;
 #[cfg(test)]
 pub(crate) mod fakeplugin;
 pub mod gateway;
+mod hotplug;
 pub mod netconf;
 pub mod netstatus;
 mod node;
@@ -38,6 +39,8 @@ use multus_common::validate::InvalidName;
 pub use call::CniCall;
 pub use delegate::Delegate;
 pub use error::{CniCode, Several};
+pub use hotplug::HotplugCall;
+pub use plan::HotplugNetwork;
 
 use self::admission::{Admission, AdmissionError};
 use self::cache::{Cache, CacheError};
@@ -303,6 +306,15 @@ impl Engine {
     /// CNI CHECK: CHECK on every recorded delegate.
     pub async fn check(&self, call: CniCall) -> Result<(), EngineError> {
         del::check(self, call).await
+    }
+
+    /// Hot-plug: ADD, DEL or CHECK of one delegate on a running pod, kept in its record;
+    /// ADD returns the delegate's result in cniVersion 1.0.0.
+    pub async fn hotplug(
+        &self,
+        call: HotplugCall,
+    ) -> Result<Option<serde_json::Value>, EngineError> {
+        hotplug::hotplug(self, call).await
     }
 
     /// CNI STATUS: readiness, then the cluster network's own STATUS.

@@ -220,7 +220,7 @@ pub fn from_inline(index: usize, config: &Value) -> Result<NetConf, NetconfError
 }
 
 /// The typed config, once the JSON is a runnable conf or conflist (see [`NetConf::from_value`]).
-fn check_runnable(network: &str, origin: &str, config: Value) -> Result<NetConf, NetconfError> {
+pub fn check_runnable(network: &str, origin: &str, config: Value) -> Result<NetConf, NetconfError> {
     let (network, origin) = (network.to_owned(), origin.to_owned());
     NetConf::from_value(config).map_err(|invalid| match invalid {
         Invalid::NotAnObject => NetconfError::NotAnObject { network, origin },

@@ -4,6 +4,7 @@
 mod auxiliary;
 mod devices;
 mod effective;
+mod hotplug;
 mod networks;
 
 use std::collections::HashMap;
@@ -16,6 +17,7 @@ use multus_common::validate::{self, InvalidName};
 
 pub use self::devices::{DeviceInfoCopy, copy_device_info};
 use self::effective::{Effective, effective};
+pub use self::hotplug::{HotplugNetwork, delegate as hotplug_delegate};
 use self::networks::{Pending, annotation_networks, cluster_networks, resolve_value};
 use super::error::CniCode;
 use super::netconf::{NetConf, NetconfError};

@@ -34,6 +34,10 @@ pub fn verb(path: &str) -> Option<Command> {
         "Check" => Command::Check,
         "Status" => Command::Status,
         "Gc" => Command::Gc,
+        // Hot-plug: one delegate, bounded and counted like its verb.
+        "AddDelegate" => Command::Add,
+        "DelDelegate" => Command::Del,
+        "CheckDelegate" => Command::Check,
         _ => return None,
     })
 }
@@ -64,6 +68,7 @@ mod tests {
         let cases = [
             ("/multus.cni.v1.Cni/Add", Some(Command::Add)),
             ("/multus.cni.v1.Cni/Gc", Some(Command::Gc)),
+            ("/multus.cni.v1.Cni/AddDelegate", Some(Command::Add)),
             ("/multus.cni.v1.Cni/Nope", None),
             ("/grpc.health.v1.Health/Check", None),
         ];

@@ -132,7 +132,7 @@ pub(super) async fn annotation_networks(
 
 /// With `namespaceIsolation`, a pod may only use NADs of its own namespace, of
 /// `globalNamespaces`, or of `also_allowed`.
-fn check_isolation(
+pub(super) fn check_isolation(
     config: &Config,
     eff: &Effective,
     pod: &PodInfo,
@@ -175,7 +175,7 @@ async fn load_nad(
 }
 
 /// A selected NAD's delegate name and config (with the selection's `cni-args` merged in).
-async fn nad_delegate(
+pub(super) async fn nad_delegate(
     config: &Config,
     source: &dyn ClusterSource,
     sel: &NetworkSelection,
