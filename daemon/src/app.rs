@@ -10,6 +10,7 @@ use tokio::task::AbortHandle;
 use crate::autoconf::{AutoconfError, ConfigWriter};
 use crate::config::Config;
 use crate::engine::{Engine, EngineError};
+use crate::http_api::HttpApi;
 use crate::kubelet::Kubelet;
 use crate::layers::{self, Layers};
 use crate::metrics::listener::{self, ListenerError};
@@ -55,6 +56,7 @@ pub struct App {
     socket: SocketFile,
     grace: Duration,
     layers: Layers,
+    http: HttpApi,
     metrics_task: Option<AbortHandle>,
     config_writer: Option<Arc<ConfigWriter>>,
 }
@@ -80,6 +82,7 @@ impl App {
             }
             None => None,
         };
+        let http = HttpApi::new(Arc::clone(&engine), &config, metrics.clone());
         let layers = layers::stack(&config, metrics);
         let (listener, socket) = socket::bind(&config.socket_path())?;
         tracing::info!(
@@ -96,6 +99,7 @@ impl App {
             socket,
             grace: server::SHUTDOWN_GRACE,
             layers,
+            http,
             metrics_task,
             config_writer: None,
         })
@@ -118,10 +122,12 @@ impl App {
             socket,
             grace,
             layers,
+            http,
             metrics_task,
             config_writer,
         } = self;
-        let serving = server::serve(CniService::new(engine), listener, layers, shutdown, grace);
+        let cni = CniService::new(engine);
+        let serving = server::serve(cni, http, listener, layers, shutdown, grace);
         let result = match &config_writer {
             None => serving.await.map_err(AppError::from),
             Some(writer) => {

@@ -8,6 +8,7 @@ pub mod caps;
 pub mod chroot_proc;
 pub mod config;
 pub mod engine;
+pub mod http_api;
 pub mod kubelet;
 pub mod layers;
 pub mod load;

@@ -190,6 +190,12 @@ impl Metrics {
 
     /// A finished CNI request: `cni_code` 0 for success.
     pub fn request(&self, verb: &str, cni_code: u32, duration: Duration) {
+        self.request_on("/cni", verb, cni_code, duration);
+    }
+
+    /// A finished CNI request that upstream would have served on `handler` (`/cni` or the
+    /// hot-plug `/delegate`).
+    pub fn request_on(&self, handler: &str, verb: &str, cni_code: u32, duration: Duration) {
         let f = self.f();
         f.requests
             .get_or_create(&RequestLabels {
@@ -202,9 +208,9 @@ impl Metrics {
                 verb: verb.to_owned(),
             })
             .observe(duration.as_secs_f64());
-        // Upstream answered CNI failures with HTTP 400 on its one "/cni" handler.
+        // Upstream answered CNI failures with HTTP 400.
         let code = if cni_code == 0 { "200" } else { "400" };
-        self.upstream_request("/cni", code, "post");
+        self.upstream_request(handler, code, "post");
     }
 
     /// A request upstream's promhttp would have counted (`/cni`, `/healthz`).

@@ -1,10 +1,14 @@
-//! The gRPC server on the daemon socket, composed in ONE function: the `Cni` service, gRPC health
-//! and reflection (v1 and v1alpha), the tower layer stack, and bounded graceful shutdown.
+//! The server on the daemon socket, composed in ONE function: the `Cni` service, gRPC health
+//! and reflection (v1 and v1alpha), upstream's HTTP API beside them (HTTP/1.1 and HTTP/2 told
+//! apart per connection, gRPC by its content type), the tower layer stack, and bounded graceful
+//! shutdown.
 use std::future::Future;
 use std::time::Duration;
 
 use multus_proto::v1::cni_server::{Cni, CniServer};
 use tokio::net::UnixListener;
+
+use crate::http_api::{HttpApi, SplitLayer};
 use tokio_stream::wrappers::UnixListenerStream;
 
 /// How long in-flight requests may run on after a shutdown signal (upstream waits 10 s too).
@@ -24,6 +28,7 @@ pub enum ServerError {
 /// the signal so watchers on open connections see the drain.
 pub async fn serve<T: Cni>(
     cni: T,
+    http: HttpApi,
     listener: UnixListener,
     layers: crate::layers::Layers,
     shutdown: impl Future<Output = ()>,
@@ -43,11 +48,19 @@ pub async fn serve<T: Cni>(
         .set_service_status("", tonic_health::ServingStatus::Serving)
         .await;
 
-    // `layers` (crate::layers::stack): auth, trace, timeout, outermost first; they wrap the
-    // whole router, so health and reflection are behind auth too.
+    // Outermost, the split: non-gRPC requests go to the HTTP API, which applies the same auth
+    // policy itself (its refusals are HTTP 403, not gRPC statuses). Then `layers`
+    // (crate::layers::stack): auth, trace, timeout, outermost first; they wrap the whole
+    // router, so health and reflection are behind auth too.
+    let draining = http.draining();
+    let stack = tower::ServiceBuilder::new()
+        .layer(SplitLayer::new(http))
+        .layer(layers)
+        .into_inner();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tonic::transport::Server::builder()
-        .layer(layers)
+        .accept_http1(true)
+        .layer(stack)
         .add_service(CniServer::new(cni))
         .add_service(health_service)
         .add_service(reflection_v1)
@@ -64,6 +77,7 @@ pub async fn serve<T: Cni>(
         grace_seconds = grace.as_secs(),
         "draining: no new connections, finishing in-flight requests"
     );
+    draining.store(true, std::sync::atomic::Ordering::Relaxed);
     health.set_not_serving::<CniServer<T>>().await;
     health
         .set_service_status("", tonic_health::ServingStatus::NotServing)

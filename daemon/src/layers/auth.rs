@@ -39,15 +39,20 @@ impl AuthPolicy {
         peer.is_some_and(|p| self.uids.contains(&p.uid) || self.gids.contains(&p.gid))
     }
 
-    fn refusal(&self, peer: Option<Peer>) -> tonic::Status {
+    /// Why `peer` is refused, naming its uid and the config keys (gRPC and HTTP alike).
+    pub fn refusal_message(&self, peer: Option<Peer>) -> String {
         let who = match peer {
             Some(p) => format!("uid {} (gid {}, pid {:?})", p.uid, p.gid, p.pid),
             None => "a caller without unix credentials".to_owned(),
         };
-        tonic::Status::permission_denied(format!(
+        format!(
             "{who} may not call multus-daemon; allowed uids {:?}, gids {:?} (allowedUids, allowedGids)",
             self.uids, self.gids
-        ))
+        )
+    }
+
+    fn refusal(&self, peer: Option<Peer>) -> tonic::Status {
+        tonic::Status::permission_denied(self.refusal_message(peer))
     }
 }
 

@@ -5,6 +5,7 @@
 //!
 //! The request body is only decoded by the service, so the span starts with the path's verb and
 //! the service fills in the call's fields with [`record_call`].
+use std::future::Future;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -65,7 +66,7 @@ impl Extractor for Headers<'_> {
     }
 }
 
-fn rpc_span(verb: Command, headers: &http::HeaderMap) -> tracing::Span {
+pub(crate) fn rpc_span(verb: Command, headers: &http::HeaderMap) -> tracing::Span {
     let span = tracing::info_span!("cni.rpc", otel.name = %format!("CNI {verb}"), otel.kind = "server",
         otel.status_code = Empty, cni.command = %verb, container.id = Empty, pod.namespace = Empty,
         pod.name = Empty, pod.uid = Empty, ifname = Empty, netns = Empty, cni.code = Empty,
@@ -76,6 +77,41 @@ fn rpc_span(verb: Command, headers: &http::HeaderMap) -> tracing::Span {
         let _ = span.set_parent(parent);
     }
     span
+}
+
+/// The handler upstream's counter files a gRPC path under: hot-plug RPCs as `/delegate`.
+fn handler(path: &str) -> &'static str {
+    if path.ends_with("Delegate") {
+        "/delegate"
+    } else {
+        "/cni"
+    }
+}
+
+/// One CNI request outside gRPC (the HTTP API), already inside its [`rpc_span`]: the same
+/// in-flight gauge, span fields, sample and log line as [`Trace`] gives a gRPC one.
+pub(crate) async fn observe<T>(
+    metrics: &Metrics,
+    handler: &str,
+    verb: Command,
+    work: impl Future<Output = Result<T, CniError>>,
+) -> Result<T, CniError> {
+    let _in_flight = metrics.in_flight();
+    let started = Instant::now();
+    let r = work.await;
+    let elapsed = started.elapsed();
+    let cni = r.as_ref().err().map_or(0, |e| e.code);
+    let span = tracing::Span::current();
+    span.record("cni.code", cni);
+    span.record("duration_ms", elapsed.as_millis() as u64);
+    span.record("otel.status_code", if cni == 0 { "ok" } else { "error" });
+    metrics.request_on(handler, verb.as_str(), cni, elapsed);
+    tracing::info!(
+        cni.code = cni,
+        duration_ms = elapsed.as_millis() as u64,
+        "request done"
+    );
+    r
 }
 
 /// Wraps a service with [`Trace`].
@@ -140,6 +176,7 @@ where
             });
         };
         let span = rpc_span(verb, req.headers());
+        let handler = handler(req.uri().path());
         let work = self.inner.call(req);
         let in_span = span.clone();
         Box::pin(
@@ -156,7 +193,7 @@ where
                 span.record("grpc.code", tracing::field::debug(grpc));
                 span.record("duration_ms", elapsed.as_millis() as u64);
                 span.record("otel.status_code", if cni == 0 { "ok" } else { "error" });
-                metrics.request(verb.as_str(), cni, elapsed);
+                metrics.request_on(handler, verb.as_str(), cni, elapsed);
                 tracing::info!(
                     cni.code = cni,
                     duration_ms = elapsed.as_millis() as u64,
