@@ -8,6 +8,7 @@ pub mod apiserver;
 pub mod bins;
 pub mod containerd;
 pub mod daemon;
+pub mod http;
 pub mod ip;
 pub mod netns;
 pub mod oci;
