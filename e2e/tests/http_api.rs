@@ -255,6 +255,29 @@ fn hotplug_delegate_add_and_del_on_a_running_pod_then_the_pods_del_removes_both(
             .any(|(_, i)| i == "net5")
     );
 
+    // A delegate whose plugin fails is rolled back: nothing attached, the record as before.
+    let mut broken = macvlan_config(&cluster);
+    broken["master"] = "no-such-dev".into();
+    let failed = http::delegate_request(
+        "ADD",
+        "d7e1e901",
+        &netns,
+        "net6",
+        ("default", "dyn", "uid-dyn"),
+        &broken,
+        None,
+    );
+    let r = post(&cluster, "/delegate", &failed);
+    assert_eq!(r.status, 400, "{r:?}");
+    assert!(
+        r.json()["msg"].as_str().unwrap().contains("macvlan"),
+        "{}",
+        r.body
+    );
+    assert_eq!(links(&pod_ns), ["eth0", "net1"]);
+    let record = fs::read_to_string(cluster.layout.dir("cni").join("d7e1e901")).unwrap();
+    assert!(!record.contains("net6"), "{record}");
+
     // Plugged again, then the pod's own DEL tears down everything.
     assert_eq!(post(&cluster, "/delegate", &body("add")).status, 200);
     assert_eq!(links(&pod_ns), ["eth0", "net1", "net5"]);
