@@ -333,6 +333,12 @@ fn hotplug_grpc_add_then_the_pods_del_removes_both_interfaces() {
     assert!(err.to_string().contains("nope"), "{err}");
     assert_eq!(links(&pod_ns), ["eth0", "net3"]);
 
+    // DelDelegate detaches it alone; plugged again, the pod's DEL removes both.
+    http::hotplug(&socket, "DelDelegate", req.clone()).unwrap();
+    assert_eq!(links(&pod_ns), ["eth0"]);
+    http::hotplug(&socket, "AddDelegate", req.clone()).unwrap();
+    assert_eq!(links(&pod_ns), ["eth0", "net3"]);
+
     let out = add.with_command("DEL").run().unwrap();
     assert!(out.success(), "{out:?}");
     assert!(links(&pod_ns).is_empty(), "interfaces left behind");

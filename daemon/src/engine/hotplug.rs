@@ -56,6 +56,14 @@ pub(super) async fn hotplug(e: &Engine, call: HotplugCall) -> Result<Option<Valu
             call.container_id
         )));
     }
+    if call.command != Command::Add {
+        // DEL and CHECK work from the record alone: the NAD may be gone by now.
+        let ifname = plan::hotplug_ifname(&call.network, &call.ifname)?;
+        return match call.command {
+            Command::Del => remove(e, &call, record, &ifname).await.map(|()| None),
+            _ => check(e, &call, &record, &ifname).await.map(|()| None),
+        };
+    }
     let pod = pod(e, &call, &record).await?;
     let d = plan::hotplug_delegate(
         &e.config,
@@ -66,13 +74,7 @@ pub(super) async fn hotplug(e: &Engine, call: HotplugCall) -> Result<Option<Valu
         &call.args,
     )
     .await?;
-    match call.command {
-        Command::Add => add(e, &call, record, d, &pod).await.map(Some),
-        Command::Del => remove(e, &call, record, &d.ifname, &pod)
-            .await
-            .map(|()| None),
-        _ => check(e, &call, &record, &d.ifname).await.map(|()| None),
-    }
+    add(e, &call, record, d, &pod).await.map(Some)
 }
 
 async fn load(e: &Engine, call: &HotplugCall) -> Result<Option<Record>, EngineError> {
@@ -212,7 +214,6 @@ async fn remove(
     call: &HotplugCall,
     mut record: Record,
     ifname: &str,
-    pod: &PodInfo,
 ) -> Result<(), EngineError> {
     let Some(i) = position(&record, ifname) else {
         tracing::info!(container.id = %call.container_id, ifname, "hot-plug DEL: interface not recorded");
@@ -236,7 +237,14 @@ async fn remove(
     record.delegates.remove(i);
     save(e, &record).await?;
     tracing::info!(container.id = %call.container_id, ifname, "hot-plug DEL done");
-    publish_status(e, &record, Some(pod)).await
+    // A pod that is gone has no network-status to update; the detach itself is done.
+    match pod(e, call, &record).await {
+        Ok(pod) => publish_status(e, &record, Some(&pod)).await,
+        Err(err) => {
+            tracing::info!(container.id = %call.container_id, error = %err, "hot-plug DEL: network-status not updated");
+            Ok(())
+        }
+    }
 }
 
 async fn check(

@@ -17,7 +17,7 @@ use multus_common::validate::{self, InvalidName};
 
 pub use self::devices::{DeviceInfoCopy, copy_device_info};
 use self::effective::{Effective, effective};
-pub use self::hotplug::{HotplugNetwork, delegate as hotplug_delegate};
+pub use self::hotplug::{HotplugNetwork, delegate as hotplug_delegate, ifname as hotplug_ifname};
 use self::networks::{Pending, annotation_networks, cluster_networks, resolve_value};
 use super::error::CniCode;
 use super::netconf::{NetConf, NetconfError};

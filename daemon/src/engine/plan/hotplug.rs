@@ -75,27 +75,48 @@ pub async fn delegate(
     })
 }
 
-async fn from_selection(
-    config: &Config,
-    source: &dyn ClusterSource,
-    pod: &PodInfo,
-    element: &str,
-) -> Result<(String, NetConf, NetworkSelection), PlanError> {
+/// The interface a DEL or CHECK is about: `ifname`, else the selection element's `interface`
+/// (read without any lookup, so it works after the NAD is gone).
+pub fn ifname(network: &HotplugNetwork, ifname: &str) -> Result<String, PlanError> {
+    if !ifname.is_empty() {
+        return Ok(ifname.to_owned());
+    }
+    if let HotplugNetwork::Selection(element) = network {
+        let sel = one_selection(element, "")?;
+        if !sel.interface.is_empty() {
+            return Ok(sel.interface);
+        }
+    }
+    Err(PlanError::MissingArg(
+        "interface name (ifname, or the selection's \"interface\")",
+    ))
+}
+
+/// One element of the networks annotation, in either of its forms.
+fn one_selection(element: &str, namespace: &str) -> Result<NetworkSelection, PlanError> {
     let element = element.trim();
-    // One element, in either of the annotation's forms.
     let annotation = if element.starts_with('{') {
         format!("[{element}]")
     } else {
         element.to_owned()
     };
-    let mut all = selection::parse(&annotation, &pod.namespace)?;
+    let mut all = selection::parse(&annotation, namespace)?;
     if all.len() != 1 {
         return Err(PlanError::DecodeConfig(format!(
             "hot-plug takes exactly one network selection element, got {}",
             all.len()
         )));
     }
-    let sel = all.remove(0);
+    Ok(all.remove(0))
+}
+
+async fn from_selection(
+    config: &Config,
+    source: &dyn ClusterSource,
+    pod: &PodInfo,
+    element: &str,
+) -> Result<(String, NetConf, NetworkSelection), PlanError> {
+    let sel = one_selection(element, &pod.namespace)?;
     let eff = effective(config, b"{}")?;
     check_isolation(config, &eff, pod, &sel, None)?;
     let resolved = nad_delegate(config, source, &sel).await?;
