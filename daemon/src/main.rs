@@ -99,8 +99,13 @@ fn serve(
     runtime.block_on(async {
         let shutdown = Shutdown::install()?;
         let app = App::build(config).await?.with_config_writer(writer);
-        app.run(async { tracing::info!(signal = shutdown.recv().await, "shutting down") })
-            .await?;
+        // The await stays outside the macro: a tracing macro does not evaluate its fields when
+        // its level is off, so at `logLevel: error` the signal would never be awaited (D-7).
+        app.run(async {
+            let signal = shutdown.recv().await;
+            tracing::info!(signal, "shutting down");
+        })
+        .await?;
         Ok(())
     })
 }

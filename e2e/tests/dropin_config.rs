@@ -1,0 +1,74 @@
+//! Daemon configs that upstream Multus accepts run our daemon too (drop-in item D-7).
+#![allow(clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use hyper_util::rt::TokioIo;
+use multus_e2e::{daemon::Daemon, daemon::Layout, netns::Netns};
+use serde_json::json;
+use tonic::transport::{Endpoint, Uri};
+use tonic_health::pb::{
+    HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+};
+
+/// The daemon's overall health status, asked over its socket as a kubelet probe would.
+fn health(socket: &Path) -> ServingStatus {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let path: PathBuf = socket.to_owned();
+        let connector = tower::service_fn(move |_: Uri| {
+            let path = path.clone();
+            async move {
+                Ok::<_, std::io::Error>(TokioIo::new(tokio::net::UnixStream::connect(path).await?))
+            }
+        });
+        let channel = Endpoint::from_static("http://[::]:50051")
+            .timeout(Duration::from_secs(5))
+            .connect_with_connector(connector)
+            .await
+            .unwrap();
+        let reply = HealthClient::new(channel)
+            .check(HealthCheckRequest::default())
+            .await
+            .unwrap();
+        ServingStatus::try_from(reply.into_inner().status).unwrap()
+    })
+}
+
+/// D-7: at `logLevel: error` (and `panic`, `warn`) the daemon used to exit 0 at once, because
+/// the shutdown signal was awaited inside a `tracing::info!` field that is not evaluated when
+/// info is off. Every level upstream accepts must serve until SIGTERM, then exit 0.
+#[test]
+fn d7_every_upstream_log_level_serves() {
+    let node = Netns::new("mrsd7l").unwrap();
+    for level in [
+        "panic", "error", "warn", "warning", "info", "verbose", "debug",
+    ] {
+        let layout = Layout::new().unwrap();
+        let mut config = layout.config("cluster");
+        config.insert("logLevel".into(), json!(level));
+        let mut daemon = Daemon::start(&node, &layout, &config).unwrap();
+        assert_eq!(
+            health(&daemon.socket()),
+            ServingStatus::Serving,
+            "logLevel {level}"
+        );
+        // Still serving a moment later: the early exit happened right after binding.
+        std::thread::sleep(Duration::from_millis(500));
+        assert_eq!(
+            health(&daemon.socket()),
+            ServingStatus::Serving,
+            "logLevel {level}"
+        );
+        let status = daemon.stop().unwrap().expect("the daemon was running");
+        assert!(
+            status.success(),
+            "logLevel {level}: SIGTERM exit {status}\n{}",
+            daemon.log_text()
+        );
+    }
+}
