@@ -74,7 +74,7 @@ impl App {
         );
         let metrics_task = match config.metrics_port {
             Some(port) => {
-                let l = listener::bind(&config.metrics_bind_address, port).await?;
+                let l = listener::bind(config.metrics_bind_address, port).await?;
                 // The bound address, not the configured one: `::` may have fallen back to IPv4.
                 let bound = l.local_addr().ok();
                 tracing::info!(address = ?bound, "metrics at /metrics");

@@ -4,11 +4,18 @@
 //!
 //! Loading (file, then `MULTUS_`-prefixed environment, then flags) lives in `load`; this file is
 //! the shape and the defaults only.
+pub mod duration;
+pub mod value;
+
+use std::net::IpAddr;
 use std::path::PathBuf;
 
 use multus_common::constants;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+
+pub use value::{GoDuration, LogFormat, LogLevel};
+use value::{empty_duration_is_none, empty_is_none, ip_address};
 
 /// The daemon configuration. Unknown keys are kept in `extra` (they pass into generated configs).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -16,6 +23,7 @@ use serde_json::{Map, Value};
 pub struct Config {
     // === daemon keys (docs/thick-plugin.md) ===
     /// Directory that points to the host root; delegates are exec'd chrooted into it.
+    #[serde(deserialize_with = "empty_is_none")]
     pub chroot_dir: Option<PathBuf>,
     /// Directory of `multus.sock`.
     pub socket_dir: PathBuf,
@@ -26,9 +34,10 @@ pub struct Config {
     /// Upstream's cap on concurrently accepted connections (must be > 0 when set).
     pub connection_limit: Option<u32>,
     /// Log file; none means no file.
+    #[serde(deserialize_with = "empty_is_none")]
     pub log_file: Option<PathBuf>,
     /// `panic`, `error`, `verbose`, `debug` (upstream) or `warn`, `info`, `trace`.
-    pub log_level: String,
+    pub log_level: LogLevel,
     /// Echo logs to stderr.
     pub log_to_stderr: bool,
     /// Rotation of `logFile` (upstream's lumberjack options).
@@ -42,11 +51,14 @@ pub struct Config {
     /// Where the generated `00-multus.conf` goes.
     pub cni_config_dir: PathBuf,
     /// Directory searched for the primary CNI config in auto mode.
+    #[serde(deserialize_with = "empty_is_none")]
     pub multus_autoconfig_dir: Option<PathBuf>,
     /// File name of the primary CNI config (auto-discovered when unset).
+    #[serde(deserialize_with = "empty_is_none")]
     #[serde(rename = "multusMasterCNI")]
     pub multus_master_cni: Option<String>,
     /// The multus config's own `cniVersion`.
+    #[serde(deserialize_with = "empty_is_none")]
     pub cni_version: Option<String>,
     /// Rewrite the primary config with `cniVersion` (testing only, as upstream).
     #[serde(rename = "forceCNIVersion")]
@@ -54,6 +66,7 @@ pub struct Config {
     /// Generated config takes the primary config's `name`.
     pub override_network_name: bool,
     /// ADD/STATUS/GC wait for this file to exist.
+    #[serde(deserialize_with = "empty_is_none")]
     #[serde(rename = "readinessindicatorfile")]
     pub readiness_indicator_file: Option<PathBuf>,
     /// multus-rs: remove the multus CNI config this daemon wrote when it stops (upstream always
@@ -69,6 +82,7 @@ pub struct Config {
     /// Directory of delegate plugin binaries.
     pub bin_dir: PathBuf,
     /// The cluster-wide default network: NAD name, network name in `confDir`, file or directory.
+    #[serde(deserialize_with = "empty_is_none")]
     pub cluster_network: Option<String>,
     /// Networks attached to every pod outside `systemNamespaces`.
     pub default_networks: Vec<String>,
@@ -81,21 +95,26 @@ pub struct Config {
     /// Pods may only use NADs of their own namespace or of `globalNamespaces`.
     pub namespace_isolation: bool,
     /// Comma-separated namespaces whose NADs every pod may use (default `default`).
+    #[serde(deserialize_with = "empty_is_none")]
     pub global_namespaces: Option<String>,
     /// Keep the cache record when a DEL failed.
     pub retry_delete_on_error: bool,
     /// Extra passthru chain appended after the networks.
+    #[serde(deserialize_with = "empty_is_none")]
     #[serde(rename = "auxiliaryCNIChainName")]
     pub auxiliary_cni_chain_name: Option<String>,
     /// Kubeconfig file; in-cluster service account when unset.
+    #[serde(deserialize_with = "empty_is_none")]
     pub kubeconfig: Option<PathBuf>,
 
     // === multus-rs ===
     /// Standalone mode: a directory of Pod and NetworkAttachmentDefinition manifests that stands
     /// in for the Kubernetes API.
+    #[serde(deserialize_with = "empty_is_none")]
     pub cluster_state_dir: Option<PathBuf>,
     /// Standalone mode: where each pod's network-status annotation is written as
     /// `<namespace>.<pod>.json`; unset means logged only.
+    #[serde(deserialize_with = "empty_is_none")]
     pub network_status_dir: Option<PathBuf>,
     /// How many delegate plugins may run at once on this node.
     pub delegate_concurrency: u32,
@@ -118,12 +137,14 @@ pub struct Config {
     /// IPv4 too; `0.0.0.0` when the kernel has no IPv6) like upstream's `:port`, because
     /// Prometheus scrapes the pod IP of the hostNetwork DaemonSet, which may be either family;
     /// `0.0.0.0` is IPv4 only; set `127.0.0.1` to keep the metrics on the node.
-    pub metrics_bind_address: String,
+    #[serde(deserialize_with = "ip_address")]
+    pub metrics_bind_address: IpAddr,
     /// OTLP/gRPC endpoint for traces (e.g. `http://collector:4317`); unset: the standard
     /// `OTEL_EXPORTER_OTLP_ENDPOINT`, and nothing is exported when neither is set.
+    #[serde(deserialize_with = "empty_is_none")]
     pub otlp_endpoint: Option<String>,
     /// `text` (upstream's look) or `json` (one object per line, span fields included).
-    pub log_format: String,
+    pub log_format: LogFormat,
     /// Capabilities kept at start besides the daemon's and the usual delegates' (e.g.
     /// `CAP_NET_BIND_SERVICE` for an exotic delegate); everything else is dropped.
     pub keep_capabilities: Vec<String>,
@@ -139,6 +160,17 @@ pub struct Config {
     /// Keys this build does not know: kept, and passed into generated configs.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
+
+    /// What loading replaced with a default instead of failing (logged once logging is up).
+    #[serde(skip)]
+    pub warnings: Vec<ConfigWarning>,
+}
+
+/// A key whose value loading ignored, as upstream ignores it, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigWarning {
+    pub key: &'static str,
+    pub reason: String,
 }
 
 /// Rotation of the log file (upstream `logOptions`).
@@ -194,10 +226,13 @@ impl Default for RequestTimeouts {
 #[serde(rename_all = "camelCase", default)]
 pub struct PerNodeCertificate {
     pub enabled: bool,
+    #[serde(deserialize_with = "empty_is_none")]
     pub bootstrap_kubeconfig: Option<PathBuf>,
+    #[serde(deserialize_with = "empty_is_none")]
     pub cert_dir: Option<PathBuf>,
-    /// Go duration string, e.g. `10m`.
-    pub cert_duration: Option<String>,
+    /// Go duration, e.g. `10m`.
+    #[serde(deserialize_with = "empty_duration_is_none")]
+    pub cert_duration: Option<GoDuration>,
 }
 
 impl Default for Config {
@@ -209,7 +244,7 @@ impl Default for Config {
             enable_pprof: None,
             connection_limit: None,
             log_file: None,
-            log_level: "panic".into(),
+            log_level: LogLevel::Panic,
             log_to_stderr: false,
             log_options: None,
             per_node_certificate: None,
@@ -245,15 +280,16 @@ impl Default for Config {
             allowed_uids: vec![0],
             allowed_gids: Vec::new(),
             request_timeouts: RequestTimeouts::default(),
-            metrics_bind_address: crate::metrics::listener::DUAL_STACK.into(),
+            metrics_bind_address: value::DEFAULT_METRICS_BIND_ADDRESS,
             otlp_endpoint: None,
-            log_format: "text".into(),
+            log_format: LogFormat::Text,
             keep_capabilities: Vec::new(),
             kubelet_pod_resources_socket: "/var/lib/kubelet/pod-resources/kubelet.sock".into(),
             kubelet_checkpoint_file: "/var/lib/kubelet/device-plugins/kubelet_internal_checkpoint"
                 .into(),
             device_info_dir: "/var/run/k8s.cni.cncf.io/devinfo".into(),
             extra: Map::new(),
+            warnings: Vec::new(),
         }
     }
 }

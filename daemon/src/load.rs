@@ -9,7 +9,7 @@ use serde_json::{Map, Value};
 
 use multus_common::constants;
 
-use crate::config::Config;
+use crate::config::{Config, ConfigWarning, LogLevel};
 
 /// Environment variables `MULTUS_<KEY>` set config keys (`MULTUS_SOCKET_DIR` → `socketDir`).
 pub const ENV_PREFIX: &str = "MULTUS_";
@@ -124,15 +124,86 @@ pub fn from_layers(
     vars: impl IntoIterator<Item = (String, String)>,
 ) -> Result<Config, LoadError> {
     let known = known_keys();
-    let config: Config = Figment::new()
+    let figment = Figment::new()
         .merge(Serialized::defaults(Value::Object(normalise(file, &known))))
         .merge(Serialized::defaults(Value::Object(env_overrides(
             vars, &known,
-        ))))
+        ))));
+    let (figment, mut warnings) = ignore_unknown_level(figment);
+    let mut config: Config = figment
         .extract()
         .map_err(|e| LoadError::Extract(describe(&e)))?;
+    empty_means_default(&mut config);
+    warnings.extend(ignore_missing_kubeconfig(&mut config));
     validate(&config)?;
+    config.warnings = warnings;
     Ok(config)
+}
+
+/// Upstream ignores a `logLevel` it does not know ("cannot set logging level") and keeps its
+/// default; a value of the wrong type is still an error.
+fn ignore_unknown_level(figment: Figment) -> (Figment, Vec<ConfigWarning>) {
+    let Ok(Value::String(name)) = figment.extract_inner::<Value>("logLevel") else {
+        return (figment, Vec::new());
+    };
+    if LogLevel::from_name(&name).is_some() {
+        return (figment, Vec::new());
+    }
+    let default = LogLevel::default();
+    let warning = ConfigWarning {
+        key: "logLevel",
+        reason: format!(
+            "cannot set logging level to {name:?} (not one of {}): using {}",
+            LogLevel::NAMES,
+            default.name()
+        ),
+    };
+    let figment = figment.merge(Serialized::default("logLevel", default));
+    (figment, vec![warning])
+}
+
+/// Path and name keys that upstream defaults when they are `""` (`if x == "" { x = default }`).
+fn empty_means_default(c: &mut Config) {
+    let d = Config::default();
+    let paths = [
+        (&mut c.conf_dir, d.conf_dir),
+        (&mut c.cni_dir, d.cni_dir),
+        (&mut c.bin_dir, d.bin_dir),
+        (&mut c.cni_config_dir, d.cni_config_dir),
+        (
+            &mut c.kubelet_pod_resources_socket,
+            d.kubelet_pod_resources_socket,
+        ),
+        (&mut c.kubelet_checkpoint_file, d.kubelet_checkpoint_file),
+        (&mut c.device_info_dir, d.device_info_dir),
+    ];
+    for (value, default) in paths {
+        if value.as_os_str().is_empty() {
+            *value = default;
+        }
+    }
+    if c.multus_namespace.is_empty() {
+        c.multus_namespace = d.multus_namespace;
+    }
+}
+
+/// The thick daemon upstream ignores `kubeconfig` (a thin-plugin key); a stale one naming a
+/// file that does not exist must not stop the daemon, so it falls back to in-cluster
+/// credentials. One that exists is still used (standalone test clusters rely on it).
+fn ignore_missing_kubeconfig(c: &mut Config) -> Option<ConfigWarning> {
+    let path = c.kubeconfig.as_ref()?;
+    if path.exists() {
+        return None;
+    }
+    let reason = format!(
+        "{} does not exist (a thin-plugin key the thick daemon does not need): using in-cluster credentials",
+        path.display()
+    );
+    c.kubeconfig = None;
+    Some(ConfigWarning {
+        key: "kubeconfig",
+        reason,
+    })
 }
 
 /// figment's message with the key path first, so the operator sees which key is wrong.
@@ -227,10 +298,13 @@ fn go_bool(v: &str) -> Option<bool> {
     }
 }
 
-/// Logs [`unimplemented_keys`] at warn, one line per key.
+/// Logs [`unimplemented_keys`] and the values loading ignored at warn, one line per key.
 pub fn warn_unimplemented(c: &Config) {
     for (key, reason) in unimplemented_keys(c) {
         tracing::warn!(key, reason, "config key accepted but not implemented");
+    }
+    for w in &c.warnings {
+        tracing::warn!(key = w.key, reason = %w.reason, "config value ignored");
     }
 }
 

@@ -32,6 +32,10 @@ fn main() -> ExitCode {
         Ok(c) => c,
         Err(e) => return fail(1, e),
     };
+    // On stderr whatever logLevel says, as upstream prints its "cannot set logging level".
+    for w in &config.warnings {
+        eprintln!("multus-daemon: warning: config key {}: {}", w.key, w.reason);
+    }
     // Before anything serves: a chroot whose /proc is another PID namespace's fails every ADD.
     if let Some(root) = &config.chroot_dir
         && let Err(e) = chroot_proc::check(root)

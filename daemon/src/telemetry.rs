@@ -12,14 +12,12 @@ use tracing_subscriber::fmt::writer::{BoxMakeWriter, MakeWriterExt};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
-use crate::config::{Config, LogOptions};
+use crate::config::{Config, LogFormat, LogLevel, LogOptions};
 use crate::otel::{self, OtelGuard, OtelSettings};
 
 /// Why logging could not be set up.
 #[derive(Debug, thiserror::Error)]
 pub enum TelemetryError {
-    #[error("logLevel {0:?} is not one of panic, error, warn, verbose, info, debug, trace")]
-    UnknownLevel(String),
     #[error("opening logFile {path}: {source}")]
     OpenLogFile {
         path: PathBuf,
@@ -27,8 +25,6 @@ pub enum TelemetryError {
     },
     #[error("installing the tracing subscriber: {0}")]
     Install(#[from] tracing_subscriber::util::TryInitError),
-    #[error("logFormat {0:?} is not one of text, json")]
-    UnknownFormat(String),
     #[error("OpenTelemetry: {0}")]
     Otel(#[from] otel::OtelError),
 }
@@ -39,27 +35,15 @@ pub struct Telemetry {
     _otel: Option<OtelGuard>,
 }
 
-/// Upstream's level names (`panic` = errors only, `verbose` = info) plus tracing's own.
-pub fn level(name: &str) -> Result<LevelFilter, TelemetryError> {
-    Ok(match name.to_ascii_lowercase().as_str() {
-        "panic" | "error" => LevelFilter::ERROR,
-        "warn" | "warning" => LevelFilter::WARN,
-        "verbose" | "info" => LevelFilter::INFO,
-        "debug" => LevelFilter::DEBUG,
-        "trace" => LevelFilter::TRACE,
-        _ => return Err(TelemetryError::UnknownLevel(name.to_owned())),
-    })
-}
-
-/// The process-wide subscriber. Startup messages before the config is read go to stderr.
-pub fn init(level_name: &str, file: Option<&Path>, to_stderr: bool) -> Result<(), TelemetryError> {
-    let config = Config {
-        log_level: level_name.to_owned(),
-        log_file: file.map(Path::to_owned),
-        log_to_stderr: to_stderr,
-        ..Config::default()
-    };
-    install(&config, None).map(drop)
+/// What each `logLevel` lets through (`panic` has no level of its own: errors only).
+pub fn level(level: LogLevel) -> LevelFilter {
+    match level {
+        LogLevel::Panic | LogLevel::Error => LevelFilter::ERROR,
+        LogLevel::Warning => LevelFilter::WARN,
+        LogLevel::Verbose => LevelFilter::INFO,
+        LogLevel::Debug => LevelFilter::DEBUG,
+        LogLevel::Trace => LevelFilter::TRACE,
+    }
 }
 
 /// The subscriber from the whole config: format, rotation and (when an endpoint is configured,
@@ -72,26 +56,25 @@ pub fn init_from(config: &Config) -> Result<Telemetry, TelemetryError> {
 type BoxLayer = Box<dyn Layer<tracing_subscriber::Registry> + Send + Sync>;
 
 fn install(config: &Config, otel: Option<&OtelSettings>) -> Result<Telemetry, TelemetryError> {
-    let filter = level(&config.log_level)?;
+    let filter = level(config.log_level);
     let writer = writer(
         config.log_file.as_deref(),
         config.log_options.as_ref(),
         config.log_to_stderr,
     )?;
-    let fmt: BoxLayer = match config.log_format.to_ascii_lowercase().as_str() {
-        "" | "text" => tracing_subscriber::fmt::layer()
+    let fmt: BoxLayer = match config.log_format {
+        LogFormat::Text => tracing_subscriber::fmt::layer()
             .with_writer(writer)
             .with_ansi(false)
             .with_filter(filter)
             .boxed(),
-        "json" => tracing_subscriber::fmt::layer()
+        LogFormat::Json => tracing_subscriber::fmt::layer()
             .json()
             .with_current_span(true)
             .with_span_list(true)
             .with_writer(writer)
             .with_filter(filter)
             .boxed(),
-        other => return Err(TelemetryError::UnknownFormat(other.to_owned())),
     };
     let mut layers = vec![fmt];
     let mut guard = None;
@@ -157,23 +140,25 @@ mod tests {
             ("verbose", LevelFilter::INFO),
             ("debug", LevelFilter::DEBUG),
             ("WARN", LevelFilter::WARN),
+            ("warning", LevelFilter::WARN),
             ("info", LevelFilter::INFO),
             ("trace", LevelFilter::TRACE),
+            ("", LevelFilter::ERROR),
         ];
         for (name, want) in cases {
-            assert_eq!(level(name).unwrap(), want, "{name}");
+            let parsed = LogLevel::from_name(name).unwrap();
+            assert_eq!(level(parsed), want, "{name}");
         }
-        assert!(level("loud").unwrap_err().to_string().contains("loud"));
+        assert_eq!(LogLevel::from_name("loud"), None);
     }
 
     #[test]
     fn unopenable_log_file_is_named() {
-        let err = init(
-            "info",
-            Some(Path::new("/nonexistent-dir/x/daemon.log")),
-            false,
-        )
-        .unwrap_err();
+        let config = Config {
+            log_file: Some("/nonexistent-dir/x/daemon.log".into()),
+            ..Config::default()
+        };
+        let err = install(&config, None).unwrap_err();
         assert!(err.to_string().contains("/nonexistent-dir/x/daemon.log"));
     }
 }

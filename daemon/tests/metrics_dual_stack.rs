@@ -31,8 +31,12 @@ async fn d14_metrics_dual_stack() {
         "the test needs IPv6 on lo (::1)"
     );
     let default = Config::default().metrics_bind_address;
-    assert_eq!(default, "::", "the daemon's default is dual stack");
-    let l = listener::bind(&default, 0).await.unwrap();
+    assert_eq!(
+        default,
+        std::net::Ipv6Addr::UNSPECIFIED,
+        "the daemon's default is dual stack"
+    );
+    let l = listener::bind(default, 0).await.unwrap();
     let port = l.local_addr().unwrap().port();
     let dir = tempfile::tempdir().unwrap();
     let task = tokio::spawn(listener::serve(l, Metrics::new(dir.path().to_owned())));
@@ -49,7 +53,9 @@ async fn d14_metrics_dual_stack() {
     task.abort();
 
     // 0.0.0.0 stays what it says: IPv4 only.
-    let v4 = listener::bind("0.0.0.0", 0).await.unwrap();
+    let v4 = listener::bind(std::net::Ipv4Addr::UNSPECIFIED.into(), 0)
+        .await
+        .unwrap();
     let port = v4.local_addr().unwrap().port();
     assert!(TcpStream::connect(SocketAddr::from(([127, 0, 0, 1], port))).is_ok());
     assert!(TcpStream::connect(SocketAddr::from(([0, 0, 0, 0, 0, 0, 0, 1], port))).is_err());

@@ -41,7 +41,8 @@ fn health(socket: &Path) -> ServingStatus {
 
 /// D-7: at `logLevel: error` (and `panic`, `warn`) the daemon used to exit 0 at once, because
 /// the shutdown signal was awaited inside a `tracing::info!` field that is not evaluated when
-/// info is off. Every level upstream accepts must serve until SIGTERM, then exit 0.
+/// info is off. Every level upstream accepts must serve until SIGTERM, then exit 0; so must
+/// `""` (the default) and a name upstream does not know (ignored with a warning).
 #[test]
 fn d7_every_upstream_log_level_serves() {
     let node = Netns::new("mrsd7l").unwrap();
@@ -64,6 +65,13 @@ fn d7_every_upstream_log_level_serves() {
             ServingStatus::Serving,
             "logLevel {level}"
         );
+        if level == "loud" {
+            assert!(
+                daemon.log_text().contains("cannot set logging level"),
+                "{}",
+                daemon.log_text()
+            );
+        }
         let status = daemon.stop().unwrap().expect("the daemon was running");
         assert!(
             status.success(),

@@ -33,7 +33,9 @@ fn settings(server: &ApiServer, cert_dir: &Path, duration: &str) -> KubeSettings
         per_node_certificate: Some(PerNodeOptions {
             bootstrap_kubeconfig: Some(server.bootstrap_kubeconfig(TOKEN).unwrap()),
             cert_dir: Some(cert_dir.to_owned()),
-            cert_duration: Some(duration.into()),
+            cert_duration: Some(
+                multus_daemon::config::duration::parse_go_duration(duration).unwrap(),
+            ),
         }),
     }
 }

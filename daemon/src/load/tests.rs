@@ -28,7 +28,7 @@ fn environment_overrides_file_overrides_defaults() {
     )
     .unwrap();
     assert_eq!(c.socket_dir, PathBuf::from("/env"));
-    assert_eq!(c.log_level, "debug");
+    assert_eq!(c.log_level, LogLevel::Debug);
     assert_eq!(c.cni_dir, PathBuf::from("/cache"));
     assert_eq!(c.bin_dir, Config::default().bin_dir);
 }
@@ -68,7 +68,7 @@ fn file_keys_match_case_insensitively_exact_spelling_first() {
     }));
     let c = from_layers(file, Vec::new()).unwrap();
     assert_eq!(c.socket_dir, PathBuf::from("/upper"));
-    assert_eq!(c.log_level, "verbose");
+    assert_eq!(c.log_level, LogLevel::Verbose);
     assert_eq!(c.multus_master_cni.as_deref(), Some("x.conf"));
     assert_eq!(c.cni_dir, PathBuf::from("/exact"));
     assert!(c.extra.is_empty(), "{:?}", c.extra);
@@ -90,6 +90,16 @@ fn wrong_types_name_the_key() {
         (json!({"logToStderr": "yes"}), "logToStderr"),
         (json!({"defaultNetworks": 5}), "defaultNetworks"),
         (json!({"connectionLimit": 0}), "connectionLimit"),
+        (
+            json!({"metricsBindAddress": "not-an-ip"}),
+            "metricsBindAddress",
+        ),
+        (json!({"logFormat": "xml"}), "logFormat"),
+        (json!({"logLevel": 3}), "logLevel"),
+        (
+            json!({"perNodeCertificate": {"enabled": true, "certDuration": "ten"}}),
+            "perNodeCertificate.certDuration",
+        ),
     ];
     for (file, key) in cases {
         let err = from_layers(obj(file.clone()), Vec::new())
@@ -176,4 +186,99 @@ fn flags_in_go_spellings() {
             .map_err(|_| ());
         assert_eq!(got, want.map(|p| p.map(str::to_owned)), "{args:?}");
     }
+}
+
+#[test]
+fn typed_values_are_parsed_when_loaded() {
+    let file = obj(json!({
+        "metricsBindAddress": "::1", "logFormat": "JSON", "logLevel": "Warning",
+        "perNodeCertificate": {"enabled": true, "certDuration": "1h30m"},
+    }));
+    let c = from_layers(file, Vec::new()).unwrap();
+    assert_eq!(c.metrics_bind_address, std::net::Ipv6Addr::LOCALHOST);
+    assert_eq!(c.log_format, crate::config::LogFormat::Json);
+    assert_eq!(c.log_level, LogLevel::Warning);
+    let cert = c.per_node_certificate.unwrap();
+    assert_eq!(
+        cert.cert_duration.map(|d| d.0),
+        Some(std::time::Duration::from_secs(5400))
+    );
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+}
+
+/// D-7: upstream reads `""` as unset for its path and name keys (`readinessindicatorfile: ""`
+/// is "disabled" in its docs); we used to keep `Some("")`, which failed every ADD and exec.
+#[test]
+fn d7_empty_strings_mean_unset() {
+    let file = obj(json!({
+        "readinessindicatorfile": "", "chrootDir": "", "logLevel": "", "logFile": "",
+        "kubeconfig": "", "clusterNetwork": "", "globalNamespaces": "", "cniVersion": "",
+        "multusAutoconfigDir": "", "multusMasterCNI": "", "auxiliaryCNIChainName": "",
+        "confDir": "", "cniDir": "", "binDir": "", "multusNamespace": "", "logFormat": "",
+        "metricsBindAddress": "", "otlpEndpoint": "",
+        "perNodeCertificate": {"bootstrapKubeconfig": "", "certDir": "", "certDuration": ""},
+    }));
+    let c = from_layers(file, Vec::new()).unwrap();
+    let d = Config::default();
+    assert_eq!(c.readiness_indicator_file, None);
+    assert_eq!(c.chroot_dir, None);
+    assert_eq!(c.log_file, None);
+    assert_eq!(c.kubeconfig, None);
+    assert_eq!(c.cluster_network, None);
+    assert_eq!(c.global_namespace_list(), vec!["default".to_string()]);
+    assert_eq!(c.cni_version, None);
+    assert_eq!(c.multus_autoconfig_dir, None);
+    assert_eq!(c.multus_master_cni, None);
+    assert_eq!(c.auxiliary_cni_chain_name, None);
+    assert_eq!(c.otlp_endpoint, None);
+    let cert = c.per_node_certificate.clone().unwrap();
+    assert_eq!(
+        (cert.bootstrap_kubeconfig, cert.cert_dir, cert.cert_duration),
+        (None, None, None)
+    );
+    assert_eq!(c.log_level, d.log_level);
+    assert_eq!(c.log_format, d.log_format);
+    assert_eq!(c.metrics_bind_address, d.metrics_bind_address);
+    assert_eq!(
+        (&c.conf_dir, &c.cni_dir, &c.bin_dir, &c.multus_namespace),
+        (&d.conf_dir, &d.cni_dir, &d.bin_dir, &d.multus_namespace)
+    );
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    // The same from the environment.
+    let c = from_layers(Map::new(), env(&[("MULTUS_CHROOT_DIR", "")])).unwrap();
+    assert_eq!(c.chroot_dir, None);
+}
+
+/// D-7: upstream prints "cannot set logging level" and keeps its default; we exited 1.
+#[test]
+fn d7_unknown_log_level_warns_and_uses_the_default() {
+    for (file, vars) in [
+        (obj(json!({"logLevel": "loud"})), Vec::new()),
+        (Map::new(), env(&[("MULTUS_LOG_LEVEL", "loud")])),
+    ] {
+        let c = from_layers(file, vars).unwrap();
+        assert_eq!(c.log_level, LogLevel::Panic);
+        assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
+        assert_eq!(c.warnings[0].key, "logLevel");
+        assert!(c.warnings[0].reason.contains("loud"), "{:?}", c.warnings);
+    }
+}
+
+/// D-7: a thin-era `kubeconfig` naming a file that is gone warns and falls back to in-cluster
+/// credentials (the thick daemon upstream ignores the key); an existing file is still used.
+#[test]
+fn d7_missing_kubeconfig_warns_and_uses_in_cluster_credentials() {
+    let stale = "/etc/cni/net.d/multus.d/multus.kubeconfig-that-does-not-exist";
+    let c = from_layers(obj(json!({"kubeconfig": stale})), Vec::new()).unwrap();
+    assert_eq!(c.kubeconfig, None);
+    assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
+    assert_eq!(c.warnings[0].key, "kubeconfig");
+    assert!(c.warnings[0].reason.contains(stale), "{:?}", c.warnings);
+
+    let dir = tempfile::tempdir().unwrap();
+    let real = dir.path().join("kubeconfig");
+    std::fs::write(&real, "apiVersion: v1").unwrap();
+    let c = from_layers(obj(json!({"kubeconfig": real})), Vec::new()).unwrap();
+    assert_eq!(c.kubeconfig, Some(real));
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
 }

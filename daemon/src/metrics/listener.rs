@@ -18,8 +18,6 @@ const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset
 /// The listener could not be bound.
 #[derive(Debug, thiserror::Error)]
 pub enum ListenerError {
-    #[error("metricsBindAddress {0:?} is not an IP address")]
-    Address(String),
     #[error("binding the metrics listener on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -27,17 +25,10 @@ pub enum ListenerError {
     },
 }
 
-/// The default `metricsBindAddress`: every address of both families, as upstream's `:port`
-/// (Go listens on `[::]` with IPV6_V6ONLY off, so IPv4 clients reach it as mapped addresses).
-pub const DUAL_STACK: &str = "::";
-
 /// Binds `address:port`; the returned listener is served by [`serve`]. An IPv6 address is bound
 /// with IPV6_V6ONLY off, so `::` also accepts IPv4. When `address` is `::` and the kernel has no
 /// IPv6 at all (booted with `ipv6.disable=1`), it falls back to `0.0.0.0` and logs that.
-pub async fn bind(address: &str, port: u16) -> Result<TcpListener, ListenerError> {
-    let ip: IpAddr = address
-        .parse()
-        .map_err(|_| ListenerError::Address(address.to_owned()))?;
+pub async fn bind(ip: IpAddr, port: u16) -> Result<TcpListener, ListenerError> {
     let addr = SocketAddr::new(ip, port);
     let bound = match bind_socket(addr) {
         Err(e) if ip == IpAddr::V6(Ipv6Addr::UNSPECIFIED) && no_ipv6(&e) => {

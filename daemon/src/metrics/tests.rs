@@ -145,7 +145,9 @@ async fn listener_serves_metrics_and_404s_the_rest() {
     let dir = tempfile::tempdir().unwrap();
     let m = Metrics::new(dir.path().to_owned());
     m.request("DEL", 0, Duration::from_millis(1));
-    let l = listener::bind("127.0.0.1", 0).await.unwrap();
+    let l = listener::bind(std::net::Ipv4Addr::LOCALHOST.into(), 0)
+        .await
+        .unwrap();
     let port = l.local_addr().unwrap().port();
     let task = tokio::spawn(listener::serve(l, m));
     let get = |path: &'static str| async move {
@@ -167,6 +169,5 @@ async fn listener_serves_metrics_and_404s_the_rest() {
         "{ok}"
     );
     assert!(get("/other").await.starts_with("HTTP/1.1 404"));
-    assert!(listener::bind("not-an-ip", 0).await.is_err());
     task.abort();
 }

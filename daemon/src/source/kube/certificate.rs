@@ -15,7 +15,6 @@
 //! their next request; requests in flight finish on the old connection (as Go's transport does
 //! after a rotation, the old pool closes once idle).
 mod csr;
-mod duration;
 mod identity;
 mod rotation;
 
@@ -27,7 +26,6 @@ use kube::config::{KubeConfigOptions, Kubeconfig, KubeconfigError};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-pub use duration::parse_go_duration;
 pub use identity::{Identity, IdentityError};
 pub use rotation::Active;
 
@@ -52,7 +50,8 @@ const API_MIN_DURATION: Duration = Duration::from_secs(600);
 pub struct PerNodeOptions {
     pub bootstrap_kubeconfig: Option<PathBuf>,
     pub cert_dir: Option<PathBuf>,
-    pub cert_duration: Option<String>,
+    /// Validated when the config was loaded.
+    pub cert_duration: Option<Duration>,
 }
 
 impl PerNodeOptions {
@@ -61,7 +60,7 @@ impl PerNodeOptions {
         config.filter(|p| p.enabled).map(|p| Self {
             bootstrap_kubeconfig: p.bootstrap_kubeconfig.clone(),
             cert_dir: p.cert_dir.clone(),
-            cert_duration: p.cert_duration.clone(),
+            cert_duration: p.cert_duration.map(|d| d.0),
         })
     }
 }
@@ -83,8 +82,6 @@ pub struct CertSettings {
 pub enum CertificateError {
     #[error("perNodeCertificate is enabled but {key} is not set")]
     MissingKey { key: &'static str },
-    #[error("perNodeCertificate.certDuration {value:?}: {reason}")]
-    InvalidDuration { value: String, reason: String },
     #[error("loading the bootstrap kubeconfig {path}: {source}")]
     LoadBootstrap {
         path: PathBuf,
@@ -132,15 +129,7 @@ impl CertSettings {
         let cert_dir = non_empty(&opts.cert_dir).ok_or(CertificateError::MissingKey {
             key: "perNodeCertificate.certDir",
         })?;
-        let duration = match opts.cert_duration.as_deref().filter(|d| !d.is_empty()) {
-            None => DEFAULT_DURATION,
-            Some(value) => {
-                parse_go_duration(value).map_err(|reason| CertificateError::InvalidDuration {
-                    value: value.to_owned(),
-                    reason,
-                })?
-            }
-        };
+        let duration = opts.cert_duration.unwrap_or(DEFAULT_DURATION);
         if duration < API_MIN_DURATION {
             tracing::warn!(cert_duration = ?duration, "perNodeCertificate.certDuration is under 10m: a Kubernetes API server refuses such CertificateSigningRequests");
         }
@@ -255,11 +244,11 @@ async fn load_bootstrap(settings: &CertSettings) -> Result<kube::Config, Certifi
 mod tests {
     use super::*;
 
-    fn opts(bootstrap: Option<&str>, dir: Option<&str>, duration: Option<&str>) -> PerNodeOptions {
+    fn opts(bootstrap: Option<&str>, dir: Option<&str>, secs: Option<u64>) -> PerNodeOptions {
         PerNodeOptions {
             bootstrap_kubeconfig: bootstrap.map(PathBuf::from),
             cert_dir: dir.map(PathBuf::from),
-            cert_duration: duration.map(str::to_owned),
+            cert_duration: secs.map(Duration::from_secs),
         }
     }
 
@@ -284,11 +273,6 @@ mod tests {
                 Some("n"),
                 "perNodeCertificate.certDir",
             ),
-            (
-                opts(Some("/b"), Some("/d"), Some("ten")),
-                Some("n"),
-                "perNodeCertificate.certDuration",
-            ),
         ];
         for (o, node, key) in cases {
             let e = CertSettings::resolve(&o, node).unwrap_err().to_string();
@@ -299,7 +283,7 @@ mod tests {
         assert_eq!(s.common_name(), "system:multus:node-a");
         assert_eq!(s.cert_path(), PathBuf::from("/d/multus-client-current.pem"));
         let s =
-            CertSettings::resolve(&opts(Some("/b"), Some("/d"), Some("24h")), Some("n")).unwrap();
+            CertSettings::resolve(&opts(Some("/b"), Some("/d"), Some(86400)), Some("n")).unwrap();
         assert_eq!(s.duration, Duration::from_secs(86400));
     }
 
