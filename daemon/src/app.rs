@@ -9,12 +9,13 @@ use tokio::task::AbortHandle;
 
 use crate::autoconf::{AutoconfError, ConfigWriter};
 use crate::config::Config;
+use crate::engine::cache::Cache;
 use crate::engine::{Engine, EngineError};
 use crate::http_api::HttpApi;
 use crate::kubelet::Kubelet;
 use crate::layers::{self, Layers};
 use crate::metrics::listener::{self, ListenerError};
-use crate::metrics::{MeteredSource, Metrics};
+use crate::metrics::{EntryCount, MeteredSource, Metrics};
 use crate::server::{self, ServerError};
 use crate::service::CniService;
 use crate::socket::{self, SocketError, SocketFile};
@@ -66,7 +67,7 @@ impl App {
     /// cannot be built, so no socket ever answers for a daemon that cannot work.
     pub async fn build(config: Config) -> Result<Self, AppError> {
         let config = Arc::new(config);
-        let metrics = Metrics::new(config.cni_dir.clone());
+        let metrics = Metrics::new(cache_entries(Cache::new(config.cni_dir.clone())));
         let source = source(&config, &metrics).await?;
         let devices = Arc::new(Kubelet::from_config(&config));
         let engine = Arc::new(
@@ -152,6 +153,11 @@ impl App {
         tracing::info!("multus-daemon stopped");
         result
     }
+}
+
+/// The cache gauge counts what DEL would find: the records `Cache::list` returns.
+pub fn cache_entries(cache: Cache) -> EntryCount {
+    Box::new(move || cache.list().ok().map(|ids| ids.len()))
 }
 
 /// Standalone mode when `clusterStateDir` is set, else the Kubernetes API; either one measured.

@@ -5,7 +5,6 @@ mod collectors;
 pub mod listener;
 mod source;
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -124,26 +123,32 @@ struct Inner {
     f: Families,
 }
 
-/// The daemon's metrics; clones share one registry.
+/// The daemon's metrics; clones share one registry. [`Metrics::noop`] records nothing.
 #[derive(Debug, Clone)]
 pub struct Metrics {
-    inner: Arc<Inner>,
+    inner: Option<Arc<Inner>>,
 }
+
+/// Counts the cache records on disk at scrape time; `None` when they cannot be listed.
+pub type EntryCount = Box<dyn Fn() -> Option<usize> + Send + Sync>;
 
 /// Decrements the in-flight gauge when the request ends, however it ends (also when dropped
 /// by a timeout or a client that went away).
 #[derive(Debug)]
-pub struct InFlight(Gauge);
+pub struct InFlight(Option<Gauge>);
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.dec();
+        if let Some(g) = &self.0 {
+            g.dec();
+        }
     }
 }
 
 impl Metrics {
-    /// A registry with every family; `cache_dir` is counted on each scrape for the cache gauge.
-    pub fn new(cache_dir: PathBuf) -> Self {
+    /// A registry with every family; `cache_entries` is asked on each scrape for the cache
+    /// gauge (a closure, so metrics need not know the engine's cache).
+    pub fn new(cache_entries: EntryCount) -> Self {
         let f = Families {
             requests: Family::default(),
             request_duration: Family::new_with_constructor(latency_buckets),
@@ -171,20 +176,27 @@ impl Metrics {
             .set(1);
         registry.register("multus_rs_build_info", "The running multus-rs build", build);
         registry.register_collector(Box::new(collectors::Process));
-        registry.register_collector(Box::new(collectors::CacheEntries::new(cache_dir)));
+        registry.register_collector(Box::new(collectors::CacheEntries::new(cache_entries)));
         Self {
-            inner: Arc::new(Inner { registry, f }),
+            inner: Some(Arc::new(Inner { registry, f })),
         }
     }
 
-    fn f(&self) -> &Families {
-        &self.inner.f
+    /// Records nothing: for an engine or layer built without a metrics registry.
+    pub fn noop() -> Self {
+        Self { inner: None }
+    }
+
+    fn f(&self) -> Option<&Families> {
+        self.inner.as_deref().map(|i| &i.f)
     }
 
     /// Counts a request in flight until the guard drops.
     pub fn in_flight(&self) -> InFlight {
-        let g = self.f().in_flight.clone();
-        g.inc();
+        let g = self.f().map(|f| f.in_flight.clone());
+        if let Some(g) = &g {
+            g.inc();
+        }
         InFlight(g)
     }
 
@@ -196,7 +208,7 @@ impl Metrics {
     /// A finished CNI request that upstream would have served on `handler` (`/cni` or the
     /// hot-plug `/delegate`).
     pub fn request_on(&self, handler: &str, verb: &str, cni_code: u32, duration: Duration) {
-        let f = self.f();
+        let Some(f) = self.f() else { return };
         f.requests
             .get_or_create(&RequestLabels {
                 verb: verb.to_owned(),
@@ -215,8 +227,8 @@ impl Metrics {
 
     /// A request upstream's promhttp would have counted (`/cni`, `/healthz`).
     pub fn upstream_request(&self, handler: &str, code: &str, method: &str) {
-        self.f()
-            .up_requests
+        let Some(f) = self.f() else { return };
+        f.up_requests
             .get_or_create(&UpstreamRequest {
                 handler: handler.to_owned(),
                 code: code.to_owned(),
@@ -227,8 +239,8 @@ impl Metrics {
 
     /// Time spent waiting for admission: `queue` is `container` or `delegate`.
     pub fn queue_wait(&self, queue: &str, waited: Duration) {
-        self.f()
-            .queue_wait
+        let Some(f) = self.f() else { return };
+        f.queue_wait
             .get_or_create(&QueueLabels {
                 queue: queue.to_owned(),
             })
@@ -238,8 +250,8 @@ impl Metrics {
     /// Looking a plugin binary up in `binDir` (upstream's lookup metric).
     pub fn plugin_lookup(&self, plugin: &str, found: bool) {
         let outcome = if found { "success" } else { "failure" };
-        self.f()
-            .up_lookups
+        let Some(f) = self.f() else { return };
+        f.up_lookups
             .get_or_create(&PluginOutcome {
                 plugin: plugin.to_owned(),
                 outcome: outcome.to_owned(),
@@ -250,7 +262,7 @@ impl Metrics {
     /// One delegate exec. `outcome`: `success`, `error` (CNI error or non-zero exit),
     /// `timeout`, `signaled` or `spawn_error`; upstream's counter gets success/failure.
     pub fn delegate_exec(&self, plugin: &str, command: &str, outcome: &str, duration: Duration) {
-        let f = self.f();
+        let Some(f) = self.f() else { return };
         let labels = |outcome: &str| PluginCommandOutcome {
             plugin: plugin.to_owned(),
             command: command.to_owned(),
@@ -278,7 +290,7 @@ impl Metrics {
     /// A pod or NAD lookup: `kind` pod/nad, `source` kubernetes/files, `outcome`
     /// found/not_found/error.
     pub fn kube_lookup(&self, kind: &str, source: &str, outcome: &str, duration: Duration) {
-        let f = self.f();
+        let Some(f) = self.f() else { return };
         f.kube_lookups
             .get_or_create(&LookupLabels {
                 kind: kind.to_owned(),
@@ -296,7 +308,7 @@ impl Metrics {
 
     /// A network-status write: `outcome` written/pod_gone/error.
     pub fn status_patch(&self, outcome: &str, duration: Duration) {
-        let f = self.f();
+        let Some(f) = self.f() else { return };
         f.status_patches
             .get_or_create(&OutcomeLabels {
                 outcome: outcome.to_owned(),
@@ -308,16 +320,16 @@ impl Metrics {
     /// A caller refused by the auth layer.
     pub fn auth_rejected(&self, uid: Option<u32>) {
         let uid = uid.map_or_else(|| "unknown".to_owned(), |u| u.to_string());
-        self.f()
-            .auth_rejections
-            .get_or_create(&UidLabels { uid })
-            .inc();
+        let Some(f) = self.f() else { return };
+        f.auth_rejections.get_or_create(&UidLabels { uid }).inc();
     }
 
     /// The registry in the OpenMetrics text format.
     pub fn encode(&self) -> Result<String, std::fmt::Error> {
         let mut out = String::new();
-        prometheus_client::encoding::text::encode(&mut out, &self.inner.registry)?;
+        if let Some(inner) = &self.inner {
+            prometheus_client::encoding::text::encode(&mut out, &inner.registry)?;
+        }
         Ok(out)
     }
 }

@@ -38,8 +38,9 @@ async fn d14_metrics_dual_stack() {
     );
     let l = listener::bind(default, 0).await.unwrap();
     let port = l.local_addr().unwrap().port();
-    let dir = tempfile::tempdir().unwrap();
-    let task = tokio::spawn(listener::serve(l, Metrics::new(dir.path().to_owned())));
+    // The cache gauge is not what this test looks at.
+    let metrics = Metrics::new(Box::new(|| Some(0)));
+    let task = tokio::spawn(listener::serve(l, metrics));
     for addr in [
         SocketAddr::from(([127, 0, 0, 1], port)),
         SocketAddr::from(([0, 0, 0, 0, 0, 0, 0, 1], port)),

@@ -29,9 +29,7 @@ pub(super) async fn add(
         () = cancel.cancelled() => return Err(cancelled()),
         r = lock => r?,
     };
-    if let Some(m) = &e.metrics {
-        m.queue_wait("container", waited);
-    }
+    e.metrics.queue_wait("container", waited);
     tracing::debug!(container.id = %call.container_id, queue_wait_ms = waited.as_millis() as u64, "ADD admitted");
     if let Some(path) = &e.config.readiness_indicator_file
         && !tokio::fs::try_exists(path).await.unwrap_or(false)

@@ -112,7 +112,7 @@ pub struct Executor {
     /// The daemon's environment as every plugin gets it, before the request's CNI_*.
     base_env: Arc<[(OsString, OsString)]>,
     admission: Arc<Admission>,
-    metrics: Option<Metrics>,
+    metrics: Metrics,
 }
 
 impl Executor {
@@ -124,13 +124,13 @@ impl Executor {
             // Read once: the daemon never changes its own environment.
             base_env: environment::base(std::env::vars_os()).into(),
             admission,
-            metrics: None,
+            metrics: Metrics::noop(),
         }
     }
 
     /// Records lookups, delegate-slot waits and execs into `metrics`.
     pub fn with_metrics(mut self, metrics: Metrics) -> Self {
-        self.metrics = Some(metrics);
+        self.metrics = metrics;
         self
     }
 
@@ -169,9 +169,7 @@ impl Executor {
         stdin: &[u8],
     ) -> Result<Vec<u8>, ExecError> {
         let found = self.find_blocking(plugin).await;
-        if let Some(m) = &self.metrics {
-            m.plugin_lookup(plugin, found.is_ok());
-        }
+        self.metrics.plugin_lookup(plugin, found.is_ok());
         let path = found?;
         let (_permit, waited) = self.admission.delegate_slot().await?;
         let span = tracing::info_span!("plugin_exec", plugin = %plugin, cni.command = %env.command,
@@ -192,15 +190,13 @@ impl Executor {
         }
         let decoded =
             outcome.and_then(|(status, stdout, stderr)| decode(plugin, status, stdout, &stderr));
-        if let Some(m) = &self.metrics {
-            m.queue_wait("delegate", waited);
-            m.delegate_exec(
-                plugin,
-                env.command.as_str(),
-                exec_outcome(&decoded),
-                started.elapsed(),
-            );
-        }
+        self.metrics.queue_wait("delegate", waited);
+        self.metrics.delegate_exec(
+            plugin,
+            env.command.as_str(),
+            exec_outcome(&decoded),
+            started.elapsed(),
+        );
         decoded
     }
 

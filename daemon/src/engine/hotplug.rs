@@ -40,9 +40,7 @@ pub(super) async fn hotplug(e: &Engine, call: HotplugCall) -> Result<Option<Valu
         )));
     }
     let (_guard, waited) = e.admission.lock_container(&call.container_id).await?;
-    if let Some(m) = &e.metrics {
-        m.queue_wait("container", waited);
-    }
+    e.metrics.queue_wait("container", waited);
     let record = match load(e, &call).await? {
         Some(r) => r,
         // DEL is idempotent: nothing recorded, nothing attached.

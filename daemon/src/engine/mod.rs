@@ -242,7 +242,7 @@ pub struct Engine {
     admission: Arc<Admission>,
     exec: Executor,
     cache: Cache,
-    metrics: Option<Metrics>,
+    metrics: Metrics,
 }
 
 impl Engine {
@@ -266,14 +266,14 @@ impl Engine {
             admission,
             exec,
             cache,
-            metrics: None,
+            metrics: Metrics::noop(),
         })
     }
 
     /// Records queue waits and delegate execs into `metrics`.
     pub fn with_metrics(mut self, metrics: Metrics) -> Self {
         self.exec = self.exec.with_metrics(metrics.clone());
-        self.metrics = Some(metrics);
+        self.metrics = metrics;
         self
     }
 

@@ -180,7 +180,9 @@ mod tests {
             async { Ok::<_, std::convert::Infallible>(http::Response::new(String::new())) }
         });
         let dir = tempfile::tempdir().unwrap();
-        let metrics = Metrics::new(dir.path().to_owned());
+        let metrics = Metrics::new(crate::app::cache_entries(crate::engine::cache::Cache::new(
+            dir.path(),
+        )));
         let mut svc =
             AuthLayer::new(AuthPolicy::new(vec![0], vec![]), metrics.clone()).layer(inner);
         // No UdsConnectInfo: no credentials, refused.

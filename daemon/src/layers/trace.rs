@@ -240,7 +240,9 @@ mod tests {
             Ok::<_, std::convert::Infallible>(resp)
         });
         let dir = tempfile::tempdir().unwrap();
-        let metrics = Metrics::new(dir.path().to_owned());
+        let metrics = Metrics::new(crate::app::cache_entries(crate::engine::cache::Cache::new(
+            dir.path(),
+        )));
         let mut svc = TraceLayer::new(metrics.clone()).layer(inner);
         for path in [
             "/multus.cni.v1.Cni/Add",

@@ -1,13 +1,11 @@
 //! Metrics computed on each scrape: the process's CPU/RSS/fds from /proc/self (prometheus-client
 //! has no process collector) and the number of cache records on disk.
-use std::path::PathBuf;
-
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 
-use crate::engine::cache::Cache;
+use super::EntryCount;
 
 /// The standard `process_*` families (the names Go's collector and dashboards use).
 #[derive(Debug)]
@@ -115,29 +113,32 @@ fn gauge(
 
 /// Cache records on disk (one per attached container), counted at scrape time so the number is
 /// what DEL would find, whoever wrote the files.
-#[derive(Debug)]
 pub(super) struct CacheEntries {
-    cache: Cache,
+    count: EntryCount,
 }
 
 impl CacheEntries {
-    pub fn new(dir: PathBuf) -> Self {
-        Self {
-            cache: Cache::new(dir),
-        }
+    pub fn new(count: EntryCount) -> Self {
+        Self { count }
+    }
+}
+
+impl std::fmt::Debug for CacheEntries {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CacheEntries").finish_non_exhaustive()
     }
 }
 
 impl Collector for CacheEntries {
     fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
-        let Ok(ids) = self.cache.list() else {
+        let Some(n) = (self.count)() else {
             return Ok(());
         };
         gauge(
             &mut encoder,
             "multus_rs_cache_entries",
             "Containers with a cache record (what DEL would tear down)",
-            i64::try_from(ids.len()).unwrap_or(i64::MAX),
+            i64::try_from(n).unwrap_or(i64::MAX),
         )
     }
 }

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use super::collectors::parse_stat;
 use super::*;
+use crate::engine::cache::Cache;
 
 fn scrape(m: &Metrics) -> prometheus_parse::Scrape {
     let text = m.encode().unwrap();
@@ -30,7 +31,7 @@ fn recorded_events_show_up_with_their_labels() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("c1"), "{}").unwrap();
     std::fs::write(dir.path().join(".c2.tmp-1-1"), "{}").unwrap();
-    let m = Metrics::new(dir.path().to_owned());
+    let m = Metrics::new(crate::app::cache_entries(Cache::new(dir.path())));
     let ms = Duration::from_millis(3);
     m.request("ADD", 0, ms);
     m.request("ADD", 0, ms);
@@ -143,7 +144,7 @@ fn proc_stat_fields_are_counted_after_the_command_name() {
 #[tokio::test]
 async fn listener_serves_metrics_and_404s_the_rest() {
     let dir = tempfile::tempdir().unwrap();
-    let m = Metrics::new(dir.path().to_owned());
+    let m = Metrics::new(crate::app::cache_entries(Cache::new(dir.path())));
     m.request("DEL", 0, Duration::from_millis(1));
     let l = listener::bind(std::net::Ipv4Addr::LOCALHOST.into(), 0)
         .await
@@ -170,4 +171,13 @@ async fn listener_serves_metrics_and_404s_the_rest() {
     );
     assert!(get("/other").await.starts_with("HTTP/1.1 404"));
     task.abort();
+}
+
+#[test]
+fn noop_records_nothing_and_encodes_empty() {
+    let m = Metrics::noop();
+    m.request("ADD", 0, Duration::from_millis(1));
+    let guard = m.in_flight();
+    drop(guard);
+    assert_eq!(m.encode().unwrap(), "");
 }
