@@ -2,6 +2,7 @@
 //! pod/NAD sources and the gRPC server. `main.rs` is a thin wrapper around it.
 
 pub mod app;
+pub mod atomic_file;
 pub mod autoconf;
 pub mod build_info;
 pub mod caps;

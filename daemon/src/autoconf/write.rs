@@ -1,9 +1,9 @@
 //! Putting a CNI config file in place so a runtime never reads a partial or empty one: a temp
 //! file in the same directory (a dot name without `.conf`, so no runtime loads it), fsync,
 //! rename over the target, fsync of the directory. Identical content is not rewritten.
-//! Kept to one small function so it can give way to the project's shared atomic writer.
+//! The write itself is the shared `atomic_file::write`.
 use std::fs;
-use std::io::{self, Write};
+use std::io;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
@@ -34,20 +34,7 @@ pub fn put(path: &Path, bytes: &[u8], mode: u32) -> io::Result<Outcome> {
     if same(path, bytes, mode) {
         return Ok(Outcome::Unchanged);
     }
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path.file_name().unwrap_or_default().to_string_lossy();
-    let mut temp = tempfile::Builder::new()
-        .prefix(&format!(".{name}."))
-        .suffix(".tmp")
-        .tempfile_in(dir)?;
-    temp.write_all(bytes)?;
-    temp.as_file()
-        .set_permissions(fs::Permissions::from_mode(mode))?;
-    temp.as_file().sync_all()?;
-    temp.persist(path).map_err(|e| e.error)?;
-    fs::File::open(dir)?.sync_all()?;
+    // Its temp name (`.<name>.tmp-<pid>-<n>`) does not end in `.conf`: no runtime loads it.
+    crate::atomic_file::write(path, bytes, mode)?;
     Ok(Outcome::Written)
 }

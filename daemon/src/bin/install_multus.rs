@@ -12,9 +12,9 @@
 //! `grpc.health.v1.Health/Check` itself. `--probe live` passes when the daemon answers at all,
 //! `--probe ready` only when it answers SERVING.
 use std::ffi::OsString;
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::fs;
+use std::io;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -270,18 +270,8 @@ enum InstallError {
     ReadSource { path: PathBuf, source: io::Error },
     #[error("source {0} has no file name")]
     SourceName(PathBuf),
-    #[error("create temporary file {path}: {source}")]
-    CreateTemp { path: PathBuf, source: io::Error },
-    #[error("write temporary file {path}: {source}")]
-    WriteTemp { path: PathBuf, source: io::Error },
-    #[error("rename {from} to {to}: {source}")]
-    Rename {
-        from: PathBuf,
-        to: PathBuf,
-        source: io::Error,
-    },
-    #[error("fsync directory {path}: {source}")]
-    SyncDir { path: PathBuf, source: io::Error },
+    #[error("write {path}: {source}")]
+    Write { path: PathBuf, source: io::Error },
 }
 
 /// What `install` did.
@@ -315,30 +305,12 @@ fn install_mode(
     if is_current(&dest, &bytes, mode) {
         return Ok((dest, Outcome::AlreadyCurrent));
     }
-    let mut temp_name = OsString::from(".");
-    temp_name.push(name);
-    temp_name.push(format!(".tmp.{}", std::process::id()));
-    let temp = dest_dir.join(temp_name);
-    let written = write_synced(&temp, &bytes, mode).and_then(|()| {
-        fs::rename(&temp, &dest).map_err(|e| InstallError::Rename {
-            from: temp.clone(),
-            to: dest.clone(),
-            source: e,
-        })
-    });
-    if let Err(e) = written {
-        // Best effort: a leftover temp file is harmless (dot-named, replaced next time), the error is what matters.
-        let _ = fs::remove_file(&temp);
-        return Err(e);
-    }
-    // The rename is only durable once the directory entry is; a crash before this could otherwise
-    // leave the old shim (or none) after reboot.
-    File::open(dest_dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| InstallError::SyncDir {
-            path: dest_dir.to_owned(),
-            source: e,
-        })?;
+    // Atomic and durable: the runtime execs the shim at any moment, and a crash must leave the
+    // old shim or the new one after reboot, never half (or none).
+    multus_daemon::atomic_file::write(&dest, &bytes, mode).map_err(|e| InstallError::Write {
+        path: dest.clone(),
+        source: e,
+    })?;
     Ok((dest, Outcome::Installed))
 }
 
@@ -352,30 +324,6 @@ fn is_current(dest: &Path, bytes: &[u8], mode: u32) -> bool {
         && meta.len() == bytes.len() as u64
         && meta.permissions().mode() & 0o7777 == mode
         && fs::read(dest).is_ok_and(|current| current == bytes)
-}
-
-fn write_synced(temp: &Path, bytes: &[u8], mode: u32) -> Result<(), InstallError> {
-    // A stale temp file of a killed earlier run with our pid would make create_new fail: remove it.
-    let _ = fs::remove_file(temp);
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .open(temp)
-        .map_err(|e| InstallError::CreateTemp {
-            path: temp.to_owned(),
-            source: e,
-        })?;
-    let write_err = |e| InstallError::WriteTemp {
-        path: temp.to_owned(),
-        source: e,
-    };
-    file.write_all(bytes).map_err(write_err)?;
-    // The umask may have narrowed the creation mode.
-    file.set_permissions(fs::Permissions::from_mode(mode))
-        .map_err(write_err)?;
-    file.sync_all().map_err(write_err)
-    // `file` is closed here, before the rename: nothing holds the new binary open for writing.
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -18,11 +18,9 @@
 //! succeeds; the `.corrupt` file stays for an operator.
 mod upstream;
 
-use std::fs::{DirBuilder, File, OpenOptions};
-use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::fs::DirBuilder;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use multus_common::CniArgs;
 use multus_common::validate::{self, InvalidName};
@@ -61,11 +59,6 @@ pub enum CacheError {
     Rename {
         from: PathBuf,
         to: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("syncing cache dir {path}: {source}")]
-    SyncDir {
-        path: PathBuf,
         source: std::io::Error,
     },
     #[error("reading cache file {path}: {source}")]
@@ -301,10 +294,9 @@ fn write_if_changed(path: &Path, bytes: &[u8]) -> Result<(), CacheError> {
     write_atomic(path, bytes)
 }
 
-/// Replaces `path` atomically: a temp file beside it (a leading '.' is not a valid container
-/// id, so `list` never mistakes one), fsync, rename, fsync of the directory (created 0700).
+/// Replaces `path` through `atomic_file` (its temp name starts with a dot, never a valid container
+/// id, so `list` never mistakes one), mode 0600; the directory is created 0700.
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), CacheError> {
-    static SEQ: AtomicU64 = AtomicU64::new(0);
     let dir = path.parent().unwrap_or(Path::new("."));
     DirBuilder::new()
         .recursive(true)
@@ -314,41 +306,10 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), CacheError> {
             path: dir.to_owned(),
             source,
         })?;
-    let name = path.file_name().unwrap_or_default().to_string_lossy();
-    let seq = SEQ.fetch_add(1, Ordering::Relaxed);
-    let tmp = dir.join(format!(".{name}.tmp-{}-{seq}", std::process::id()));
-    let written = write_synced(&tmp, bytes).and_then(|()| {
-        std::fs::rename(&tmp, path).map_err(|source| CacheError::Rename {
-            from: tmp.clone(),
-            to: path.to_owned(),
-            source,
-        })
-    });
-    if written.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    written?;
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|source| CacheError::SyncDir {
-            path: dir.to_owned(),
-            source,
-        })
-}
-
-fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), CacheError> {
-    let err = |source| CacheError::Write {
+    crate::atomic_file::write(path, bytes, 0o600).map_err(|source| CacheError::Write {
         path: path.to_owned(),
         source,
-    };
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(err)?;
-    f.write_all(bytes).map_err(err)?;
-    f.sync_all().map_err(err)
+    })
 }
 
 fn parse_own(bytes: &[u8]) -> Option<Record> {

@@ -6,10 +6,8 @@
 //! there is no cache to go stale. Network-status goes to `<networkStatusDir>/<ns>.<pod>.json`.
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
 use serde::Deserialize;
@@ -130,25 +128,10 @@ impl ClusterSource for FileSource {
     }
 }
 
-/// Writes via a temporary file in the same directory and a rename, so readers never see half a
-/// status.
+/// Creates the directory, then writes the status atomically (readers never see half of one).
 fn write_atomically(file: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let dir = file.parent().unwrap_or(Path::new("."));
-    fs::create_dir_all(dir)?;
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let tmp = dir.join(format!(".tmp-{}-{n}", std::process::id()));
-    let result = (|| {
-        let mut f = fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        fs::rename(&tmp, file)?;
-        fs::File::open(dir)?.sync_all()
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
+    fs::create_dir_all(file.parent().unwrap_or(Path::new(".")))?;
+    crate::atomic_file::write(file, bytes, 0o644)
 }
 
 fn scan(dir: &Path) -> Result<State, SourceError> {

@@ -1,8 +1,7 @@
 //! The client identity: a certificate chain and its private key as PEM, what the certificate
 //! says about itself (subject, validity, public key), and `multus-client-current.pem` on disk
 //! (read as upstream's client-go store writes it; written atomically, 0600).
-use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
@@ -173,8 +172,8 @@ pub fn read(path: &Path) -> Result<Option<Identity>, IdentityError> {
     }
 }
 
-/// Writes the identity file atomically: a 0600 temp file in the same directory, fsync, rename
-/// over the old file (or upstream's symlink), fsync the directory. Creates the directory (0700).
+/// Writes the identity file atomically, mode 0600 (replacing upstream's symlink, not its target).
+/// Creates the directory (0700).
 pub fn write(path: &Path, identity: &Identity) -> Result<(), IdentityError> {
     let err = |source| IdentityError::Write {
         path: path.to_owned(),
@@ -185,31 +184,7 @@ pub fn write(path: &Path, identity: &Identity) -> Result<(), IdentityError> {
         std::fs::create_dir_all(dir).map_err(err)?;
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(err)?;
     }
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("cert"),
-        std::process::id()
-    ));
-    let written =
-        write_synced(&tmp, identity.to_pem().as_bytes()).and_then(|()| std::fs::rename(&tmp, path));
-    if let Err(e) = written {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(err(e));
-    }
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(err)
-}
-
-fn write_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)?;
-    file.write_all(bytes)?;
-    file.sync_all()
+    crate::atomic_file::write(path, identity.to_pem().as_bytes(), 0o600).map_err(err)
 }
 
 #[cfg(test)]
