@@ -1,5 +1,7 @@
-//! The multus-rs wire contract: generated gRPC types for `multus.cni.v1` and the descriptor set
-//! the daemon serves through gRPC reflection. No logic lives here.
+//! The multus-rs wire contract: generated gRPC types for `multus.cni.v1`, the descriptor set
+//! the daemon serves through gRPC reflection, and the unix-socket channel both ends use.
+
+pub mod channel;
 
 /// Generated code for `proto/multus/cni/v1/cni.proto`.
 pub mod v1 {

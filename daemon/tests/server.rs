@@ -5,14 +5,14 @@
 #![allow(clippy::unwrap_used)]
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
-use hyper_util::rt::TokioIo;
 use multus_daemon::app::{App, AppError};
 use multus_daemon::config::Config;
 use multus_daemon::socket::SocketError;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
-use tonic::transport::{Channel, Endpoint, Uri};
+use tonic::transport::Channel;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 
@@ -41,14 +41,7 @@ async fn start(config: Config) -> (oneshot::Sender<()>, JoinHandle<Result<(), Ap
 }
 
 async fn channel(socket: PathBuf) -> Channel {
-    let connector = tower::service_fn(move |_: Uri| {
-        let path = socket.clone();
-        async move {
-            Ok::<_, std::io::Error>(TokioIo::new(tokio::net::UnixStream::connect(path).await?))
-        }
-    });
-    Endpoint::from_static("http://[::]:50051")
-        .connect_with_connector(connector)
+    multus_proto::channel::unix(&socket, Duration::from_secs(10))
         .await
         .unwrap()
 }

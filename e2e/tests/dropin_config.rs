@@ -1,13 +1,11 @@
 //! Daemon configs that upstream Multus accepts run our daemon too (drop-in item D-7).
 #![allow(clippy::unwrap_used)]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
-use hyper_util::rt::TokioIo;
 use multus_e2e::{daemon::Daemon, daemon::Layout, netns::Netns};
 use serde_json::json;
-use tonic::transport::{Endpoint, Uri};
 use tonic_health::pb::{
     HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
 };
@@ -19,16 +17,7 @@ fn health(socket: &Path) -> ServingStatus {
         .build()
         .unwrap();
     rt.block_on(async {
-        let path: PathBuf = socket.to_owned();
-        let connector = tower::service_fn(move |_: Uri| {
-            let path = path.clone();
-            async move {
-                Ok::<_, std::io::Error>(TokioIo::new(tokio::net::UnixStream::connect(path).await?))
-            }
-        });
-        let channel = Endpoint::from_static("http://[::]:50051")
-            .timeout(Duration::from_secs(5))
-            .connect_with_connector(connector)
+        let channel = multus_proto::channel::unix(socket, Duration::from_secs(5))
             .await
             .unwrap();
         let reply = HealthClient::new(channel)

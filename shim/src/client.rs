@@ -2,14 +2,12 @@
 //! status without our details becomes a CNI error code.
 use std::io;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use hyper_util::rt::TokioIo;
 use multus_common::{CniError, Command, code};
 use multus_proto::v1::{CniRequest, cni_client::CniClient};
 use tokio::net::UnixStream;
-use tonic::transport::{Channel, Endpoint, Uri};
+use tonic::transport::Channel;
 
 /// How long reaching the daemon may take before the runtime is told to try again.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
@@ -84,19 +82,7 @@ async fn connect(socket: &Path) -> Result<Channel, CniError> {
         Ok(Err(e)) => return Err(connect_error(socket, &e)),
         Ok(Ok(stream)) => stream,
     };
-    let slot = Arc::new(Mutex::new(Some(stream)));
-    let connector = tower::service_fn(move |_: Uri| {
-        let taken = slot.lock().ok().and_then(|mut s| s.take());
-        async move {
-            taken.map(TokioIo::new).ok_or_else(|| {
-                io::Error::new(io::ErrorKind::NotConnected, "the shim connects only once")
-            })
-        }
-    });
-    // The URI is never dialled: the connector above hands over the connected socket.
-    Endpoint::from_static("http://[::]:50051")
-        .connect_timeout(CONNECT_TIMEOUT)
-        .connect_with_connector(connector)
+    multus_proto::channel::over(stream, CONNECT_TIMEOUT)
         .await
         .map_err(|e| {
             let msg = format!("HTTP/2 handshake with multus-daemon on {shown} failed: {e}");

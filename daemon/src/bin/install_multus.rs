@@ -20,9 +20,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
-use hyper_util::rt::TokioIo;
 use multus_common::constants;
-use tonic::transport::{Endpoint, Uri};
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 
@@ -363,16 +361,7 @@ fn probe(kind: &Probe, socket: &Path, timeout: Duration) -> Result<ServingStatus
 }
 
 async fn health_status(socket: &Path, timeout: Duration) -> Result<ServingStatus, ProbeError> {
-    let path = socket.to_owned();
-    let connector = tower::service_fn(move |_: Uri| {
-        let path = path.clone();
-        async move { Ok::<_, io::Error>(TokioIo::new(tokio::net::UnixStream::connect(path).await?)) }
-    });
-    // The URI is a placeholder: the connector above decides where the bytes go.
-    let channel = Endpoint::from_static("http://[::1]:50051")
-        .connect_timeout(timeout)
-        .timeout(timeout)
-        .connect_with_connector(connector)
+    let channel = multus_proto::channel::unix(socket, timeout)
         .await
         .map_err(|e| ProbeError::Connect {
             path: socket.to_owned(),

@@ -1,15 +1,13 @@
 //! Client of the kubelet's PodResources v1 API on its unix socket: `Get` for the one pod when
 //! the kubelet serves it, else `List` filtered by name and namespace (what upstream always does).
-use std::io;
 use std::path::Path;
 use std::time::Duration;
 
-use hyper_util::rt::TokioIo;
 use multus_proto::podresources::v1::pod_resources_lister_client::PodResourcesListerClient;
 use multus_proto::podresources::v1::{
     GetPodResourcesRequest, ListPodResourcesRequest, PodResources,
 };
-use tonic::transport::{Channel, Endpoint, Uri};
+use tonic::transport::Channel;
 
 use super::{KubeletError, ResourceMap};
 use crate::source::PodInfo;
@@ -64,16 +62,7 @@ fn to_map<'a>(pods: impl Iterator<Item = &'a PodResources>) -> ResourceMap {
 
 /// A channel over the socket, with the connect and every call bounded by `timeout`.
 async fn connect(socket: &Path, timeout: Duration) -> Result<Channel, KubeletError> {
-    let path = socket.to_owned();
-    let connector = tower::service_fn(move |_: Uri| {
-        let path = path.clone();
-        async move { Ok::<_, io::Error>(TokioIo::new(tokio::net::UnixStream::connect(path).await?)) }
-    });
-    // The URI is a placeholder: the connector above decides where the bytes go.
-    let endpoint = Endpoint::from_static("http://[::1]:50051")
-        .connect_timeout(timeout)
-        .timeout(timeout);
-    let connecting = endpoint.connect_with_connector(connector);
+    let connecting = multus_proto::channel::unix(socket, timeout);
     let failed = |reason: String| KubeletError::Connect {
         path: socket.to_owned(),
         reason,
