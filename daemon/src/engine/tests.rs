@@ -1,8 +1,6 @@
 //! Engine flows end to end over fake bash plugins and an in-memory cluster source.
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 
-use async_trait::async_trait;
 use multus_common::{CniArgs, Command};
 use serde_json::{Value, json};
 
@@ -15,59 +13,7 @@ mod default_route;
 mod devices;
 mod ifname_check;
 
-#[derive(Default)]
-struct Mem {
-    pods: Vec<PodInfo>,
-    nads: Vec<NadInfo>,
-    /// Every lookup fails (DEL must not need the source).
-    down: AtomicBool,
-    status_fails: bool,
-    statuses: Mutex<Vec<String>>,
-    /// `(reason, message)` of every recorded event.
-    events: Mutex<Vec<(String, String)>>,
-}
-
-fn unavailable() -> SourceError {
-    SourceError::Unavailable {
-        what: "api".into(),
-        reason: "down".into(),
-    }
-}
-
-#[async_trait]
-impl ClusterSource for Mem {
-    async fn pod(&self, ns: &str, name: &str) -> Result<Option<PodInfo>, SourceError> {
-        if self.down.load(Ordering::SeqCst) {
-            return Err(unavailable());
-        }
-        Ok(self
-            .pods
-            .iter()
-            .find(|p| p.namespace == ns && p.name == name)
-            .cloned())
-    }
-    async fn nad(&self, ns: &str, name: &str) -> Result<Option<NadInfo>, SourceError> {
-        if self.down.load(Ordering::SeqCst) {
-            return Err(unavailable());
-        }
-        Ok(self
-            .nads
-            .iter()
-            .find(|n| n.namespace == ns && n.name == name)
-            .cloned())
-    }
-    async fn set_network_status(&self, _: &PodInfo, status: &str) -> Result<bool, SourceError> {
-        if self.status_fails {
-            return Err(unavailable());
-        }
-        self.statuses.lock().unwrap().push(status.to_owned());
-        Ok(true)
-    }
-    async fn record_event(&self, _: &PodInfo, reason: &str, message: &str) {
-        let event = (reason.to_owned(), message.to_owned());
-        self.events.lock().unwrap().push(event);
-    }
-}
+use crate::source::memory::MemSource as Mem;
 
 fn mem() -> Mem {
     let pod = PodInfo {

@@ -2,7 +2,6 @@
 //! request through the trait to an engine over a fake plugin.
 use std::collections::HashMap;
 
-use async_trait::async_trait;
 use serde_json::json;
 
 use super::*;
@@ -12,8 +11,9 @@ use crate::engine::conflist::ConflistError;
 use crate::engine::exec::ExecError;
 use crate::engine::fakeplugin::{ECHO_RESULT, FakePlugins};
 use crate::engine::plan::PlanError;
+use crate::source::PodInfo;
 use crate::source::SourceError;
-use crate::source::{ClusterSource, NadInfo, PodInfo};
+use crate::source::memory::MemSource;
 
 fn request(protocol_version: u32, id: &str, ifname: &str) -> CniRequest {
     CniRequest {
@@ -238,23 +238,16 @@ fn every_error_kind_gets_its_code() {
     assert_eq!(decoded(&status).details, "pool empty");
 }
 
-struct OnePod;
-
-#[async_trait]
-impl ClusterSource for OnePod {
-    async fn pod(&self, ns: &str, name: &str) -> Result<Option<PodInfo>, SourceError> {
-        Ok(Some(PodInfo {
-            namespace: ns.into(),
-            name: name.into(),
+/// The pod `request` names, with no annotations.
+fn one_pod() -> MemSource {
+    MemSource {
+        pods: vec![PodInfo {
+            namespace: "app".into(),
+            name: "web".into(),
             uid: "u".into(),
             ..Default::default()
-        }))
-    }
-    async fn nad(&self, _: &str, _: &str) -> Result<Option<NadInfo>, SourceError> {
-        Ok(None)
-    }
-    async fn set_network_status(&self, _: &PodInfo, _: &str) -> Result<bool, SourceError> {
-        Ok(true)
+        }],
+        ..Default::default()
     }
 }
 
@@ -269,7 +262,7 @@ async fn add_and_del_through_the_service() {
         ..plugins.config()
     };
     let devices = Arc::new(crate::kubelet::Kubelet::from_config(&config));
-    let engine = Arc::new(Engine::new(Arc::new(config), Arc::new(OnePod), devices).unwrap());
+    let engine = Arc::new(Engine::new(Arc::new(config), Arc::new(one_pod()), devices).unwrap());
     let svc = CniService::new(engine);
     let mut req = request(1, "c1", "eth0");
     // ADD's validateIfName pre-check needs a namespace that exists.

@@ -3,6 +3,8 @@
 //! every test run the same code whichever is behind it.
 pub mod files;
 pub mod kube;
+#[cfg(test)]
+pub(crate) mod memory;
 
 use std::collections::BTreeMap;
 

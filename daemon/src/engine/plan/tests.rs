@@ -1,5 +1,4 @@
 //! Unit tests of `plan`, over an in-memory `ClusterSource`.
-use async_trait::async_trait;
 use multus_common::{CniArgs, Command};
 use serde_json::{Value, json};
 
@@ -7,40 +6,7 @@ use super::*;
 use crate::engine::selection;
 use crate::source::NadInfo;
 
-/// An in-memory source: the trait's contract over two vectors.
-#[derive(Default)]
-struct Mem {
-    pods: Vec<PodInfo>,
-    nads: Vec<NadInfo>,
-    down: bool,
-}
-
-#[async_trait]
-impl ClusterSource for Mem {
-    async fn pod(&self, ns: &str, name: &str) -> Result<Option<PodInfo>, SourceError> {
-        if self.down {
-            return Err(SourceError::Unavailable {
-                what: "api".into(),
-                reason: "down".into(),
-            });
-        }
-        Ok(self
-            .pods
-            .iter()
-            .find(|p| p.namespace == ns && p.name == name)
-            .cloned())
-    }
-    async fn nad(&self, ns: &str, name: &str) -> Result<Option<NadInfo>, SourceError> {
-        Ok(self
-            .nads
-            .iter()
-            .find(|n| n.namespace == ns && n.name == name)
-            .cloned())
-    }
-    async fn set_network_status(&self, _: &PodInfo, _: &str) -> Result<bool, SourceError> {
-        Ok(true)
-    }
-}
+use crate::source::memory::MemSource as Mem;
 
 fn nad(ns: &str, name: &str, plugin: &str) -> NadInfo {
     let config = json!({"cniVersion": "0.3.1", "type": plugin}).to_string();
@@ -76,7 +42,7 @@ fn source(p: PodInfo) -> Mem {
     Mem {
         pods: vec![p],
         nads,
-        down: false,
+        ..Default::default()
     }
 }
 
@@ -310,7 +276,7 @@ async fn request_level_errors() {
     .unwrap();
     assert!(matches!(gone, Planned::PodGone));
     let down = Mem {
-        down: true,
+        down: true.into(),
         ..source(pod(&[]))
     };
     let err = run(&config, &down, ARGS, stdin()).await.unwrap_err();
