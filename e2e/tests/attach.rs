@@ -2,20 +2,12 @@
 //! real interfaces to namespaces the tests create.
 #![allow(clippy::unwrap_used)]
 
+use multus_e2e::probe::addr_of;
 use multus_e2e::{
     ip,
     netns::Netns,
     scenario::{Cluster, pod, three_nads},
 };
-
-fn addr_of(ns: &Netns, ifname: &str) -> Vec<String> {
-    ip::addresses(ns.name())
-        .unwrap()
-        .into_iter()
-        .find(|(n, _)| n == ifname)
-        .map(|(_, a)| a.into_iter().filter(|a| !a.contains(':')).collect())
-        .unwrap_or_default()
-}
 
 #[test]
 fn add_attaches_four_networks_and_del_removes_everything() {

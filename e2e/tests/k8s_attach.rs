@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use axum::http::Method;
+use multus_e2e::probe::addr_of;
 use multus_e2e::{
     apiserver::{Action, Fault, nad_json, pod_json, pod_path},
     ip,
@@ -69,16 +70,6 @@ fn run_ok(k: &KubeCluster, inv: &Invocation) -> Output {
         k.daemon.log_text()
     );
     out
-}
-
-/// IPv4 addresses (with prefix) of `ifname` in `ns`.
-fn addr_of(ns: &Netns, ifname: &str) -> Vec<String> {
-    ip::addresses(ns.name())
-        .unwrap()
-        .into_iter()
-        .find(|(n, _)| n == ifname)
-        .map(|(_, a)| a.into_iter().filter(|a| !a.contains(':')).collect())
-        .unwrap_or_default()
 }
 
 fn mac_of(ns: &Netns, ifname: &str) -> String {

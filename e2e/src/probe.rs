@@ -1,0 +1,93 @@
+//! What the end-to-end tests look at: addresses and links in a namespace, the metrics endpoint
+//! scraped from inside the node namespace, polling. Test helpers: they panic on failure.
+#![allow(clippy::unwrap_used)]
+
+use std::fs;
+use std::io::{Read, Write};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::{
+    ip,
+    netns::Netns,
+    scenario::{Cluster, host_local, nad},
+};
+
+/// Runs `f` on a thread inside `ns`'s network namespace (the daemon's loopback lives there).
+pub fn in_netns<T: Send>(ns: &Netns, f: impl FnOnce() -> T + Send) -> T {
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let fd = fs::File::open(ns.path()).unwrap();
+            nix::sched::setns(fd, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+            f()
+        })
+        .join()
+        .unwrap()
+    })
+}
+
+/// The metrics port: every test's node namespace is new, so nothing else listens on it.
+pub const METRICS_PORT: u16 = 9091;
+
+/// GET /metrics from inside the node namespace, parsed by a real Prometheus text parser.
+pub fn scrape(ns: &Netns, port: u16) -> prometheus_parse::Scrape {
+    let text = in_netns(ns, || {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: node\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out
+    });
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    prometheus_parse::Scrape::parse(body.lines().map(|l| Ok(l.to_owned()))).unwrap()
+}
+
+/// The value of the first sample named `name` with all of `labels`.
+pub fn sample(s: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    use prometheus_parse::Value;
+    s.samples
+        .iter()
+        .find(|x| x.metric == name && labels.iter().all(|(k, v)| x.labels.get(k) == Some(*v)))
+        .map(|x| match &x.value {
+            Value::Counter(v) | Value::Gauge(v) | Value::Untyped(v) => *v,
+            Value::Histogram(_) | Value::Summary(_) => f64::NAN,
+        })
+}
+
+/// The ptp secondary network every test pod here selects.
+pub fn ptp_nad(cluster: &Cluster) {
+    let l = &cluster.layout;
+    let config = json!({"cniVersion": "0.4.0", "name": "ptp-net", "type": "ptp", "ipam": host_local(l, "10.89.0.0/24")});
+    l.put_manifest("nad-ptp.json", &nad("default", "ptp-net", &config))
+        .unwrap();
+}
+
+pub fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !done() {
+        assert!(Instant::now() < deadline, "gave up waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Links in `ns` other than loopback.
+pub fn attached(ns: &Netns) -> Vec<String> {
+    ip::links(ns.name())
+        .unwrap()
+        .into_iter()
+        .filter(|l| l != "lo")
+        .collect()
+}
+
+/// IPv4 addresses (with prefix) of `ifname` in `ns`.
+pub fn addr_of(ns: &Netns, ifname: &str) -> Vec<String> {
+    ip::addresses(ns.name())
+        .unwrap()
+        .into_iter()
+        .find(|(n, _)| n == ifname)
+        .map(|(_, a)| a.into_iter().filter(|a| !a.contains(':')).collect())
+        .unwrap_or_default()
+}
