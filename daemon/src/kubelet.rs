@@ -80,6 +80,7 @@ impl ResourceMap {
     }
 
     /// The sorted device ids of `resource` (empty when the pod has none).
+    #[cfg(test)]
     pub fn devices(&self, resource: &str) -> &[String] {
         self.devices.get(resource).map_or(&[], Vec::as_slice)
     }

@@ -190,6 +190,7 @@ where
 }
 
 /// The main-table routes of `family` in the namespace at `netns`.
+#[cfg(test)]
 pub fn routes(netns: &Path, family: Family) -> Result<Vec<Route>, NetnsError> {
     with_netlink(netns, |h| async move {
         let msgs = main_routes(&h, family).await?;

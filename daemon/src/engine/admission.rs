@@ -130,6 +130,7 @@ impl Admission {
     }
 
     /// How many containers have a lock entry (held or awaited); for tests and metrics.
+    #[cfg(test)]
     pub fn tracked_containers(&self) -> usize {
         self.containers
             .lock()

@@ -136,18 +136,21 @@ impl Executor {
 
     /// Plugins get `vars` (minus the deny list, `PATH` completed) instead of the daemon's own
     /// environment (tests, and embedders that run plugins for another process).
+    #[cfg(test)]
     pub fn with_daemon_env(mut self, vars: impl IntoIterator<Item = (OsString, OsString)>) -> Self {
         self.base_env = environment::base(vars).into();
         self
     }
 
     /// Overrides the exec timeout (tests and callers with a tighter deadline).
+    #[cfg(test)]
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self
     }
 
     /// `<dir>/<type>` for the first `:`-separated dir of `binDir` holding a regular file.
+    #[cfg(test)]
     pub fn find(&self, plugin: &str) -> Result<PathBuf, ExecError> {
         find_in(&self.bin_dir, self.chroot.as_deref(), plugin)
     }

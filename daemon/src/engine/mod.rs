@@ -288,12 +288,8 @@ impl Engine {
         add::add(self, call, &cancel).await
     }
 
-    /// The admission state (for metrics: tracked containers).
-    pub fn admission(&self) -> &Admission {
-        &self.admission
-    }
-
     /// CNI ADD: returns the cluster network's result in the runtime's cniVersion.
+    #[cfg(test)]
     pub async fn add(&self, call: CniCall) -> Result<Vec<u8>, EngineError> {
         add::add(self, call, &CancellationToken::new()).await
     }

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value};
 
-pub use self::model::{ConfList, Invalid, NetConf, PluginConf, capability};
+pub use self::model::{Invalid, NetConf, PluginConf, capability};
 use crate::source::NadInfo;
 
 /// Extensions of network config files, as libcni's `ConfFiles`.

@@ -4,10 +4,8 @@ use serde_json::{Map, Value};
 
 use super::Delegate;
 
-/// The pod annotation written after a successful ADD.
-pub const NETWORK_STATUS_ANNOTATION: &str = "k8s.v1.cni.cncf.io/network-status";
-
 /// Builds the network-status list from each delegate and its result (any spec version).
+#[cfg(test)]
 pub fn build(entries: &[(&Delegate, &Value)]) -> Value {
     build_with(entries, |_| None)
 }
