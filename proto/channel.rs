@@ -27,6 +27,20 @@ pub async fn unix(socket: &Path, timeout: Duration) -> Result<Channel, Error> {
         .await
 }
 
+/// Like [`unix`], but dialled on first use (and on every reconnect), so a caller can build it
+/// before the server is up and poll through it; `call_timeout` bounds every call.
+pub fn unix_lazy(socket: &Path, connect_timeout: Duration, call_timeout: Duration) -> Channel {
+    let path = socket.to_owned();
+    let connector = tower::service_fn(move |_: Uri| {
+        let path = path.clone();
+        async move { Ok::<_, io::Error>(TokioIo::new(UnixStream::connect(path).await?)) }
+    });
+    Endpoint::from_static(PLACEHOLDER)
+        .connect_timeout(connect_timeout)
+        .timeout(call_timeout)
+        .connect_with_connector_lazy(connector)
+}
+
 /// A channel over one stream the caller already connected (so it can tell a missing, refused
 /// or slow socket apart itself); it does not reconnect. `timeout` bounds the HTTP/2 handshake.
 pub async fn over(stream: UnixStream, timeout: Duration) -> Result<Channel, Error> {

@@ -101,7 +101,6 @@ pub(crate) fn record_hotplug(call: &HotplugCall) {
         netns: call.netns.clone(),
         ifname: call.ifname.clone(),
         args: call.args.clone(),
-        cni_path: String::new(),
         config: Vec::new(),
     });
 }
@@ -164,7 +163,6 @@ pub(crate) fn to_call(command: Command, req: CniRequest) -> Result<CniCall, Engi
         netns: req.netns,
         ifname: req.ifname,
         args,
-        cni_path: req.cni_path,
         config: req.config,
     })
 }

@@ -20,7 +20,6 @@ use std::{
 };
 
 use anyhow::{Context, Result, bail};
-use hyper_util::rt::TokioIo;
 use multus_proto::cri::v1::{
     self as cri, PodSandboxConfig, PodSandboxMetadata, runtime_service_client::RuntimeServiceClient,
 };
@@ -30,7 +29,7 @@ use nix::{
 };
 use serde_json::Value;
 use tempfile::TempDir;
-use tonic::transport::{Channel, Endpoint, Uri};
+use tonic::transport::Channel;
 
 use crate::oci;
 
@@ -535,19 +534,7 @@ async fn run_sandbox(
 /// A channel over containerd's unix socket, dialled on first use (and on every reconnect);
 /// [`Containerd::wait_ready`] polls through it until containerd serves.
 fn connect(socket: PathBuf) -> RuntimeServiceClient<Channel> {
-    let connector = tower::service_fn(move |_: Uri| {
-        let socket = socket.clone();
-        async move {
-            tokio::net::UnixStream::connect(&socket)
-                .await
-                .map(TokioIo::new)
-        }
-    });
-    // The URI is never dialled: the connector above opens the unix socket.
-    let channel = Endpoint::from_static("http://[::]:50051")
-        .connect_timeout(Duration::from_secs(5))
-        .timeout(CRI_TIMEOUT)
-        .connect_with_connector_lazy(connector);
+    let channel = multus_proto::channel::unix_lazy(&socket, Duration::from_secs(5), CRI_TIMEOUT);
     RuntimeServiceClient::new(channel)
 }
 

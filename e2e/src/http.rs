@@ -3,7 +3,6 @@
 //! multus-dynamic-networks-controller send, and a gRPC client for the hot-plug RPCs.
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result, anyhow};
 use base64::Engine as _;
@@ -131,19 +130,8 @@ pub fn hotplug(socket: &Path, rpc: &str, req: DelegateRequest) -> Result<Vec<u8>
     let socket: PathBuf = socket.to_owned();
     let rpc = rpc.to_owned();
     runtime()?.block_on(async move {
-        let stream = UnixStream::connect(&socket).await?;
-        let slot = Arc::new(Mutex::new(Some(stream)));
-        let connector = tower::service_fn(move |_: hyper::Uri| {
-            let taken = slot.lock().ok().and_then(|mut s| s.take());
-            async move {
-                taken
-                    .map(TokioIo::new)
-                    .ok_or_else(|| std::io::Error::other("one connection only"))
-            }
-        });
-        let channel = tonic::transport::Endpoint::from_static("http://[::]:50051")
-            .connect_with_connector(connector)
-            .await?;
+        let channel =
+            multus_proto::channel::unix(&socket, std::time::Duration::from_secs(10)).await?;
         let mut client = CniClient::new(channel);
         let resp = match rpc.as_str() {
             "AddDelegate" => client.add_delegate(req).await,

@@ -13,11 +13,6 @@ pub struct CniCall {
     pub ifname: String,
     /// CNI_ARGS.
     pub args: CniArgs,
-    /// CNI_PATH of the runtime (informational: delegates are found in `binDir`).
-    // Found unread when lib.rs stopped exporting the engine; removing it touches service.rs
-    // and the engine tests that part A of issue 13 rewrites.
-    #[expect(dead_code, reason = "unread; see above")]
-    pub cni_path: String,
     /// The shim's stdin: the multus network config, byte for byte.
     pub config: Vec<u8>,
 }

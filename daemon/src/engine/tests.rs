@@ -74,7 +74,6 @@ fn call(command: Command, id: &str) -> CniCall {
         netns: empty_netns(),
         ifname: "eth0".into(),
         args: CniArgs::parse("K8S_POD_NAMESPACE=app;K8S_POD_NAME=web;K8S_POD_UID=uid-1").unwrap(),
-        cni_path: String::new(),
         config: json!({"cniVersion": "0.3.1", "name": "multus-cni-network", "type": "multus-shim"})
             .to_string()
             .into_bytes(),

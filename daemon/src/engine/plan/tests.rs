@@ -53,7 +53,6 @@ fn call(args: &str, stdin: Value) -> CniCall {
         netns: "/run/netns/x".into(),
         ifname: "eth0".into(),
         args: CniArgs::parse(args).unwrap(),
-        cni_path: String::new(),
         config: stdin.to_string().into_bytes(),
     }
 }
