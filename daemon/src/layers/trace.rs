@@ -101,7 +101,27 @@ pub(crate) async fn observe<T>(
     let r = work.await;
     let elapsed = started.elapsed();
     let cni = r.as_ref().err().map_or(0, |e| e.code);
-    let span = tracing::Span::current();
+    request_done(
+        &tracing::Span::current(),
+        metrics,
+        handler,
+        verb,
+        cni,
+        elapsed,
+    );
+    r
+}
+
+/// Records a finished request's outcome on its span, in the request metrics and in the log line
+/// that carries the request's fields: the same for gRPC and the HTTP API.
+fn request_done(
+    span: &tracing::Span,
+    metrics: &Metrics,
+    handler: &str,
+    verb: Command,
+    cni: u32,
+    elapsed: std::time::Duration,
+) {
     span.record("cni.code", cni);
     span.record("duration_ms", elapsed.as_millis() as u64);
     span.record("otel.status_code", if cni == 0 { "ok" } else { "error" });
@@ -111,7 +131,6 @@ pub(crate) async fn observe<T>(
         duration_ms = elapsed.as_millis() as u64,
         "request done"
     );
-    r
 }
 
 /// Wraps a service with [`Trace`].
@@ -189,16 +208,8 @@ where
                     Ok(resp) => cni_code(resp.headers()),
                     Err(_) => (code::INTERNAL, tonic::Code::Internal),
                 };
-                span.record("cni.code", cni);
                 span.record("grpc.code", tracing::field::debug(grpc));
-                span.record("duration_ms", elapsed.as_millis() as u64);
-                span.record("otel.status_code", if cni == 0 { "ok" } else { "error" });
-                metrics.request_on(handler, verb.as_str(), cni, elapsed);
-                tracing::info!(
-                    cni.code = cni,
-                    duration_ms = elapsed.as_millis() as u64,
-                    "request done"
-                );
+                request_done(&span, &metrics, handler, verb, cni, elapsed);
                 r
             }
             .instrument(in_span),

@@ -23,6 +23,7 @@ fn request(protocol_version: u32, id: &str, ifname: &str) -> CniRequest {
         ifname: ifname.into(),
         cni_args_raw: "K8S_POD_NAMESPACE=app;K8S_POD_NAME=web".into(),
         cni_args: HashMap::new(),
+        cni_path: String::new(),
         config: json!({"cniVersion": "1.0.0", "name": "multus", "type": "multus-shim"})
             .to_string()
             .into_bytes(),
