@@ -4,6 +4,7 @@
 
 use std::fs;
 use std::io::{Read, Write};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
@@ -90,4 +91,34 @@ pub fn addr_of(ns: &Netns, ifname: &str) -> Vec<String> {
         .find(|(n, _)| n == ifname)
         .map(|(_, a)| a.into_iter().filter(|a| !a.contains(':')).collect())
         .unwrap_or_default()
+}
+
+/// `iptables -t nat -S` in `node`: the rules portmap leaves there.
+pub fn nat_rules(node: &Netns) -> String {
+    let out = Command::new("ip")
+        .args(["netns", "exec", node.name(), "iptables", "-t", "nat", "-S"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "iptables -t nat -S: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The DNAT rules in `node` that send `host_port` to `pod_ip:container_port`.
+pub fn dnat_rules_to(
+    node: &Netns,
+    host_port: u16,
+    pod_ip: &str,
+    container_port: u16,
+) -> Vec<String> {
+    let to = format!("--to-destination {pod_ip}:{container_port}");
+    let dport = format!("--dport {host_port}");
+    nat_rules(node)
+        .lines()
+        .filter(|l| l.contains(&to) && l.contains(&dport))
+        .map(str::to_owned)
+        .collect()
 }

@@ -7,12 +7,12 @@
 #![allow(clippy::unwrap_used)]
 
 use std::path::Path;
-use std::process::Command;
 
 use multus_e2e::{
     daemon::Layout,
     ip,
     netns::Netns,
+    probe,
     scenario::{Cluster, pod},
     shim::{Invocation, k8s_args},
 };
@@ -66,28 +66,9 @@ fn hostport_conf(socket_dir: &Path) -> Vec<u8> {
     .into_bytes()
 }
 
-/// `iptables -t nat -S` in the node namespace.
-fn nat_rules(node: &Netns) -> String {
-    let out = Command::new("ip")
-        .args(["netns", "exec", node.name(), "iptables", "-t", "nat", "-S"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "iptables -t nat -S: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// The DNAT rules that send the host port to `pod_ip`.
+/// The DNAT rules that send this test's host port to `pod_ip`.
 fn dnat_rules_to(node: &Netns, pod_ip: &str) -> Vec<String> {
-    let to = format!("--to-destination {pod_ip}:{CONTAINER_PORT}");
-    nat_rules(node)
-        .lines()
-        .filter(|l| l.contains(&to) && l.contains(&format!("--dport {HOST_PORT}")))
-        .map(str::to_owned)
-        .collect()
+    probe::dnat_rules_to(node, HOST_PORT, pod_ip, CONTAINER_PORT)
 }
 
 fn pod_ipv4(pod_ns: &Netns) -> String {
@@ -148,7 +129,7 @@ fn hostport_round_trip(cluster: &Cluster, cid: &str, during: impl FnOnce()) {
     assert!(
         !rules.is_empty(),
         "no DNAT of :{HOST_PORT} to {pod_ip}:\n{}",
-        nat_rules(&cluster.node)
+        probe::nat_rules(&cluster.node)
     );
     during();
 

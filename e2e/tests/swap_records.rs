@@ -20,6 +20,7 @@ use multus_e2e::{
     daemon::Layout,
     ip,
     netns::Netns,
+    probe,
     scenario::{Cluster, pod},
     shim::{Invocation, k8s_args},
 };
@@ -103,26 +104,9 @@ fn start() -> Node {
     }
 }
 
-fn nat_rules(node: &Netns) -> String {
-    let out = Command::new("ip")
-        .args(["netns", "exec", node.name(), "iptables", "-t", "nat", "-S"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
+/// The DNAT rules that send this test's host port to `pod_ip`.
 fn dnat_rules_to(node: &Netns, pod_ip: &str) -> Vec<String> {
-    let to = format!("--to-destination {pod_ip}:{CONTAINER_PORT}");
-    nat_rules(node)
-        .lines()
-        .filter(|l| l.contains(&to) && l.contains(&format!("--dport {HOST_PORT}")))
-        .map(str::to_owned)
-        .collect()
+    probe::dnat_rules_to(node, HOST_PORT, pod_ip, CONTAINER_PORT)
 }
 
 fn ipv4_of(pod_ns: &Netns, ifname: &str) -> String {
@@ -384,7 +368,7 @@ fn d5_del_of_a_go_multus_pod_removes_its_hostport_rule_interfaces_and_leases() {
     assert!(
         !dnat_rules_to(&cluster.node, &pod_ip).is_empty(),
         "setup: no DNAT\n{}",
-        nat_rules(&cluster.node)
+        probe::nat_rules(&cluster.node)
     );
     assert_eq!(leases(&cluster.layout).len(), 2, "setup: two leases");
 
