@@ -90,6 +90,20 @@ pub fn passthru() -> anyhow::Result<PathBuf> {
     binary("passthru")
 }
 
+/// A daemon `binDir` (a `:` list) that finds the reference plugins and the `passthru` under test.
+pub fn bin_dir_with_passthru() -> anyhow::Result<String> {
+    let passthru = passthru()?;
+    anyhow::ensure!(
+        passthru.is_file(),
+        "{} missing: cargo build -p multus-passthru",
+        passthru.display()
+    );
+    let dir = passthru
+        .parent()
+        .ok_or_else(|| anyhow::anyhow!("{} has no parent", passthru.display()))?;
+    Ok(format!("{}:{}", crate::CNI_BIN_DIR, dir.display()))
+}
+
 /// Path of the `multus-daemon` binary under test.
 pub fn daemon() -> anyhow::Result<PathBuf> {
     binary("multus-daemon")

@@ -35,18 +35,9 @@ fn unprivileged_port_start(pod_ns: &Netns) -> String {
 
 #[test]
 fn d4_auxiliary_chain_runs_passthru_then_the_vendor_plugins_after_the_networks() {
-    let passthru = bins::passthru().unwrap();
-    assert!(
-        passthru.is_file(),
-        "{} missing: cargo build -p multus-passthru",
-        passthru.display()
-    );
-    let passthru_dir = passthru.parent().unwrap().to_string_lossy().into_owned();
+    let bin_dir = bins::bin_dir_with_passthru().unwrap();
     let cluster = Cluster::start(|c| {
-        c.insert(
-            "binDir".into(),
-            json!(format!("{}:{passthru_dir}", multus_e2e::CNI_BIN_DIR)),
-        );
+        c.insert("binDir".into(), json!(bin_dir));
         c.insert("auxiliaryCNIChainName".into(), json!(CHAIN));
     })
     .unwrap();

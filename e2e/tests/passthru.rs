@@ -11,18 +11,9 @@ use serde_json::json;
 
 #[test]
 fn d10_passthru_runs_after_ptp_and_alone() {
-    let passthru = bins::passthru().unwrap();
-    assert!(
-        passthru.is_file(),
-        "{} missing: cargo build -p multus-passthru",
-        passthru.display()
-    );
-    let passthru_dir = passthru.parent().unwrap().to_string_lossy().into_owned();
+    let bin_dir = bins::bin_dir_with_passthru().unwrap();
     let cluster = Cluster::start(|c| {
-        c.insert(
-            "binDir".into(),
-            json!(format!("{}:{passthru_dir}", multus_e2e::CNI_BIN_DIR)),
-        );
+        c.insert("binDir".into(), json!(bin_dir));
     })
     .unwrap();
     let l = &cluster.layout;
