@@ -12,7 +12,7 @@ use crate::config::Config;
 use crate::engine::cache::Cache;
 use crate::engine::{Engine, EngineError};
 use crate::http_api::HttpApi;
-use crate::kubelet::Kubelet;
+use crate::kubelet::{DeviceSource, Kubelet};
 use crate::layers::{self, Layers};
 use crate::metrics::listener::{self, ListenerError};
 use crate::metrics::{EntryCount, MeteredSource, Metrics};
@@ -21,6 +21,7 @@ use crate::service::CniService;
 use crate::socket::{self, SocketError, SocketFile};
 use crate::source::ClusterSource;
 use crate::source::files::FileSource;
+use crate::source::kube::dra::KubeletWithDra;
 use crate::source::kube::{KubeSettings, KubeSource, KubeSourceError};
 
 /// Why the daemon could not start or stopped with an error.
@@ -68,8 +69,7 @@ impl App {
     pub async fn build(config: Config) -> Result<Self, AppError> {
         let config = Arc::new(config);
         let metrics = Metrics::new(cache_entries(Cache::new(config.cni_dir.clone())));
-        let source = source(&config, &metrics).await?;
-        let devices = Arc::new(Kubelet::from_config(&config));
+        let (source, devices) = sources(&config, &metrics).await?;
         let engine = Arc::new(
             Engine::new(Arc::clone(&config), source, devices)?.with_metrics(metrics.clone()),
         );
@@ -160,13 +160,21 @@ pub fn cache_entries(cache: Cache) -> EntryCount {
     Box::new(move || cache.list().ok().map(|ids| ids.len()))
 }
 
-/// Standalone mode when `clusterStateDir` is set, else the Kubernetes API; either one measured.
-async fn source(config: &Config, metrics: &Metrics) -> Result<Arc<dyn ClusterSource>, AppError> {
-    let (inner, kind) = inner_source(config).await?;
-    Ok(Arc::new(MeteredSource::new(inner, kind, metrics.clone())))
+/// The cluster source, measured: standalone mode when `clusterStateDir` is set, else the
+/// Kubernetes API; and the devices: the kubelet's, plus DRA claims' with the Kubernetes API.
+async fn sources(
+    config: &Config,
+    metrics: &Metrics,
+) -> Result<(Arc<dyn ClusterSource>, Arc<dyn DeviceSource>), AppError> {
+    let (inner, kind, devices) = inner_source(config).await?;
+    let source = Arc::new(MeteredSource::new(inner, kind, metrics.clone()));
+    Ok((source, devices))
 }
 
-async fn inner_source(config: &Config) -> Result<(Arc<dyn ClusterSource>, &'static str), AppError> {
+type Sources = (Arc<dyn ClusterSource>, &'static str, Arc<dyn DeviceSource>);
+
+async fn inner_source(config: &Config) -> Result<Sources, AppError> {
+    let kubelet = Arc::new(Kubelet::from_config(config));
     if let Some(dir) = &config.cluster_state_dir {
         tracing::info!(
             source = "files",
@@ -175,7 +183,7 @@ async fn inner_source(config: &Config) -> Result<(Arc<dyn ClusterSource>, &'stat
             "standalone mode: pods and NADs from manifests"
         );
         let files = FileSource::new(dir.clone(), config.network_status_dir.clone());
-        return Ok((Arc::new(files), "files"));
+        return Ok((Arc::new(files), "files", kubelet));
     }
     let settings = KubeSettings::from_config(config);
     tracing::info!(
@@ -184,5 +192,7 @@ async fn inner_source(config: &Config) -> Result<(Arc<dyn ClusterSource>, &'stat
         node = ?settings.node_name,
         "pods and NADs from the Kubernetes API"
     );
-    Ok((Arc::new(KubeSource::connect(settings).await?), "kubernetes"))
+    let kube = KubeSource::connect(settings).await?;
+    let devices = Arc::new(KubeletWithDra::new(kubelet, kube.dra()));
+    Ok((Arc::new(kube), "kubernetes", devices))
 }

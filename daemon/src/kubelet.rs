@@ -48,6 +48,10 @@ pub enum KubeletError {
         path: PathBuf,
         source: serde_json::Error,
     },
+    /// The pod's DRA claims could not be mapped (upstream's "failed to get resourceMap from DRA
+    /// client").
+    #[error("DRA: {0}")]
+    Dra(Box<crate::source::kube::dra::DraError>),
 }
 
 /// A pod's device IDs per resource name, each list sorted (upstream's order), handed out one by
@@ -76,6 +80,20 @@ impl ResourceMap {
         Self {
             devices,
             taken: BTreeMap::new(),
+        }
+    }
+
+    /// Adds more `(resource, device ids)` pairs (a pod's DRA devices after its device-plugin
+    /// ones); every list is sorted again, as upstream sorts after both.
+    pub fn merge<I, S>(&mut self, pairs: I)
+    where
+        I: IntoIterator<Item = (String, S)>,
+        S: IntoIterator<Item = String>,
+    {
+        for (resource, ids) in pairs {
+            let list = self.devices.entry(resource).or_default();
+            list.extend(ids);
+            list.sort();
         }
     }
 

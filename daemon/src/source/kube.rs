@@ -10,6 +10,8 @@
 //!   `get` on `pods` and `update` on `pods/status` write the annotation instead.
 //! * `k8s.cni.cncf.io` `network-attachment-definitions`: `list`, `watch` (cache), `get` (miss).
 //! * `events` (core/v1): `create` (AddedInterface events on the pod, best effort).
+//! * `resource.k8s.io` `resourceclaims`: `get`; `resourceslices`: `list`, `watch` (the node's,
+//!   `spec.nodeName=<node>`): a pod's devices from DRA claims (see `dra`).
 //! * with `perNodeCertificate` only: `certificates.k8s.io` `certificatesigningrequests`:
 //!   `create`, `get` (the bootstrap user, and the `system:multus` group for renewals); the
 //!   approval itself is a separate approver's (as upstream's `cert-approver`).
@@ -19,6 +21,7 @@
 //! networks reads one or more NADs, and a watch costs the API server less than a GET per ADD.
 //! A miss still does a live GET, so a NAD created a moment before its first pod is found.
 pub mod certificate;
+pub mod dra;
 mod events;
 mod nad;
 mod pods;
@@ -214,6 +217,13 @@ impl KubeSource {
             self.pods.wait_until_ready().await.is_ok() && self.nads.wait_until_ready().await.is_ok()
         };
         tokio::time::timeout(within, both).await.unwrap_or(false)
+    }
+
+    /// The DRA device lookup over this source's client (it owns the node's ResourceSlice
+    /// watch, started on the first pod with claims).
+    pub fn dra(&self) -> dra::Dra {
+        let api = dra::KubeDraApi::new(self.client.clone(), self.budget);
+        dra::Dra::new(std::sync::Arc::new(api), self.node_name.clone())
     }
 
     /// Pods in the cache (for metrics and tests).
