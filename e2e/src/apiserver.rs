@@ -1,7 +1,8 @@
 //! A Kubernetes API server stand-in on 127.0.0.1 (plain HTTP, no authentication) that speaks the
 //! real REST paths and JSON for pods (get, list, watch, merge patch, update of the pod and of
 //! `pods/<name>/status` with resourceVersion checks), NetworkAttachmentDefinitions (get, list,
-//! watch), events (create, kept for tests to read) and CertificateSigningRequests (create, get,
+//! watch), `resource.k8s.io` ResourceClaims (get, list) and ResourceSlices (get, list, watch,
+//! field selectors) at one version a test picks (`v1` by default, or none), events (create, kept for tests to read) and CertificateSigningRequests (create, get,
 //! list; approved and signed by a test CA on a test's word), with an in-memory store tests change
 //! directly (each change is a watch event), fault injection, RBAC (everything allowed unless a
 //! test picks a ClusterRole shape: 403s in the real server's words), and a kubeconfig pointing at
@@ -72,6 +73,7 @@ impl ApiServer {
             authorizations: Mutex::new(Vec::new()),
             rbac: Mutex::new(Rbac::default()),
             denied: Mutex::new(Vec::new()),
+            dra_version: Mutex::new(Some("v1".to_owned())),
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -134,6 +136,26 @@ impl ApiServer {
 
     pub fn delete_nad(&self, namespace: &str, name: &str) -> Option<Value> {
         lock(&self.shared.store).delete(Kind::Nad, namespace, name)
+    }
+
+    /// Serves `resource.k8s.io` at this version only (`None`: not at all, as a cluster without
+    /// DRA). Objects are stored as given, so a test puts them in that version's shape.
+    pub fn serve_dra(&self, version: Option<&str>) {
+        *lock(&self.shared.dra_version) = version.map(str::to_owned);
+    }
+
+    /// Creates or replaces a ResourceClaim; returns it as stored.
+    pub fn put_resource_claim(&self, claim: Value) -> Value {
+        lock(&self.shared.store).put(Kind::ResourceClaim, claim, true)
+    }
+
+    /// Creates or replaces a ResourceSlice (watchers see the event); returns it as stored.
+    pub fn put_resource_slice(&self, slice: Value) -> Value {
+        lock(&self.shared.store).put(Kind::ResourceSlice, slice, true)
+    }
+
+    pub fn delete_resource_slice(&self, name: &str) -> Option<Value> {
+        lock(&self.shared.store).delete(Kind::ResourceSlice, "", name)
     }
 
     /// Adds a fault rule (checked in the order added).
@@ -247,6 +269,96 @@ pub fn pod_status_path(namespace: &str, name: &str) -> String {
 /// The REST path of a NAD.
 pub fn nad_path(namespace: &str, name: &str) -> String {
     format!("/apis/k8s.cni.cncf.io/v1/namespaces/{namespace}/network-attachment-definitions/{name}")
+}
+
+/// The REST path of a ResourceClaim at `version`.
+pub fn resource_claim_path(version: &str, namespace: &str, name: &str) -> String {
+    format!("/apis/resource.k8s.io/{version}/namespaces/{namespace}/resourceclaims/{name}")
+}
+
+/// The REST path of the ResourceSlice collection at `version`.
+pub fn resource_slices_path(version: &str) -> String {
+    format!("/apis/resource.k8s.io/{version}/resourceslices")
+}
+
+/// One allocated device of a claim: (request, driver, pool, device).
+pub type Allocation<'a> = (&'a str, &'a str, &'a str, &'a str);
+
+/// A ResourceClaim in `version`'s shape; `allocated: None` is a claim not allocated yet.
+pub fn resource_claim_json(
+    version: &str,
+    namespace: &str,
+    name: &str,
+    allocated: Option<&[Allocation<'_>]>,
+) -> Value {
+    let requests: Vec<Value> = allocated
+        .unwrap_or_default()
+        .iter()
+        .map(|(request, ..)| {
+            let exactly = json!({"deviceClassName": "vf.example.com", "allocationMode": "ExactCount", "count": 1});
+            if version == "v1beta1" {
+                json!({"name": request, "deviceClassName": "vf.example.com"})
+            } else {
+                json!({"name": request, "exactly": exactly})
+            }
+        })
+        .collect();
+    let mut claim = json!({
+        "apiVersion": format!("resource.k8s.io/{version}"), "kind": "ResourceClaim",
+        "metadata": {"name": name, "namespace": namespace,
+            "annotations": {"resource.kubernetes.io/pod-claim-name": "nic"}},
+        "spec": {"devices": {"requests": requests}},
+        "status": {}
+    });
+    if let Some(devices) = allocated {
+        let results: Vec<Value> = devices
+            .iter()
+            .map(|(request, driver, pool, device)| {
+                json!({"request": request, "driver": driver, "pool": pool, "device": device})
+            })
+            .collect();
+        claim["status"] = json!({"allocation": {"devices": {"results": results},
+            "allocationTimestamp": "2026-01-01T00:00:00Z"}});
+    }
+    claim
+}
+
+/// One device of a slice: (name, `k8s.cni.cncf.io/deviceID`, `k8s.cni.cncf.io/resourceName`),
+/// either attribute absent when `None`.
+pub type SliceDevice<'a> = (&'a str, Option<&'a str>, Option<&'a str>);
+
+/// A ResourceSlice of `node` in `version`'s shape (v1beta1 nests attributes in `basic`).
+pub fn resource_slice_json(
+    version: &str,
+    name: &str,
+    node: &str,
+    driver: &str,
+    devices: &[SliceDevice<'_>],
+) -> Value {
+    let devices: Vec<Value> = devices
+        .iter()
+        .map(|(device, id, resource)| {
+            let mut attributes = json!({"dra.net/numaNode": {"int": 0}});
+            if let Some(id) = id {
+                attributes["k8s.cni.cncf.io/deviceID"] = json!({"string": id});
+            }
+            if let Some(resource) = resource {
+                attributes["k8s.cni.cncf.io/resourceName"] = json!({"string": resource});
+            }
+            if version == "v1beta1" {
+                json!({"name": device, "basic": {"attributes": attributes}})
+            } else {
+                json!({"name": device, "attributes": attributes})
+            }
+        })
+        .collect();
+    json!({
+        "apiVersion": format!("resource.k8s.io/{version}"), "kind": "ResourceSlice",
+        "metadata": {"name": name},
+        "spec": {"driver": driver, "nodeName": node,
+            "pool": {"name": node, "generation": 1, "resourceSliceCount": 1},
+            "devices": devices}
+    })
 }
 
 /// A pod scheduled to `node` with these annotations, shaped like what the API serves (spec,

@@ -1,6 +1,8 @@
 //! The stand-in's HTTP side: the real REST paths of pods and NADs (get, list, watch, merge
-//! patch, update; pods also `pods/<name>/status`), events (create), CertificateSigningRequests
-//! (create, get, list), discovery, fault injection before each answer, then RBAC.
+//! patch, update; pods also `pods/<name>/status`), `resource.k8s.io` ResourceClaims (get, list)
+//! and ResourceSlices (get, list, watch) at the one version the test serves, events (create),
+//! CertificateSigningRequests (create, get, list), discovery, fault injection before each
+//! answer, then RBAC.
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -34,7 +36,13 @@ pub struct Shared {
     pub rbac: Mutex<Rbac>,
     /// Requests RBAC refused (method, path), oldest first.
     pub denied: Mutex<Vec<(Method, String)>>,
+    /// The `resource.k8s.io` version served (`v1` unless a test picks another); `None`: the
+    /// group is not served (a cluster without DRA).
+    pub dra_version: Mutex<Option<String>>,
 }
+
+/// The DRA API group.
+pub const DRA_GROUP: &str = "resource.k8s.io";
 
 /// Locks, ignoring poisoning: a panicking test thread must not wedge the server for the others.
 pub fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -44,6 +52,8 @@ pub fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 enum Target {
     Version,
     Discovery(&'static str),
+    /// `/apis/resource.k8s.io`.
+    DraGroup,
     Collection(Kind, Option<String>),
     Object(Kind, String, String),
     /// `pods/<name>/status`.
@@ -84,6 +94,22 @@ fn route(path: &str) -> Option<Target> {
             "certificatesigningrequests",
             name,
         ] => Target::Csr((*name).into()),
+        ["apis", g] if *g == DRA_GROUP => Target::DraGroup,
+        ["apis", g, _, "resourceclaims"] if *g == DRA_GROUP => {
+            Target::Collection(Kind::ResourceClaim, None)
+        }
+        ["apis", g, _, "namespaces", ns, "resourceclaims"] if *g == DRA_GROUP => {
+            Target::Collection(Kind::ResourceClaim, Some((*ns).into()))
+        }
+        ["apis", g, _, "namespaces", ns, "resourceclaims", name] if *g == DRA_GROUP => {
+            Target::Object(Kind::ResourceClaim, (*ns).into(), (*name).into())
+        }
+        ["apis", g, _, "resourceslices"] if *g == DRA_GROUP => {
+            Target::Collection(Kind::ResourceSlice, None)
+        }
+        ["apis", g, _, "resourceslices", name] if *g == DRA_GROUP => {
+            Target::Object(Kind::ResourceSlice, String::new(), (*name).into())
+        }
         ["apis", "k8s.cni.cncf.io", "v1", r] if *r == nad => Target::Collection(Kind::Nad, None),
         ["apis", "k8s.cni.cncf.io", "v1", "namespaces", ns, r] if *r == nad => {
             Target::Collection(Kind::Nad, Some((*ns).into()))
@@ -122,7 +148,8 @@ pub async fn handle(
         Some(Action::ConcurrentWrite) => concurrent_write(&s, route(&path).as_ref()),
         None => {}
     }
-    let target = route(&path);
+    let dra_version = lock(&s.dra_version).clone();
+    let target = route(&path).filter(|_| dra_served(&path, dra_version.as_deref()));
     let watching = query.get("watch").is_some_and(|w| w == "true" || w == "1");
     if let Some(attrs) = target
         .as_ref()
@@ -142,7 +169,13 @@ pub async fn handle(
         .unwrap_or_default();
     match (target, &method) {
         (Some(Target::Version), &Method::GET) => json_response(version()),
-        (Some(Target::Discovery(which)), &Method::GET) => json_response(discovery(which)),
+        (Some(Target::Discovery(which)), &Method::GET) => {
+            json_response(discovery(which, dra_version.as_deref()))
+        }
+        (Some(Target::DraGroup), &Method::GET) => match dra_version.as_deref() {
+            Some(v) => json_response(dra_group(v)),
+            None => faults::status(404, "the server could not find the requested resource"),
+        },
         (Some(Target::Collection(kind, ns)), &Method::GET) => {
             collection(&s, kind, ns, &query, metadata_only)
         }
@@ -235,9 +268,16 @@ fn collection(
         .map(|o| shape(o, metadata_only))
         .collect();
     let (api_version, list_kind) = if metadata_only {
-        ("meta.k8s.io/v1", "PartialObjectMetadataList".to_owned())
+        (
+            "meta.k8s.io/v1".to_owned(),
+            "PartialObjectMetadataList".to_owned(),
+        )
     } else {
-        (kind.api_version(), format!("{}List", kind.kind()))
+        let version = match (kind, lock(&s.dra_version).as_deref()) {
+            (Kind::ResourceClaim | Kind::ResourceSlice, Some(v)) => format!("{DRA_GROUP}/{v}"),
+            _ => kind.api_version().to_owned(),
+        };
+        (version, format!("{}List", kind.kind()))
     };
     json_response(json!({
         "apiVersion": api_version, "kind": list_kind,
@@ -311,7 +351,7 @@ fn attributes<'a>(target: &'a Target, method: &Method, watching: bool) -> Option
         _ => "unknown",
     };
     let (group, resource, namespace, name) = match target {
-        Target::Version | Target::Discovery(_) => return None,
+        Target::Version | Target::Discovery(_) | Target::DraGroup => return None,
         Target::Collection(kind, ns) => (group_of(*kind), resource_of(*kind), ns.as_deref(), None),
         Target::Object(kind, ns, name) => (
             group_of(*kind),
@@ -347,6 +387,7 @@ fn group_of(kind: Kind) -> &'static str {
     match kind {
         Kind::Pod => "",
         Kind::Nad => "k8s.cni.cncf.io",
+        Kind::ResourceClaim | Kind::ResourceSlice => DRA_GROUP,
     }
 }
 
@@ -354,6 +395,19 @@ fn resource_of(kind: Kind) -> &'static str {
     match kind {
         Kind::Pod => "pods",
         Kind::Nad => "network-attachment-definitions",
+        Kind::ResourceClaim => "resourceclaims",
+        Kind::ResourceSlice => "resourceslices",
+    }
+}
+
+/// A `resource.k8s.io` path is only served at the version the test serves (others 404, as
+/// on a real server that does not serve them).
+fn dra_served(path: &str, version: Option<&str>) -> bool {
+    let mut segs = path.trim_matches('/').split('/');
+    match (segs.next(), segs.next(), segs.next()) {
+        (Some("apis"), Some(g), Some(v)) if g == DRA_GROUP => version == Some(v),
+        (Some("apis"), Some(g), None) if g == DRA_GROUP => version.is_some(),
+        _ => true,
     }
 }
 
@@ -503,6 +557,8 @@ fn not_found(kind: Kind, name: &str) -> Response {
     let resource = match kind {
         Kind::Pod => "pods",
         Kind::Nad => "network-attachment-definitions.k8s.cni.cncf.io",
+        Kind::ResourceClaim => "resourceclaims.resource.k8s.io",
+        Kind::ResourceSlice => "resourceslices.resource.k8s.io",
     };
     faults::status(404, &format!("{resource} \"{name}\" not found"))
 }
@@ -545,14 +601,29 @@ fn version() -> Value {
     json!({"major": "1", "minor": "34", "gitVersion": "v1.34.0-multus-rs-standin", "platform": "linux/amd64"})
 }
 
-fn discovery(which: &str) -> Value {
+fn discovery(which: &str, dra_version: Option<&str>) -> Value {
     if which == "api" {
         return json!({"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": []});
     }
     let gv = json!({"groupVersion": "k8s.cni.cncf.io/v1", "version": "v1"});
-    json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": [
-        {"name": "k8s.cni.cncf.io", "versions": [gv], "preferredVersion": gv}
-    ]})
+    let mut groups =
+        vec![json!({"name": "k8s.cni.cncf.io", "versions": [gv], "preferredVersion": gv})];
+    if let Some(v) = dra_version {
+        let mut group = dra_group(v);
+        if let Some(g) = group.as_object_mut() {
+            g.remove("kind");
+            g.remove("apiVersion");
+        }
+        groups.push(group);
+    }
+    json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
+}
+
+/// `/apis/resource.k8s.io`: the one served version.
+fn dra_group(version: &str) -> Value {
+    let gv = json!({"groupVersion": format!("{DRA_GROUP}/{version}"), "version": version});
+    json!({"kind": "APIGroup", "apiVersion": "v1", "name": DRA_GROUP,
+        "versions": [gv], "preferredVersion": gv})
 }
 
 #[cfg(test)]
@@ -591,6 +662,30 @@ mod tests {
             Some(Target::PodStatus(_, _))
         ));
         assert!(route("/api/v1/nodes").is_none());
+        let claim = "/apis/resource.k8s.io/v1/namespaces/a/resourceclaims/c";
+        assert!(matches!(
+            route(claim),
+            Some(Target::Object(Kind::ResourceClaim, _, _))
+        ));
+        assert!(matches!(
+            route("/apis/resource.k8s.io/v1beta1/resourceslices"),
+            Some(Target::Collection(Kind::ResourceSlice, None))
+        ));
+        assert!(matches!(
+            route("/apis/resource.k8s.io"),
+            Some(Target::DraGroup)
+        ));
+    }
+
+    #[test]
+    fn resource_k8s_io_is_served_at_one_version_or_none() {
+        let slices = "/apis/resource.k8s.io/v1/resourceslices";
+        assert!(dra_served(slices, Some("v1")));
+        assert!(!dra_served(slices, Some("v1beta1")));
+        assert!(!dra_served(slices, None));
+        assert!(!dra_served("/apis/resource.k8s.io", None));
+        assert!(dra_served("/apis/resource.k8s.io", Some("v1beta2")));
+        assert!(dra_served("/api/v1/pods", None));
     }
 
     #[test]

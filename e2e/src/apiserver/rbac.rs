@@ -72,7 +72,27 @@ impl Rbac {
                 &["get", "list", "watch"],
             ),
             Rule::new(&["", "events.k8s.io"], &["events"], &["create", "patch"]),
+            Rule::new(&["resource.k8s.io"], &["resourceclaims"], &["get"]),
+            Rule::new(
+                &["resource.k8s.io"],
+                &["resourceslices"],
+                &["list", "watch"],
+            ),
         ])
+    }
+
+    /// Upstream's thick ClusterRole since its DRA support (master after v4.3): [`Rbac::upstream`]
+    /// plus `get`, `list` (no `watch`) on resourceclaims, resourceclaims/status, resourceslices.
+    pub fn upstream_with_dra() -> Self {
+        let Self::Rules(mut rules) = Self::upstream() else {
+            return Self::upstream();
+        };
+        rules.push(Rule::new(
+            &["resource.k8s.io"],
+            &["resourceclaims", "resourceclaims/status", "resourceslices"],
+            &["get", "list"],
+        ));
+        Self::Rules(rules)
     }
 
     /// The 403 response when the request is not granted.

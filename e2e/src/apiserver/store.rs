@@ -1,22 +1,28 @@
-//! The stand-in's object store: pods and NADs as JSON, one resourceVersion counter for both (as
+//! The stand-in's object store: pods, NADs, ResourceClaims and ResourceSlices as JSON, one resourceVersion counter for both (as
 //! etcd's revision), and an event log so a watch can resume from any resourceVersion it saw.
 use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
 use tokio::sync::broadcast;
 
-/// The two resources the stand-in serves.
+/// The resources the stand-in stores.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Kind {
     Pod,
     Nad,
+    /// `resource.k8s.io` (the version the test serves, see `ApiServer::serve_dra`).
+    ResourceClaim,
+    /// `resource.k8s.io`, cluster-scoped.
+    ResourceSlice,
 }
 
 impl Kind {
+    /// The apiVersion stored; DRA objects keep the one the test gave (its version's shape).
     pub fn api_version(self) -> &'static str {
         match self {
             Kind::Pod => "v1",
             Kind::Nad => "k8s.cni.cncf.io/v1",
+            Kind::ResourceClaim | Kind::ResourceSlice => "resource.k8s.io/v1",
         }
     }
 
@@ -24,7 +30,18 @@ impl Kind {
         match self {
             Kind::Pod => "Pod",
             Kind::Nad => "NetworkAttachmentDefinition",
+            Kind::ResourceClaim => "ResourceClaim",
+            Kind::ResourceSlice => "ResourceSlice",
         }
+    }
+
+    /// Whether objects live in a namespace (slices do not).
+    pub fn namespaced(self) -> bool {
+        self != Kind::ResourceSlice
+    }
+
+    fn is_dra(self) -> bool {
+        matches!(self, Kind::ResourceClaim | Kind::ResourceSlice)
     }
 }
 
@@ -85,9 +102,13 @@ impl Store {
     /// Creates or replaces the object (uid and resourceVersion filled in); `announce` false
     /// stores it without a watch event (a watch that lags behind the store).
     pub fn put(&mut self, kind: Kind, mut object: Value, announce: bool) -> Value {
-        let ns = str_at(&object, "/metadata/namespace")
-            .unwrap_or("default")
-            .to_owned();
+        let ns = if kind.namespaced() {
+            str_at(&object, "/metadata/namespace")
+                .unwrap_or("default")
+                .to_owned()
+        } else {
+            String::new()
+        };
         let name = str_at(&object, "/metadata/name")
             .unwrap_or_default()
             .to_owned();
@@ -103,10 +124,14 @@ impl Store {
         };
         self.rv += 1;
         if let Some(obj) = object.as_object_mut() {
-            obj.insert("apiVersion".into(), json!(kind.api_version()));
+            if !(kind.is_dra() && obj.contains_key("apiVersion")) {
+                obj.insert("apiVersion".into(), json!(kind.api_version()));
+            }
             obj.insert("kind".into(), json!(kind.kind()));
             let meta = obj.entry("metadata").or_insert_with(|| json!({}));
-            meta["namespace"] = json!(ns);
+            if kind.namespaced() {
+                meta["namespace"] = json!(ns);
+            }
             meta["resourceVersion"] = json!(self.rv.to_string());
             if meta.get("uid").and_then(Value::as_str).is_none() {
                 self.uid_counter += 1;
