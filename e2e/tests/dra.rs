@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 use axum::http::Method;
 use multus_e2e::{
     apiserver::{
-        ApiServer, Rbac, nad_json, pod_json, resource_claim_json, resource_slice_json,
-        resource_slices_path,
+        Action, ApiServer, Fault, Rbac, nad_json, pod_json, resource_claim_json,
+        resource_claim_path, resource_slice_json, resource_slices_path,
     },
     netns::Netns,
     scenario::{KUBE_NODE, KubeCluster},
@@ -273,6 +273,47 @@ fn a_claim_not_allocated_or_missing_fails_the_add_and_attaches_nothing() {
     assert!(
         msg.contains("resource claim default/api-nic-gone not found"),
         "{msg}"
+    );
+    assert_eq!(node.k.layout.cache_records().unwrap(), Vec::<String>::new());
+}
+
+#[test]
+fn a_server_error_on_a_claim_is_retried() {
+    let node = Node::start(|api| put_slices(api, "v1"));
+    let api = &node.k.api;
+    let path = resource_claim_path("v1", "default", "web-nic-r1");
+    api.inject(Fault::new(Method::GET, &path, Action::Status(500)).times(1));
+    put_claim(api, "v1", "web-nic-r1", "vf-0");
+    node.put_pod("web", "web-nic-r1");
+    let pod_ns = Netns::new("mrspod").unwrap();
+    let web = node.add("d9a00041", &pod_ns, "web");
+    node.run_ok(&web);
+    assert_eq!(
+        node.recorded_stdin("d9a00041", "net1")["deviceID"],
+        "0000:03:00.1"
+    );
+    assert_eq!(api.requests(&Method::GET, &path), 2);
+    node.run_ok(&web.with_command("DEL"));
+}
+
+#[test]
+fn a_cluster_without_resource_k8s_io_fails_a_claiming_pod_and_is_not_asked_again_at_once() {
+    let node = Node::start(|api| api.serve_dra(None));
+    node.put_pod("web", "web-nic-x");
+    let pod_ns = Netns::new("mrspod").unwrap();
+    for cid in ["d9a00051", "d9a00052"] {
+        let out = node.run(&node.add(cid, &pod_ns, "web"));
+        assert_eq!(out.cni_code(), Some(7), "{out:?}");
+        let msg = out.json()["msg"].as_str().unwrap_or_default().to_owned();
+        assert!(
+            msg.contains("serves no resource.k8s.io version the daemon reads"),
+            "{msg}"
+        );
+    }
+    // Discovery is retried after a back-off, not on every ADD.
+    assert_eq!(
+        node.k.api.requests(&Method::GET, "/apis/resource.k8s.io"),
+        1
     );
     assert_eq!(node.k.layout.cache_records().unwrap(), Vec::<String>::new());
 }

@@ -56,6 +56,8 @@ struct FakeApi {
     slices: Vec<SliceDevices>,
     /// The watch fails before its first listing.
     watch_fails: bool,
+    /// Claim GETs never answer.
+    hang: bool,
     versions: AtomicUsize,
     claim_gets: AtomicUsize,
     watches: AtomicUsize,
@@ -79,6 +81,9 @@ impl DraApi for FakeApi {
         name: &str,
     ) -> Result<Option<version::Allocation>, DraError> {
         self.claim_gets.fetch_add(1, Ordering::SeqCst);
+        if self.hang {
+            futures::future::pending::<()>().await;
+        }
         Ok(self.allocations.get(name).cloned())
     }
 
@@ -245,6 +250,20 @@ async fn a_watch_failing_before_its_first_listing_fails_the_lookup_at_once() {
         "{err:?}"
     );
     assert!(started.elapsed() < Duration::from_secs(1));
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_whole_lookup_is_bounded_by_upstreams_20_seconds() {
+    let (dra, _) = new_dra(FakeApi {
+        claims: claims(&["c"]),
+        slices: node_slices(),
+        hang: true,
+        ..FakeApi::default()
+    });
+    let started = Instant::now();
+    let err = dra.pod_devices(&pod()).await.unwrap_err();
+    assert_eq!(err.to_string(), "pod default/web: no answer within 20s");
+    assert_eq!(started.elapsed(), DRA_TIMEOUT);
 }
 
 #[tokio::test]
