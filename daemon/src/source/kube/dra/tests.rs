@@ -5,6 +5,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use ::kube::runtime::watcher;
 use futures::StreamExt;
 
+use k8s_openapi::api::core::v1::Pod;
+use tokio::time::Instant;
+
+use super::api::{MAX_RETRY, retry_pause};
 use super::*;
 use crate::kubelet::fake::MemoryDevices;
 
