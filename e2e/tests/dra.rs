@@ -378,3 +378,36 @@ fn upstreams_clusterrole_without_watch_still_finds_a_slice_published_later() {
     node.run_ok(&web.with_command("DEL"));
     node.run_ok(&db.with_command("DEL"));
 }
+
+/// The chart's ClusterRole (the template with its `{{ }}` lines left out) grants the stand-in's
+/// `Rbac::chart()` DRA rules, which the first test shows are all the daemon needs.
+#[test]
+fn the_charts_clusterrole_grants_get_on_claims_and_list_watch_on_slices() {
+    let path =
+        multus_e2e::bins::workspace_root().join("charts/multus-rs/templates/clusterrole.yaml");
+    let template = std::fs::read_to_string(&path).unwrap();
+    let plain: String = template
+        .lines()
+        .filter(|l| !l.contains("{{"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let role: Value = serde_yaml_ng::from_str(&plain).unwrap();
+    let verbs = |resource: &str| -> Vec<String> {
+        role["rules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["apiGroups"] == json!(["resource.k8s.io"]))
+            .filter(|r| {
+                r["resources"]
+                    .as_array()
+                    .unwrap()
+                    .contains(&json!(resource))
+            })
+            .flat_map(|r| r["verbs"].as_array().unwrap().clone())
+            .map(|v| v.as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(verbs("resourceclaims"), ["get"]);
+    assert_eq!(verbs("resourceslices"), ["list", "watch"]);
+}
