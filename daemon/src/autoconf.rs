@@ -19,6 +19,9 @@ mod generate;
 mod goversion;
 mod primary;
 mod shimconf;
+
+/// Go's HTML-safe JSON escaping, also used for the network-status annotation.
+pub(crate) use shimconf::go_html_escape;
 mod watch;
 mod write;
 

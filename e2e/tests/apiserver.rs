@@ -208,7 +208,7 @@ async fn network_status_is_one_merge_patch_of_one_annotation() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_conflict_is_retried_and_a_pod_gone_or_replaced_is_not_written() {
+async fn d12_a_conflict_is_retried_a_gone_pod_is_not_written_and_a_replaced_one_is_refused() {
     let _serial = SERIAL.lock().await;
     let server = ApiServer::start().await.unwrap();
     server.put_pod(pod_json("default", "p", NODE, &BTreeMap::new()));
@@ -237,7 +237,18 @@ async fn a_conflict_is_retried_and_a_pod_gone_or_replaced_is_not_written() {
         uid: "an-older-uid".into(),
         ..pod_info(&server, "default", "p")
     };
-    assert!(!source.set_network_status(&replaced, "[]").await.unwrap());
+    // D-12: upstream's refusal, which fails the ADD.
+    let err = source
+        .set_network_status(&replaced, "[]")
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "SetNetworkStatus: expected pod default/p UID \"an-older-uid\" but got {:?} from Kube API",
+            pod_info(&server, "default", "p").uid
+        )
+    );
     assert_eq!(
         server.requests(&Method::PATCH, &path),
         3,
@@ -336,9 +347,10 @@ async fn d2_the_status_update_does_not_write_a_pod_replaced_since_the_cache_saw_
     let mut newer = pod_json("default", "p", NODE, &BTreeMap::new());
     newer["metadata"]["uid"] = "a-newer-uid".into();
     server.put_pod_unwatched(newer);
+    let err = source.set_network_status(&ours, "[]").await.unwrap_err();
     assert!(
-        !source.set_network_status(&ours, "[]").await.unwrap(),
-        "not written"
+        matches!(&err, SourceError::Replaced { actual, .. } if actual == "a-newer-uid"),
+        "not written, upstream's refusal: {err}"
     );
     let path = pod_path("default", "p");
     assert_eq!(server.requests(&Method::PATCH, &path), 1, "refused, then");

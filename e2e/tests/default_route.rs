@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use axum::http::Method;
 use multus_daemon::source::kube::{Budget, KubeSettings, KubeSource};
-use multus_daemon::source::{ClusterSource, PodInfo};
+use multus_daemon::source::{ClusterSource, EventType, PodInfo};
 use multus_e2e::{
     apiserver::{Action, ApiServer, Fault},
     ip,
@@ -197,7 +197,9 @@ async fn added_interface_events_are_posted_and_their_failures_only_logged() {
         ..PodInfo::default()
     };
     let message = "Add net1 [10.89.0.2/24] from default/ptp-net";
-    source.record_event(&web, "AddedInterface", message).await;
+    source
+        .record_event(&web, EventType::Normal, "AddedInterface", message)
+        .await;
     let events = server.events();
     assert_eq!(events.len(), 1, "{events:?}");
     let e = &events[0];
@@ -217,9 +219,13 @@ async fn added_interface_events_are_posted_and_their_failures_only_logged() {
     // A failing and a hanging API server: the call returns, nothing is stored, nothing retried.
     let path = "/api/v1/namespaces/app/events";
     server.inject(Fault::new(Method::POST, path, Action::Status(500)).times(1));
-    source.record_event(&web, "AddedInterface", message).await;
+    source
+        .record_event(&web, EventType::Normal, "AddedInterface", message)
+        .await;
     server.inject(Fault::new(Method::POST, path, Action::Delay(Duration::from_secs(30))).times(1));
-    source.record_event(&web, "AddedInterface", message).await;
+    source
+        .record_event(&web, EventType::Normal, "AddedInterface", message)
+        .await;
     // Bounded by the per-call timeout: had the call waited for the late answer, the stand-in
     // would have stored that event by now.
     assert_eq!(server.events().len(), 1);

@@ -12,9 +12,20 @@ use super::plan::{self, Plan, Planned};
 use super::{CniCall, Delegate, Engine, EngineError, del, events, gateway, netstatus};
 use crate::netns::{self, NetnsError};
 
+/// ADD; a failure reads as upstream's (see [`EngineError::in_upstream_words`]).
 pub(super) async fn add(
     e: &Engine,
     call: CniCall,
+    cancel: &CancellationToken,
+) -> Result<Vec<u8>, EngineError> {
+    add_steps(e, &call, cancel)
+        .await
+        .map_err(|err| err.in_upstream_words(&call))
+}
+
+async fn add_steps(
+    e: &Engine,
+    call: &CniCall,
     cancel: &CancellationToken,
 ) -> Result<Vec<u8>, EngineError> {
     validate::id("container id", &call.container_id)?;
@@ -40,11 +51,11 @@ pub(super) async fn add(
     let planned = tokio::select! {
         biased;
         () = cancel.cancelled() => return Err(cancelled()),
-        r = plan::plan(&e.config, &*e.source, &*e.devices, &call) => r?,
+        r = plan::plan(&e.config, &*e.source, &*e.devices, call) => r?,
     };
     match planned {
-        Planned::PodGone => pod_gone_result(&call),
-        Planned::Plan(p) => attach(e, &call, p, cancel).await,
+        Planned::PodGone => pod_gone_result(call),
+        Planned::Plan(p) => attach(e, call, p, cancel).await,
     }
 }
 
@@ -296,12 +307,18 @@ pub(super) async fn publish_status(
         .filter_map(|en| en.result.clone().map(|r| (en.delegate.clone(), r)))
         .collect();
     // The plugins' device-info files are read here.
-    let annotation = e
+    let status = e
         .blocking_io("network-status", move || {
             let refs: Vec<_> = entries.iter().map(|(d, r)| (d, r)).collect();
-            netstatus::to_annotation(&netstatus::build_with(&refs, netstatus::read_device_info))
+            netstatus::build_with(&refs, netstatus::read_device_info)
         })
         .await?;
+    // As upstream (D-12): no entry at all is no write (an earlier annotation stays as it was).
+    if status.as_array().is_none_or(Vec::is_empty) {
+        tracing::debug!(pod.namespace = %pod.namespace, pod.name = %pod.name, "no network-status entries; nothing written");
+        return Ok(());
+    }
+    let annotation = netstatus::to_annotation(&status);
     match e.source.set_network_status(pod, &annotation).await {
         Ok(true) => Ok(()),
         Ok(false) => {

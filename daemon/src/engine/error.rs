@@ -76,7 +76,9 @@ impl CniCode for SourceError {
     fn cni_code(&self) -> u32 {
         match self {
             SourceError::Unavailable { .. } => code::TRY_AGAIN_LATER,
-            SourceError::Invalid { .. } => code::INVALID_NETWORK_CONFIG,
+            SourceError::Invalid { .. } | SourceError::Replaced { .. } => {
+                code::INVALID_NETWORK_CONFIG
+            }
         }
     }
 }

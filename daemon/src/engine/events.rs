@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use super::Delegate;
 use super::cache::Record;
-use crate::source::{ClusterSource, PodInfo};
+use crate::source::{ClusterSource, EventType, PodInfo};
 
 /// The event reason, as upstream.
 pub const ADDED_INTERFACE: &str = "AddedInterface";
@@ -23,7 +23,9 @@ pub(super) fn added_interfaces(source: Arc<dyn ClusterSource>, pod: PodInfo, rec
     }
     tokio::spawn(async move {
         for message in messages {
-            source.record_event(&pod, ADDED_INTERFACE, &message).await;
+            source
+                .record_event(&pod, EventType::Normal, ADDED_INTERFACE, &message)
+                .await;
         }
     });
 }

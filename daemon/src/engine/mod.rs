@@ -91,17 +91,34 @@ pub enum EngineError {
         ifname: String,
         source: Box<ConflistError>,
     },
-    /// A delegate of an ADD failed (or its pre-check refused it): upstream's wording first
-    /// (`error configuring pod [ns/pod] networking: [ns/pod/uid:net]: error adding container to
-    /// network "net": `), then our detail. Code and details are the cause's.
+    /// A delegate of an ADD failed (or its pre-check refused it): upstream's `cmdPluginErr`
+    /// wording first (`[ns/pod/uid:net]: error adding container to network "net": `), then our
+    /// detail. Code and details are the cause's.
     #[error(
-        "error configuring pod [{namespace}/{pod}] networking: [{namespace}/{pod}/{uid}:{network}]: error adding container to network {network:?}: {source}"
+        "[{namespace}/{pod}/{uid}:{network}]: error adding container to network {network:?}: {source}"
     )]
     AddDelegate {
         namespace: String,
         pod: String,
         uid: String,
         network: String,
+        source: Box<EngineError>,
+    },
+    /// Any failed ADD of a pod, as upstream's server words it (`error configuring pod [ns/pod]
+    /// networking: `), before the cause. Code and details are the cause's.
+    #[error("error configuring pod [{namespace}/{pod}] networking: {source}")]
+    ConfiguringPod {
+        namespace: String,
+        pod: String,
+        source: Box<EngineError>,
+    },
+    /// An ADD step failed, in upstream's `cmdErr` wording (`Multus: [ns/pod/uid]: <step>`)
+    /// before the cause (`pod_ref` is `[ns/pod/uid]: ` or empty, `step` ends in `: ` or is
+    /// empty). Code and details are the cause's.
+    #[error("Multus: {pod_ref}{step}{source}")]
+    Step {
+        pod_ref: String,
+        step: String,
         source: Box<EngineError>,
     },
     /// Upstream's `validateIfName` pre-check refused the ADD before any plugin ran: the pod's
@@ -172,7 +189,13 @@ impl CniCode for EngineError {
             | EngineError::Cancelled(_)
             | EngineError::NotReady(_) => code::TRY_AGAIN_LATER,
             EngineError::Delegate { source, .. } => source.cni_code(),
-            EngineError::AddDelegate { source, .. } => source.cni_code(),
+            EngineError::AddDelegate { source, .. }
+            | EngineError::ConfiguringPod { source, .. }
+            | EngineError::Step { source, .. } => source.cni_code(),
+            EngineError::NetworkStatus {
+                source: SourceError::Replaced { .. },
+                ..
+            } => code::INVALID_NETWORK_CONFIG,
             EngineError::NetworkStatus {
                 source: SourceError::Unavailable { .. },
                 ..
@@ -192,7 +215,9 @@ impl CniCode for EngineError {
     fn cni_details(&self) -> Option<&str> {
         match self {
             EngineError::Delegate { source, .. } => source.cni_details(),
-            EngineError::AddDelegate { source, .. } => source.cni_details(),
+            EngineError::AddDelegate { source, .. }
+            | EngineError::ConfiguringPod { source, .. }
+            | EngineError::Step { source, .. } => source.cni_details(),
             EngineError::Several(all) => all.cni_details(),
             _ => None,
         }
@@ -218,6 +243,77 @@ impl EngineError {
         }
     }
 
+    /// A failed ADD in upstream's words: its server's `error configuring pod [ns/pod]
+    /// networking: `, then (for a step upstream's `CmdAdd` names) its `cmdErr` prefix and step,
+    /// then our detail. Without the pod's namespace and name upstream refuses before any of its
+    /// wrappers, and so do we.
+    fn in_upstream_words(self, call: &CniCall) -> Self {
+        use multus_common::constants::k8s_args;
+        let (Some(namespace), Some(pod)) = (
+            call.args.get(k8s_args::POD_NAMESPACE),
+            call.args.get(k8s_args::POD_NAME),
+        ) else {
+            return self;
+        };
+        let stepped = match self.upstream_step() {
+            Some(step) => EngineError::Step {
+                pod_ref: if step.names_pod {
+                    let uid = call.args.get(k8s_args::POD_UID).unwrap_or_default();
+                    format!("[{namespace}/{pod}/{uid}]: ")
+                } else {
+                    String::new()
+                },
+                step: step.text.into_owned(),
+                source: Box::new(self),
+            },
+            None => self,
+        };
+        EngineError::ConfiguringPod {
+            namespace: namespace.to_owned(),
+            pod: pod.to_owned(),
+            source: Box::new(stepped),
+        }
+    }
+
+    /// The failure under upstream's wrappers ([`EngineError::ConfiguringPod`],
+    /// [`EngineError::Step`]).
+    #[cfg(test)]
+    pub(crate) fn cause(&self) -> &EngineError {
+        match self {
+            EngineError::ConfiguringPod { source, .. } | EngineError::Step { source, .. } => {
+                source.cause()
+            }
+            other => other,
+        }
+    }
+
+    /// Upstream's `CmdAdd` step for this failure, if upstream has one.
+    fn upstream_step(&self) -> Option<Step> {
+        let with_pod = |text: &'static str| Step {
+            names_pod: true,
+            text: text.into(),
+        };
+        match self {
+            EngineError::Plan(p) => p.upstream_step().map(|s| Step {
+                names_pod: s.names_pod,
+                text: s.text.into(),
+            }),
+            EngineError::NotReady(path) => Some(Step {
+                names_pod: true,
+                text: format!(
+                    "have you checked that your default network is ready? still waiting for readinessindicatorfile @ {path}. pollimmediate error: "
+                )
+                .into(),
+            }),
+            EngineError::Cache(_) => Some(with_pod("error saving the delegates: ")),
+            EngineError::DefaultRoute(_) => Some(with_pod("")),
+            EngineError::NetworkStatus { .. } => {
+                Some(with_pod("error setting the networks status: "))
+            }
+            _ => None,
+        }
+    }
+
     fn delegate(d: &Delegate, source: ConflistError) -> Self {
         let plugin = match source.first() {
             ConflistError::Exec { plugin, .. } | ConflistError::InvalidResult { plugin, .. } => {
@@ -232,6 +328,12 @@ impl EngineError {
             source: Box::new(source),
         }
     }
+}
+
+/// An upstream `cmdErr` step (see [`EngineError::Step`]).
+struct Step {
+    names_pod: bool,
+    text: std::borrow::Cow<'static, str>,
 }
 
 /// The engine: one per daemon, shared by every request.

@@ -4,6 +4,8 @@ use serde_json::{Map, Value};
 
 use super::Delegate;
 
+mod device_info;
+
 /// Builds the network-status list from each delegate and its result (any spec version).
 #[cfg(test)]
 pub fn build(entries: &[(&Delegate, &Value)]) -> Value {
@@ -31,21 +33,28 @@ pub fn build_with(
     Value::Array(out)
 }
 
-/// The device-info JSON a plugin left at its `CNIDeviceInfoFile`, if any.
+/// The device-info a plugin left at its `CNIDeviceInfoFile`, if any, as upstream reads it
+/// (see [`device_info::normalize`]).
 pub fn read_device_info(delegate: &Delegate) -> Option<Value> {
     let path = delegate
         .capability_args
         .get(super::netconf::capability::DEVICE_INFO_FILE)?
         .as_str()?;
     let bytes = std::fs::read(path).ok()?;
-    serde_json::from_slice(&bytes).ok()
+    let raw: Value = serde_json::from_slice(&bytes).ok()?;
+    let normalized = device_info::normalize(&raw);
+    if normalized.is_none() {
+        tracing::debug!(network = %delegate.name, path, "device-info file does not decode as upstream's DeviceInfo; left out");
+    }
+    normalized
 }
 
-/// The annotation text: upstream's `"[" + join(",", MarshalIndent(entry, "", "    ")) + "]"`.
+/// The annotation text: upstream's `"[" + join(",", MarshalIndent(entry, "", "    ")) + "]"`,
+/// with Go's HTML-safe escaping of `<`, `>`, `&`, U+2028, U+2029.
 pub fn to_annotation(status: &Value) -> String {
     let entries = status.as_array().map(Vec::as_slice).unwrap_or_default();
     let parts: Vec<String> = entries.iter().map(pretty).collect();
-    format!("[{}]", parts.join(","))
+    crate::autoconf::go_html_escape(&format!("[{}]", parts.join(",")))
 }
 
 fn pretty(v: &Value) -> String {
@@ -99,29 +108,37 @@ fn statuses(delegate: &Delegate, r: &Value, device_info: Option<Value>) -> Vec<V
     let Some(&last) = sandboxed.last() else {
         return Vec::new();
     };
-    let mut per_iface: Vec<Vec<String>> = vec![Vec::new(); interfaces.len()];
-    let mut default_iface = None;
-    for ip in &ips {
-        let index = ip
-            .get("interface")
+    let index = |ip: &Value| {
+        ip.get("interface")
             .and_then(Value::as_u64)
-            .map(|i| i as usize);
-        let target = index.filter(|i| sandboxed.contains(i)).unwrap_or(last);
+            .and_then(|i| usize::try_from(i).ok())
+    };
+    // As upstream's CreateNetworkStatuses: an IP without an interface index goes to the last
+    // sandbox entry; one whose index is not a sandbox interface is dropped.
+    let mut per_iface: Vec<Vec<String>> = vec![Vec::new(); interfaces.len()];
+    for ip in &ips {
+        let target = match index(ip) {
+            Some(i) if sandboxed.contains(&i) => i,
+            Some(_) => continue,
+            None => last,
+        };
         if let Some(a) = addr(ip) {
             per_iface[target].push(a);
         }
-        if default_iface.is_none() && ip.get("gateway").is_some_and(|g| !g.is_null()) {
-            default_iface = Some(target);
-        }
     }
-    let default_iface = default_iface.unwrap_or(sandboxed[0]);
+    // The default is the interface of the first IP with both a gateway and an index; without
+    // such an IP the first sandbox interface; with an index that is no sandbox interface, none.
+    let default_iface = ips
+        .iter()
+        .find(|ip| ip.get("gateway").is_some_and(|g| !g.is_null()) && index(ip).is_some())
+        .map_or(Some(sandboxed[0]), index);
     sandboxed
         .iter()
         .map(|&i| {
             let e = Entry {
                 iface: interfaces.get(i),
                 ips: std::mem::take(&mut per_iface[i]),
-                default: delegate.is_default && i == default_iface,
+                default: delegate.is_default && Some(i) == default_iface,
                 gateways: &gateways,
                 dns: &dns,
             };
@@ -185,8 +202,9 @@ fn strip_prefix(address: &str) -> String {
         .to_owned()
 }
 
-/// Gateways of default routes (`0.0.0.0/0`, `::/0`, or no `dst`). A default route without a
-/// `gw` is left out; upstream prints Go's `<nil>` for it.
+/// Gateways of default routes: as upstream's `isDefaultRoute`, a route without `dst` or whose
+/// `dst` address is `0.0.0.0` or `::`, whatever its prefix length (`0.0.0.0/8` counts). A
+/// default route without a `gw` is left out; upstream prints Go's `<nil>` for it.
 fn default_gateways(r: &Value) -> Vec<String> {
     let routes = r
         .get("routes")
@@ -195,11 +213,9 @@ fn default_gateways(r: &Value) -> Vec<String> {
         .unwrap_or_default();
     let is_default = |route: &Value| match route.get("dst").and_then(Value::as_str) {
         None => true,
-        Some(dst) => dst.split_once('/').is_some_and(|(ip, len)| {
-            len == "0"
-                && ip
-                    .parse::<std::net::IpAddr>()
-                    .is_ok_and(|ip| ip.is_unspecified())
+        Some(dst) => dst.split_once('/').is_some_and(|(ip, _)| {
+            ip.parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.to_canonical().is_unspecified())
         }),
     };
     routes
@@ -316,6 +332,68 @@ mod tests {
             got,
             json!([{"name": "n", "interface": "net1", "ips": ["10.6.0.2"], "dns": {}}])
         );
+    }
+
+    /// D-12: an IP whose interface index is not a sandbox interface is dropped, not given to
+    /// the last entry; `default` needs a gateway IP with an index.
+    #[test]
+    fn d12_ips_of_non_sandbox_interfaces_are_dropped_and_default_needs_an_index() {
+        let def = delegate("cluster", "1.0.0", true);
+        let ifaces = json!([{"name": "br0"}, {"name": "eth0", "sandbox": "/x"}, {"name": "eth1", "sandbox": "/x"}]);
+        let r = json!({"cniVersion": "1.0.0", "interfaces": ifaces,
+            "ips": [{"address": "10.9.0.1/24", "interface": 0, "gateway": "10.9.0.254"},
+                    {"address": "10.9.0.2/24", "interface": 7},
+                    {"address": "10.2.0.5/24", "interface": 1},
+                    {"address": "10.3.0.5/24"}]});
+        // The first gateway IP's index (0) is the host-side bridge: no entry is the default.
+        assert_eq!(
+            build(&[(&def, &r)]),
+            json!([{"name": "cluster", "interface": "eth0", "ips": ["10.2.0.5"], "dns": {}},
+                   {"name": "cluster", "interface": "eth1", "ips": ["10.3.0.5"], "dns": {}}])
+        );
+        // A gateway IP without an index does not make its entry the default: the first
+        // sandbox interface is, as without any gateway.
+        let r = json!({"cniVersion": "1.0.0", "interfaces": ifaces,
+            "ips": [{"address": "10.3.0.5/24", "gateway": "10.3.0.1"}, {"address": "10.2.0.5/24", "interface": 1}]});
+        let got = build(&[(&def, &r)]);
+        assert_eq!(got[0]["default"], true);
+        assert_eq!(got[1].get("default"), None);
+        assert_eq!(got[1]["ips"], json!(["10.3.0.5"]));
+        // With an indexed gateway IP, its interface is the default.
+        let r = json!({"cniVersion": "1.0.0", "interfaces": ifaces,
+            "ips": [{"address": "10.3.0.5/24", "gateway": "10.3.0.1", "interface": 2}]});
+        let got = build(&[(&def, &r)]);
+        assert_eq!(
+            (got[0].get("default"), &got[1]["default"]),
+            (None, &json!(true))
+        );
+    }
+
+    /// D-12: upstream's `isDefaultRoute` looks at the address only (`0.0.0.0/8` counts).
+    #[test]
+    fn d12_default_routes_ignore_the_prefix_length() {
+        let d = delegate("n", "1.0.0", false);
+        let r = json!({"cniVersion": "1.0.0", "interfaces": [{"name": "net1", "sandbox": "/x"}],
+            "routes": [{"dst": "0.0.0.0/8", "gw": "10.0.0.1"}, {"dst": "::/64", "gw": "fd00::1"},
+                       {"dst": "10.0.0.0/8", "gw": "10.0.0.2"}, {"gw": "10.0.0.3"}]});
+        assert_eq!(
+            build(&[(&d, &r)])[0]["gateway"],
+            json!(["10.0.0.1", "fd00::1", "10.0.0.3"])
+        );
+    }
+
+    /// D-12: the annotation text has Go's HTML-safe escaping, as `json.MarshalIndent`.
+    #[test]
+    fn d12_annotation_text_escapes_html_as_go() {
+        let status = json!([{"name": "app/a<b>&c", "dns": {"domain": "x\u{2028}"}}]);
+        let text = to_annotation(&status);
+        assert!(
+            text.contains(r#""name": "app/a\u003cb\u003e\u0026c""#),
+            "{text}"
+        );
+        assert!(text.contains(r#""domain": "x\u2028""#), "{text}");
+        let back: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, status, "still the same JSON");
     }
 
     #[test]

@@ -27,8 +27,6 @@ use crate::config::Config;
 use crate::kubelet::{DeviceSource, KubeletError};
 use crate::source::{ClusterSource, PodInfo, SourceError};
 
-/// Pod annotation set by the kubelet on static pods (`api` for pods from the API server).
-const CONFIG_SOURCE_ANNOTATION: &str = "kubernetes.io/config.source";
 /// NAD annotation asking for a device of a device-plugin resource.
 const RESOURCE_NAME_ANNOTATION: &str = "k8s.v1.cni.cncf.io/resourceName";
 
@@ -80,9 +78,7 @@ pub enum PlanError {
     },
     /// Code 7: nothing is attached when one selected NAD is missing (upstream's text, with the
     /// API's NotFound message).
-    #[error(
-        "getKubernetesDelegate: cannot find a network-attachment-definition ({name}) in namespace ({namespace}): network-attachment-definitions.k8s.cni.cncf.io {name:?} not found"
-    )]
+    #[error("getKubernetesDelegate: {}", nad_not_found(namespace, name))]
     NadNotFound { namespace: String, name: String },
     /// A NAD of the networks annotation could not be made a delegate (the cause's code).
     #[error("GetNetworkDelegates: failed getting the delegate: {0}")]
@@ -120,6 +116,12 @@ pub enum PlanError {
     /// Code 7: the device source could not tell the pod's devices (a NAD has a resourceName).
     #[error("getKubernetesDelegate: failed to get resourceMap: {source}")]
     Devices { source: KubeletError },
+    /// The `clusterNetwork`/`defaultNetworks` NAD could not be looked up (the cause's code).
+    #[error("{context}: {source}")]
+    ClusterNetwork {
+        context: String,
+        source: Box<PlanError>,
+    },
     /// Code 7: upstream's wording.
     #[error("auxiliary chain used but ClusterNetwork must be a path, and it is not a path: {0}")]
     AuxiliaryChainNeedsPath(String),
@@ -140,9 +142,9 @@ impl CniCode for PlanError {
             PlanError::DecodeConfig(_) => code::DECODE_FAILURE,
             PlanError::MissingArg(_) => code::INVALID_ENV,
             PlanError::Source { source, .. } => source.cni_code(),
-            PlanError::NetworkDelegate(inner) | PlanError::DefaultNetworkDelegate(inner) => {
-                inner.cni_code()
-            }
+            PlanError::NetworkDelegate(inner)
+            | PlanError::DefaultNetworkDelegate(inner)
+            | PlanError::ClusterNetwork { source: inner, .. } => inner.cni_code(),
             PlanError::NoClusterNetwork
             | PlanError::UidMismatch { .. }
             | PlanError::Selection(_)
@@ -159,6 +161,77 @@ impl CniCode for PlanError {
             PlanError::Task { .. } => code::INTERNAL,
         }
     }
+}
+
+/// Where upstream's `CmdAdd` was when it refused: the text its `cmdErr` puts after `Multus: `.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamStep {
+    /// Whether upstream names the pod (`[ns/pod/uid]: `): not before it has the k8s args.
+    pub names_pod: bool,
+    pub text: &'static str,
+}
+
+const LOADING_NETCONF: UpstreamStep = UpstreamStep {
+    names_pod: false,
+    text: "error loading netconf: ",
+};
+
+/// `cmdErr` with the pod and the step `text`.
+const fn pod_step(text: &'static str) -> UpstreamStep {
+    UpstreamStep {
+        names_pod: true,
+        text,
+    }
+}
+
+const POD_NETWORKS: &str = "error loading k8s delegates k8s args: TryLoadPodDelegates: error in getting k8s network for pod: ";
+const POD_DEFAULT_NETWORK: &str = "error loading k8s delegates k8s args: TryLoadPodDelegates: error in loading K8s cluster default network from pod annotation: ";
+
+impl PlanError {
+    /// Upstream's `CmdAdd` step for this refusal (`multus.go`: `cmdErr(k8sArgs, "<step>: %v")`),
+    /// so an ADD error reads as upstream's up to our detail; `None` for refusals upstream
+    /// makes before its wrappers (missing k8s args) or does not have.
+    pub fn upstream_step(&self) -> Option<UpstreamStep> {
+        Some(match self {
+            PlanError::MissingArg(_) | PlanError::Unsupported(_) | PlanError::Task { .. } => {
+                return None;
+            }
+            PlanError::DecodeConfig(_) | PlanError::NoClusterNetwork => LOADING_NETCONF,
+            PlanError::Netconf { context, .. } if context.starts_with("LoadNetConf") => {
+                LOADING_NETCONF
+            }
+            PlanError::Source { .. } => pod_step("error waiting for pod: "),
+            PlanError::Netconf { .. } | PlanError::ClusterNetwork { .. } => {
+                pod_step("failed to get clusterNetwork/defaultNetworks: ")
+            }
+            PlanError::DefaultNetworkDelegate(_) | PlanError::DefaultNetworkAnnotation(_) => {
+                pod_step(POD_DEFAULT_NETWORK)
+            }
+            PlanError::NetworkDelegate(_)
+            | PlanError::NadNotFound { .. }
+            | PlanError::NamespaceIsolation { .. } => pod_step(POD_NETWORKS),
+            // Upstream finds the devices while it gets each NAD's delegate.
+            PlanError::Devices { .. } => pod_step(
+                "error loading k8s delegates k8s args: TryLoadPodDelegates: error in getting k8s network for pod: GetNetworkDelegates: failed getting the delegate: ",
+            ),
+            // TryLoadPodDelegates returns a parse error and the ECMP check unwrapped.
+            PlanError::Selection(_) | PlanError::Ecmp => {
+                pod_step("error loading k8s delegates k8s args: ")
+            }
+            PlanError::UidMismatch { .. }
+            | PlanError::AuxiliaryChainNeedsPath(_)
+            | PlanError::InvalidIfname { .. }
+            | PlanError::DuplicateIfname { .. } => pod_step(""),
+        })
+    }
+}
+
+/// Upstream's `NoNetworkFound` text (the Warning event's message, and the error after
+/// `getKubernetesDelegate: `).
+pub fn nad_not_found(namespace: &str, name: &str) -> String {
+    format!(
+        "cannot find a network-attachment-definition ({name}) in namespace ({namespace}): network-attachment-definitions.k8s.cni.cncf.io {name:?} not found"
+    )
 }
 
 /// Plans an ADD: see the module doc and the steps below.
@@ -235,11 +308,7 @@ fn check_uid(pod: &PodInfo, expected: Option<&str>) -> Result<(), PlanError> {
     let Some(expected) = expected else {
         return Ok(());
     };
-    let is_static = pod
-        .annotations
-        .get(CONFIG_SOURCE_ANNOTATION)
-        .is_some_and(|s| s != "api");
-    if expected == pod.uid || is_static {
+    if expected == pod.uid || PodInfo::is_static(&pod.annotations) {
         return Ok(());
     }
     Err(PlanError::UidMismatch {

@@ -12,6 +12,7 @@ use crate::source::{NadInfo, PodInfo};
 mod default_route;
 mod devices;
 mod ifname_check;
+mod upstream_words;
 
 use crate::source::memory::MemSource as Mem;
 
@@ -164,7 +165,13 @@ async fn failed_delegate_rolls_back_in_reverse_and_drops_the_record() {
         "D-11: upstream's wording first: {text}"
     );
     assert_eq!(err.cni_code(), 107);
-    let EngineError::AddDelegate { source: inner, .. } = &err else {
+    let EngineError::ConfiguringPod {
+        source: delegate, ..
+    } = &err
+    else {
+        panic!("{err}")
+    };
+    let EngineError::AddDelegate { source: inner, .. } = delegate.as_ref() else {
         panic!("{err}")
     };
     match inner.as_ref() {
@@ -204,7 +211,10 @@ async fn network_status_failure_rolls_back_everything() {
         |_| {},
     );
     let err = f.engine.add(call(Command::Add, "c1")).await.unwrap_err();
-    assert!(matches!(err, EngineError::NetworkStatus { .. }), "{err}");
+    assert!(
+        matches!(err.cause(), EngineError::NetworkStatus { .. }),
+        "{err}"
+    );
     let dels = dels(&f);
     assert_eq!(
         dels,

@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use tracing::Instrument;
 
 use super::Metrics;
-use crate::source::{ClusterSource, NadInfo, PodInfo, SourceError};
+use crate::source::{ClusterSource, EventType, NadInfo, PodInfo, SourceError};
 
 /// `inner` with its calls recorded under `source` (`kubernetes`, `files`).
 pub struct MeteredSource {
@@ -77,7 +77,7 @@ impl ClusterSource for MeteredSource {
         r
     }
 
-    async fn record_event(&self, pod: &PodInfo, reason: &str, message: &str) {
-        self.inner.record_event(pod, reason, message).await;
+    async fn record_event(&self, pod: &PodInfo, kind: EventType, reason: &str, message: &str) {
+        self.inner.record_event(pod, kind, reason, message).await;
     }
 }

@@ -13,7 +13,7 @@ use async_trait::async_trait;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{ClusterSource, NadInfo, PodInfo, SourceError};
+use super::{ClusterSource, EventType, NadInfo, PodInfo, SourceError};
 
 /// Files read per lookup at most; more are ignored (and logged).
 const MAX_FILES: usize = 4096;
@@ -90,8 +90,8 @@ impl ClusterSource for FileSource {
     }
 
     /// Standalone mode has nowhere to post events: they go to the log.
-    async fn record_event(&self, pod: &PodInfo, reason: &str, message: &str) {
-        tracing::info!(pod.namespace = %pod.namespace, pod.name = %pod.name,
+    async fn record_event(&self, pod: &PodInfo, kind: EventType, reason: &str, message: &str) {
+        tracing::info!(pod.namespace = %pod.namespace, pod.name = %pod.name, event.type = kind.as_str(),
             event.reason = %reason, event.message = %message, "pod event");
     }
 

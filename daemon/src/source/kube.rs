@@ -49,7 +49,7 @@ pub use retry::Budget;
 use retry::{found, with_retries};
 use status::StatusWriter;
 
-use super::{ClusterSource, NadInfo, PodInfo, SourceError};
+use super::{ClusterSource, EventType, NadInfo, PodInfo, SourceError};
 use crate::config::Config;
 use certificate::{Active, CertSettings, CertificateError, PerNodeOptions};
 
@@ -330,8 +330,8 @@ impl ClusterSource for KubeSource {
         self.live_nad(namespace, name).await
     }
 
-    async fn record_event(&self, pod: &PodInfo, reason: &str, message: &str) {
-        let event = events::normal(pod, reason, message, self.node_name.as_deref());
+    async fn record_event(&self, pod: &PodInfo, kind: EventType, reason: &str, message: &str) {
+        let event = events::event(pod, kind, reason, message, self.node_name.as_deref());
         events::post(self.client.clone(), event, self.budget.per_call).await;
     }
 
@@ -342,8 +342,8 @@ impl ClusterSource for KubeSource {
     ) -> Result<bool, SourceError> {
         // As upstream: never write the status of a pod that replaced ours under the same name.
         let written = match self.pod(&pod.namespace, &pod.name).await? {
-            Some(current) if status::replaced(pod, Some(&current.uid)) => return Ok(false),
-            Some(_) => {
+            Some(current) => {
+                status::check_not_replaced(pod, &current.uid, &current.annotations)?;
                 self.status
                     .write(&self.client, self.budget, pod, status_json)
                     .await?
@@ -351,7 +351,7 @@ impl ClusterSource for KubeSource {
             None => false,
         };
         if !written {
-            tracing::info!(pod.namespace = %pod.namespace, pod.name = %pod.name, "pod gone or replaced; network-status not written");
+            tracing::info!(pod.namespace = %pod.namespace, pod.name = %pod.name, "pod gone; network-status not written");
         }
         Ok(written)
     }

@@ -19,6 +19,19 @@ pub struct PodInfo {
     pub annotations: BTreeMap<String, String>,
 }
 
+/// Pod annotation set by the kubelet on static pods (`api` for pods from the API server).
+pub const CONFIG_SOURCE_ANNOTATION: &str = "kubernetes.io/config.source";
+
+impl PodInfo {
+    /// A static pod (its mirror pod's UID is not the one the kubelet gives the runtime), as
+    /// upstream's `IsStaticPod`.
+    pub fn is_static(annotations: &BTreeMap<String, String>) -> bool {
+        annotations
+            .get(CONFIG_SOURCE_ANNOTATION)
+            .is_some_and(|s| s != "api")
+    }
+}
+
 /// A NetworkAttachmentDefinition (`k8s.cni.cncf.io/v1`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct NadInfo {
@@ -27,6 +40,25 @@ pub struct NadInfo {
     pub annotations: BTreeMap<String, String>,
     /// `spec.config`, possibly empty (then the config comes from `confDir`).
     pub config: String,
+}
+
+/// A core/v1 Event's `type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventType {
+    /// Informational (e.g. `AddedInterface`).
+    Normal,
+    /// Something the pod's owner should look at (e.g. `NoNetworkFound`).
+    Warning,
+}
+
+impl EventType {
+    /// The `type` field as the API spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventType::Normal => "Normal",
+            EventType::Warning => "Warning",
+        }
+    }
 }
 
 /// A lookup or write against the pod/NAD source failed.
@@ -38,6 +70,17 @@ pub enum SourceError {
     /// The source answered with something that is not a valid object.
     #[error("{what}: invalid object: {reason}")]
     Invalid { what: String, reason: String },
+    /// network-status was not written: the pod under this name now has another UID than the
+    /// one the ADD is for (it was deleted and re-created meanwhile). Upstream's words.
+    #[error(
+        "SetNetworkStatus: expected pod {namespace}/{name} UID {expected:?} but got {actual:?} from Kube API"
+    )]
+    Replaced {
+        namespace: String,
+        name: String,
+        expected: String,
+        actual: String,
+    },
 }
 
 /// Pods and NADs, looked up by namespace and name.
@@ -48,13 +91,16 @@ pub trait ClusterSource: Send + Sync + 'static {
     /// The NAD, or `None` when it does not exist.
     async fn nad(&self, namespace: &str, name: &str) -> Result<Option<NadInfo>, SourceError>;
     /// Writes the `k8s.v1.cni.cncf.io/network-status` annotation of the pod. `Ok(false)` when
-    /// the pod no longer exists (not an error for the caller to fail on).
+    /// the pod no longer exists (not an error for the caller to fail on);
+    /// [`SourceError::Replaced`] when a pod of another UID has its name now (as upstream, the
+    /// ADD fails).
     async fn set_network_status(
         &self,
         pod: &PodInfo,
         status_json: &str,
     ) -> Result<bool, SourceError>;
-    /// Records a Normal event about the pod (e.g. `AddedInterface`). Best effort: an
-    /// implementation bounds the time it takes and only logs a failure, never returns one.
-    async fn record_event(&self, _pod: &PodInfo, _reason: &str, _message: &str) {}
+    /// Records an event of `kind` about the pod (e.g. Normal `AddedInterface`, Warning
+    /// `NoNetworkFound`). Best effort: an implementation bounds the time it takes and only logs
+    /// a failure, never returns one.
+    async fn record_event(&self, _pod: &PodInfo, _kind: EventType, _reason: &str, _message: &str) {}
 }

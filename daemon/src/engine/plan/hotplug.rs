@@ -119,7 +119,7 @@ async fn from_selection(
     let sel = one_selection(element, &pod.namespace)?;
     let eff = effective(config, b"{}")?;
     check_isolation(config, &eff, pod, &sel, None)?;
-    let resolved = nad_delegate(config, source, &sel).await?;
+    let resolved = nad_delegate(config, source, pod, &sel).await?;
     if resolved.resource.is_some() {
         return Err(PlanError::Unsupported(
             "hot-plug of a NAD with a device-plugin resourceName",

@@ -7,7 +7,10 @@ use super::{PlanError, RESOURCE_NAME_ANNOTATION};
 use crate::config::Config;
 use crate::engine::netconf::{self, NetConf, NetconfError};
 use crate::engine::selection::{self, NetworkSelection};
-use crate::source::{ClusterSource, NadInfo, PodInfo};
+use crate::source::{ClusterSource, EventType, NadInfo, PodInfo};
+
+/// The reason of upstream's Warning event for a selected NAD that does not exist.
+pub const NO_NETWORK_FOUND: &str = "NoNetworkFound";
 
 /// A network chosen for the pod, before interface naming.
 pub(super) struct Pending {
@@ -87,7 +90,7 @@ pub(super) async fn cluster_networks(
         let sel = selection::parse_default(annotation, &config.multus_namespace)
             .map_err(|e| default_annotation_error(e, annotation))?;
         check_isolation(config, eff, pod, &sel, Some(&config.multus_namespace))?;
-        let resolved = nad_delegate(config, source, &sel)
+        let resolved = nad_delegate(config, source, pod, &sel)
             .await
             .map_err(|e| PlanError::DefaultNetworkDelegate(Box::new(e)))?;
         *first = Pending::new(resolved, Some(sel), true);
@@ -122,7 +125,7 @@ pub(super) async fn annotation_networks(
     let mut out = Vec::new();
     for sel in selection::parse(annotation, &pod.namespace)? {
         check_isolation(config, eff, pod, &sel, None)?;
-        let resolved = nad_delegate(config, source, &sel)
+        let resolved = nad_delegate(config, source, pod, &sel)
             .await
             .map_err(|e| PlanError::NetworkDelegate(Box::new(e)))?;
         out.push(Pending::new(resolved, Some(sel), false));
@@ -174,18 +177,24 @@ async fn load_nad(
     load(move || netconf::from_nad(&nad, &conf_dir)).await
 }
 
-/// A selected NAD's delegate name and config (with the selection's `cni-args` merged in).
+/// A selected NAD's delegate name and config (with the selection's `cni-args` merged in). A
+/// missing NAD is upstream's Warning event `NoNetworkFound` on `pod` (then the error).
 pub(super) async fn nad_delegate(
     config: &Config,
     source: &dyn ClusterSource,
+    pod: &PodInfo,
     sel: &NetworkSelection,
 ) -> Result<Resolved, PlanError> {
-    let nad = lookup_nad(source, &sel.namespace, &sel.name)
-        .await?
-        .ok_or_else(|| PlanError::NadNotFound {
+    let Some(nad) = lookup_nad(source, &sel.namespace, &sel.name).await? else {
+        let message = super::nad_not_found(&sel.namespace, &sel.name);
+        source
+            .record_event(pod, EventType::Warning, NO_NETWORK_FOUND, &message)
+            .await;
+        return Err(PlanError::NadNotFound {
             namespace: sel.namespace.clone(),
             name: sel.name.clone(),
-        })?;
+        });
+    };
     let name = format!("{}/{}", nad.namespace, nad.name);
     let mut net = load_nad(config, &nad)
         .await?
@@ -244,7 +253,14 @@ pub(super) async fn resolve_value(
         let path = PathBuf::from(value);
         return from_file(load(move || netconf::from_path(&path)).await?);
     }
-    match lookup_nad(source, ns, value).await? {
+    let found =
+        lookup_nad(source, ns, value)
+            .await
+            .map_err(|source| PlanError::ClusterNetwork {
+                context: context(),
+                source: Box::new(source),
+            })?;
+    match found {
         Some(nad) => {
             let net = load_nad(config, &nad)
                 .await?

@@ -4,7 +4,7 @@ use serde_json::{Value, json};
 
 use super::*;
 use crate::engine::selection;
-use crate::source::NadInfo;
+use crate::source::{CONFIG_SOURCE_ANNOTATION, NadInfo};
 
 use crate::source::memory::MemSource as Mem;
 

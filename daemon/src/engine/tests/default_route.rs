@@ -32,7 +32,7 @@ async fn default_route_failure_rolls_back_everything() {
     let add = call(Command::Add, "c1");
     let netns = add.netns.clone();
     let err = f.engine.add(add).await.unwrap_err();
-    assert!(matches!(err, EngineError::DefaultRoute(_)), "{err}");
+    assert!(matches!(err.cause(), EngineError::DefaultRoute(_)), "{err}");
     assert!(err.to_string().contains(&netns), "{err}");
     let dels = dels(&f);
     assert_eq!(

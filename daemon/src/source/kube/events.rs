@@ -9,13 +9,19 @@ use k8s_openapi::api::core::v1::{Event, EventSource, ObjectReference};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use k8s_openapi::jiff::Timestamp;
 
-use crate::source::PodInfo;
+use crate::source::{EventType, PodInfo};
 
 /// The component name upstream's recorder reports.
 pub const COMPONENT: &str = "multus";
 
-/// A Normal event about `pod`.
-pub fn normal(pod: &PodInfo, reason: &str, message: &str, node: Option<&str>) -> Event {
+/// An event of `kind` about `pod`.
+pub fn event(
+    pod: &PodInfo,
+    kind: EventType,
+    reason: &str,
+    message: &str,
+    node: Option<&str>,
+) -> Event {
     let now = Timestamp::now();
     Event {
         metadata: ObjectMeta {
@@ -33,7 +39,7 @@ pub fn normal(pod: &PodInfo, reason: &str, message: &str, node: Option<&str>) ->
         },
         reason: Some(reason.into()),
         message: Some(message.into()),
-        type_: Some("Normal".into()),
+        type_: Some(kind.as_str().into()),
         source: Some(EventSource {
             component: Some(COMPONENT.into()),
             host: node.map(str::to_owned),
@@ -79,8 +85,9 @@ mod tests {
             uid: "uid-1".into(),
             ..PodInfo::default()
         };
-        let e = normal(
+        let e = event(
             &pod,
+            EventType::Normal,
             "AddedInterface",
             "Add net1 [10.1.0.2/24] from app/sec",
             Some("node-a"),
@@ -101,5 +108,7 @@ mod tests {
         assert_eq!(v["metadata"]["namespace"], "app");
         assert!(v["metadata"]["name"].as_str().unwrap().starts_with("web."));
         assert_eq!(v["count"], 1);
+        let warning = event(&pod, EventType::Warning, "NoNetworkFound", "m", None);
+        assert_eq!(serde_json::to_value(&warning).unwrap()["type"], "Warning");
     }
 }

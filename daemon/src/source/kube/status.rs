@@ -11,6 +11,7 @@
 //! The first 403 switches the writer to the update for good (an atomic flag), so a node with
 //! upstream's RBAC pays one refused patch per daemon start, not one per pod. The pod is read as
 //! a `DynamicObject`, so fields newer than our API types survive the round trip.
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
@@ -117,9 +118,15 @@ async fn update(
             Ok(current) => current,
             Err(failure) => return failure.into_error().map_or(Ok(false), Err),
         };
-        if replaced(pod, current.metadata.uid.as_deref()) {
-            return Ok(false);
-        }
+        check_not_replaced(
+            pod,
+            current.metadata.uid.as_deref().unwrap_or_default(),
+            current
+                .metadata
+                .annotations
+                .as_ref()
+                .unwrap_or(&BTreeMap::new()),
+        )?;
         current
             .metadata
             .annotations
@@ -165,13 +172,27 @@ fn neither_allowed(what: &str, refused: &SourceError) -> SourceError {
     }
 }
 
-/// As upstream: never write the status of a pod that replaced ours under the same name.
-pub fn replaced(pod: &PodInfo, current_uid: Option<&str>) -> bool {
-    let current = current_uid.unwrap_or_default();
-    let replaced = !pod.uid.is_empty() && !current.is_empty() && current != pod.uid;
-    if replaced {
-        tracing::warn!(pod.namespace = %pod.namespace, pod.name = %pod.name, pod.uid = %pod.uid,
-            current.uid = %current, "pod replaced; network-status not written");
+/// As upstream (`SetPodNetworkStatusAnnotation`): the status of a pod that replaced ours under
+/// the same name is never written, and the ADD fails with upstream's error; a static pod's
+/// mirror is exempt (its UID is not the kubelet's).
+pub fn check_not_replaced(
+    pod: &PodInfo,
+    current_uid: &str,
+    current_annotations: &BTreeMap<String, String>,
+) -> Result<(), SourceError> {
+    if pod.uid.is_empty()
+        || current_uid.is_empty()
+        || current_uid == pod.uid
+        || PodInfo::is_static(current_annotations)
+    {
+        return Ok(());
     }
-    replaced
+    tracing::warn!(pod.namespace = %pod.namespace, pod.name = %pod.name, pod.uid = %pod.uid,
+        current.uid = %current_uid, "pod replaced; network-status not written");
+    Err(SourceError::Replaced {
+        namespace: pod.namespace.clone(),
+        name: pod.name.clone(),
+        expected: pod.uid.clone(),
+        actual: current_uid.to_owned(),
+    })
 }
