@@ -95,7 +95,32 @@ impl Invocation {
 
     /// Runs the shim and collects its output.
     pub fn run(&self) -> Result<Output> {
-        let mut cmd = Command::new(bins::shim()?);
+        self.run_command(Command::new(bins::shim()?))
+    }
+
+    /// Runs the shim as [`Invocation::run`], in a private mount namespace where the shim's
+    /// default socket dir `/run/multus` is `socket_dir`: for a stdin without
+    /// `daemonSocketDir`, as upstream's generated 00-multus.conf, on a node whose daemon
+    /// listens in a test dir. A tmpfs goes over `/run` first, so nothing appears on the host.
+    pub fn run_with_default_socket_dir(&self, socket_dir: &Path) -> Result<Output> {
+        anyhow::ensure!(
+            !socket_dir.starts_with("/run"),
+            "socket dir {} is under /run, which the shim's mount namespace covers",
+            socket_dir.display()
+        );
+        let mut cmd = Command::new("unshare");
+        cmd.args(["--mount", "--propagation", "private", "--", "sh", "-c"])
+            .arg(
+                "mount -t tmpfs tmpfs /run && mkdir -p /run/multus \
+                 && mount --bind \"$1\" /run/multus && exec \"$2\"",
+            )
+            .arg("sh")
+            .arg(socket_dir)
+            .arg(bins::shim()?);
+        self.run_command(cmd)
+    }
+
+    fn run_command(&self, mut cmd: Command) -> Result<Output> {
         cmd.env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("CNI_COMMAND", &self.command)
@@ -115,7 +140,7 @@ impl Invocation {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .context("spawning multus-shim")?;
+            .with_context(|| format!("spawning {:?}", cmd.get_program()))?;
         if let Some(mut stdin) = child.stdin.take() {
             // The shim may exit without reading stdin (VERSION, early env errors); a runtime
             // ignores the broken pipe, as Go's exec does in libcni.
