@@ -9,7 +9,8 @@
 //!   `patch` (the network-status annotation). Upstream's ClusterRole works too: without `patch`,
 //!   `get` on `pods` and `update` on `pods/status` write the annotation instead.
 //! * `k8s.cni.cncf.io` `network-attachment-definitions`: `list`, `watch` (cache), `get` (miss).
-//! * `events` (core/v1): `create` (AddedInterface events on the pod, best effort).
+//! * `events` (core/v1): `create` (Normal AddedInterface and Warning NoNetworkFound events on
+//!   the pod, best effort).
 //! * `resource.k8s.io` `resourceclaims`: `get`; `resourceslices`: `list`, `watch` (the node's,
 //!   `spec.nodeName=<node>`): a pod's devices from DRA claims (see `dra`).
 //! * with `perNodeCertificate` only: `certificates.k8s.io` `certificatesigningrequests`:

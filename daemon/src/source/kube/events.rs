@@ -1,6 +1,7 @@
-//! Pod events as core/v1 Events, shaped like client-go's recorder (upstream Multus' way): name
-//! `<pod>.<hex nanoseconds>`, source component `multus`, count 1. One POST, bounded by the
-//! per-call timeout and never retried: an event is informational, so a failure is only logged.
+//! Pod events (Normal or Warning) as core/v1 Events, shaped like client-go's recorder (upstream
+//! Multus' way): name `<pod>.<hex nanoseconds>`, source component `multus`, count 1. One POST,
+//! bounded by the per-call timeout and never retried: an event is informational, so a failure is
+//! only logged.
 use std::time::Duration;
 
 use ::kube::Client;
