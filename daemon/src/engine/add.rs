@@ -20,7 +20,7 @@ pub(super) async fn add(
 ) -> Result<Vec<u8>, EngineError> {
     add_steps(e, &call, cancel)
         .await
-        .map_err(|err| err.in_upstream_words(&call))
+        .map_err(|err| err.in_upstream_words(&call.args))
 }
 
 async fn add_steps(

@@ -156,7 +156,8 @@ async fn add(
     let result = match outcome {
         Ok(result) => result,
         Err(source) => {
-            let err = EngineError::delegate(d, source);
+            // Upstream's /delegate ADD words a failed delegate so.
+            let err = EngineError::delegate(d, source).configuring_pod(&call.args);
             rollback(e, call, record).await;
             return Err(err);
         }

@@ -31,6 +31,7 @@ mod tests;
 use std::sync::Arc;
 use std::time::Duration;
 
+use multus_common::CniArgs;
 use multus_common::args::ArgsError;
 use multus_common::code;
 use multus_common::result::ResultError;
@@ -247,19 +248,17 @@ impl EngineError {
     /// networking: `, then (for a step upstream's `CmdAdd` names) its `cmdErr` prefix and step,
     /// then our detail. Without the pod's namespace and name upstream refuses before any of its
     /// wrappers, and so do we.
-    fn in_upstream_words(self, call: &CniCall) -> Self {
+    fn in_upstream_words(self, args: &CniArgs) -> Self {
         use multus_common::constants::k8s_args;
-        let (Some(namespace), Some(pod)) = (
-            call.args.get(k8s_args::POD_NAMESPACE),
-            call.args.get(k8s_args::POD_NAME),
-        ) else {
+        if args.get(k8s_args::POD_NAMESPACE).is_none() || args.get(k8s_args::POD_NAME).is_none() {
             return self;
-        };
+        }
         let stepped = match self.upstream_step() {
             Some(step) => EngineError::Step {
                 pod_ref: if step.names_pod {
-                    let uid = call.args.get(k8s_args::POD_UID).unwrap_or_default();
-                    format!("[{namespace}/{pod}/{uid}]: ")
+                    let arg = |k: &str| args.get(k).unwrap_or_default();
+                    let (ns, pod) = (arg(k8s_args::POD_NAMESPACE), arg(k8s_args::POD_NAME));
+                    format!("[{ns}/{pod}/{}]: ", arg(k8s_args::POD_UID))
                 } else {
                     String::new()
                 },
@@ -268,10 +267,24 @@ impl EngineError {
             },
             None => self,
         };
-        EngineError::ConfiguringPod {
-            namespace: namespace.to_owned(),
-            pod: pod.to_owned(),
-            source: Box::new(stepped),
+        stepped.configuring_pod(args)
+    }
+
+    /// Upstream's server's `error configuring pod [ns/pod] networking: ` before `self` (also
+    /// what its `/delegate` ADD puts before a failed delegate); `self` when the request does
+    /// not name the pod.
+    fn configuring_pod(self, args: &CniArgs) -> Self {
+        use multus_common::constants::k8s_args;
+        match (
+            args.get(k8s_args::POD_NAMESPACE),
+            args.get(k8s_args::POD_NAME),
+        ) {
+            (Some(namespace), Some(pod)) => EngineError::ConfiguringPod {
+                namespace: namespace.to_owned(),
+                pod: pod.to_owned(),
+                source: Box::new(self),
+            },
+            _ => self,
         }
     }
 
