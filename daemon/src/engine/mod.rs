@@ -47,7 +47,7 @@ use self::admission::{Admission, AdmissionError};
 use self::cache::{Cache, CacheError};
 use self::conflist::ConflistError;
 use self::exec::Executor;
-use self::plan::PlanError;
+use self::plan::{PlanError, UpstreamStep};
 use crate::config::Config;
 use crate::kubelet::DeviceSource;
 use crate::metrics::Metrics;
@@ -301,27 +301,20 @@ impl EngineError {
     }
 
     /// Upstream's `CmdAdd` step for this failure, if upstream has one.
-    fn upstream_step(&self) -> Option<Step> {
-        let with_pod = |text: &'static str| Step {
-            names_pod: true,
-            text: text.into(),
-        };
+    fn upstream_step(&self) -> Option<UpstreamStep> {
         match self {
-            EngineError::Plan(p) => p.upstream_step().map(|s| Step {
-                names_pod: s.names_pod,
-                text: s.text.into(),
-            }),
-            EngineError::NotReady(path) => Some(Step {
+            EngineError::Plan(p) => p.upstream_step(),
+            EngineError::NotReady(path) => Some(UpstreamStep {
                 names_pod: true,
                 text: format!(
                     "have you checked that your default network is ready? still waiting for readinessindicatorfile @ {path}. pollimmediate error: "
                 )
                 .into(),
             }),
-            EngineError::Cache(_) => Some(with_pod("error saving the delegates: ")),
-            EngineError::DefaultRoute(_) => Some(with_pod("")),
+            EngineError::Cache(_) => Some(plan::pod_step("error saving the delegates: ")),
+            EngineError::DefaultRoute(_) => Some(plan::pod_step("")),
             EngineError::NetworkStatus { .. } => {
-                Some(with_pod("error setting the networks status: "))
+                Some(plan::pod_step("error setting the networks status: "))
             }
             _ => None,
         }
@@ -341,12 +334,6 @@ impl EngineError {
             source: Box::new(source),
         }
     }
-}
-
-/// An upstream `cmdErr` step (see [`EngineError::Step`]).
-struct Step {
-    names_pod: bool,
-    text: std::borrow::Cow<'static, str>,
 }
 
 /// The engine: one per daemon, shared by every request.

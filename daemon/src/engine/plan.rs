@@ -7,6 +7,7 @@ mod effective;
 mod hotplug;
 mod networks;
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::Path;
@@ -163,24 +164,25 @@ impl CniCode for PlanError {
     }
 }
 
-/// Where upstream's `CmdAdd` was when it refused: the text its `cmdErr` puts after `Multus: `.
+/// Where upstream's `CmdAdd` was when it failed: the text its `cmdErr` puts after `Multus: `.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UpstreamStep {
     /// Whether upstream names the pod (`[ns/pod/uid]: `): not before it has the k8s args.
     pub names_pod: bool,
-    pub text: &'static str,
+    /// Ends in `: `, or is empty.
+    pub text: Cow<'static, str>,
 }
 
 const LOADING_NETCONF: UpstreamStep = UpstreamStep {
     names_pod: false,
-    text: "error loading netconf: ",
+    text: Cow::Borrowed("error loading netconf: "),
 };
 
 /// `cmdErr` with the pod and the step `text`.
-const fn pod_step(text: &'static str) -> UpstreamStep {
+pub const fn pod_step(text: &'static str) -> UpstreamStep {
     UpstreamStep {
         names_pod: true,
-        text,
+        text: Cow::Borrowed(text),
     }
 }
 
@@ -197,6 +199,7 @@ impl PlanError {
                 return None;
             }
             PlanError::DecodeConfig(_) | PlanError::NoClusterNetwork => LOADING_NETCONF,
+            // Inline `delegates` are checked by upstream's LoadNetConf (our context says so).
             PlanError::Netconf { context, .. } if context.starts_with("LoadNetConf") => {
                 LOADING_NETCONF
             }
