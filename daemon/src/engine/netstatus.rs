@@ -108,18 +108,18 @@ fn statuses(delegate: &Delegate, r: &Value, device_info: Option<Value>) -> Vec<V
     let Some(&last) = sandboxed.last() else {
         return Vec::new();
     };
-    let index = |ip: &Value| {
-        ip.get("interface")
-            .and_then(Value::as_u64)
-            .and_then(|i| usize::try_from(i).ok())
-    };
+    // The result's `interface` index (any integer, as Go's `*int`).
+    let index = |ip: &Value| ip.get("interface").and_then(Value::as_i64);
+    let sandbox_at = |i: i64| usize::try_from(i).ok().filter(|i| sandboxed.contains(i));
     // As upstream's CreateNetworkStatuses: an IP without an interface index goes to the last
     // sandbox entry; one whose index is not a sandbox interface is dropped.
     let mut per_iface: Vec<Vec<String>> = vec![Vec::new(); interfaces.len()];
     for ip in &ips {
         let target = match index(ip) {
-            Some(i) if sandboxed.contains(&i) => i,
-            Some(_) => continue,
+            Some(i) => match sandbox_at(i) {
+                Some(i) => i,
+                None => continue,
+            },
             None => last,
         };
         if let Some(a) = addr(ip) {
@@ -127,11 +127,18 @@ fn statuses(delegate: &Delegate, r: &Value, device_info: Option<Value>) -> Vec<V
         }
     }
     // The default is the interface of the first IP with both a gateway and an index; without
-    // such an IP the first sandbox interface; with an index that is no sandbox interface, none.
-    let default_iface = ips
+    // such an IP (or with index -1, upstream's "none found") the first sandbox interface; with
+    // an index that is no sandbox interface, none.
+    let gateway_index = ips
         .iter()
-        .find(|ip| ip.get("gateway").is_some_and(|g| !g.is_null()) && index(ip).is_some())
-        .map_or(Some(sandboxed[0]), index);
+        .filter(|ip| ip.get("gateway").is_some_and(|g| !g.is_null()))
+        .find_map(index)
+        .unwrap_or(-1);
+    let default_iface = if gateway_index == -1 {
+        Some(sandboxed[0])
+    } else {
+        sandbox_at(gateway_index)
+    };
     sandboxed
         .iter()
         .map(|&i| {
@@ -343,6 +350,7 @@ mod tests {
         let r = json!({"cniVersion": "1.0.0", "interfaces": ifaces,
             "ips": [{"address": "10.9.0.1/24", "interface": 0, "gateway": "10.9.0.254"},
                     {"address": "10.9.0.2/24", "interface": 7},
+                    {"address": "10.9.0.3/24", "interface": -1},
                     {"address": "10.2.0.5/24", "interface": 1},
                     {"address": "10.3.0.5/24"}]});
         // The first gateway IP's index (0) is the host-side bridge: no entry is the default.
