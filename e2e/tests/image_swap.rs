@@ -100,6 +100,29 @@ fn put_pod(k: &KubeCluster, name: &str, networks: &str) {
     k.api.put_pod(pod);
 }
 
+/// Waits until the stand-in holds `count` events of `reason` about pod `name`; those events.
+fn events_of(k: &KubeCluster, name: &str, reason: &str, count: usize) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let found: Vec<Value> = k
+            .api
+            .events()
+            .into_iter()
+            .filter(|e| e["reason"] == reason && e["involvedObject"]["name"] == name)
+            .collect();
+        if found.len() >= count {
+            return found;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} {reason} events of {name}, not {count}:\n{}",
+            found.len(),
+            k.daemon.log_text()
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
 fn links(ns: &Netns) -> Vec<String> {
     let mut l = ip::links(ns.name()).unwrap();
     l.sort();
@@ -176,6 +199,9 @@ fn image_swap_upstream_daemon_config_upstream_rbac_two_nads() {
         "in 00-multus.conf's version"
     );
     assert_attached(&k, &shim_ns, "via-shim");
+    // Upstream's ClusterRole grants the AddedInterface events too.
+    let added = events_of(&k, "via-shim", "AddedInterface", 3);
+    assert!(added.iter().all(|e| e["type"] == "Normal"), "{added:?}");
     assert_eq!(
         k.api.denials(),
         [(Method::PATCH, pod_path("default", "via-shim"))],
@@ -262,23 +288,7 @@ fn d11_a_missing_nad_is_upstreams_error_and_no_network_found_warning_event() {
         )
     );
     assert!(links(&pod_ns).is_empty());
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let event = loop {
-        let found = k
-            .api
-            .events()
-            .into_iter()
-            .find(|e| e["reason"] == "NoNetworkFound");
-        if let Some(e) = found {
-            break e;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no event:\n{}",
-            k.daemon.log_text()
-        );
-        thread::sleep(Duration::from_millis(50));
-    };
+    let event = events_of(&k, "lost", "NoNetworkFound", 1).remove(0);
     assert_eq!(event["type"], "Warning");
     assert_eq!(event["message"], not_found);
     assert_eq!(event["involvedObject"]["name"], "lost");
