@@ -203,7 +203,7 @@ fn slice_requests(api: &ApiServer, version: &str) -> usize {
 }
 
 #[test]
-fn a_claimed_vf_reaches_the_plugin_config_and_network_status() {
+fn d9_a_claimed_vf_reaches_the_plugin_config_and_network_status() {
     let node = Node::start(|api| {
         api.set_rbac(Rbac::chart());
         put_slices(api, "v1");
