@@ -165,6 +165,45 @@ impl Daemon {
         )
     }
 
+    /// Spawns the daemon without waiting for its socket (races between daemons); see
+    /// [`Daemon::wait_exit`] and [`Daemon::wait_listening`].
+    pub fn spawn(node: &Netns, layout: &Layout, config: &Map<String, Value>) -> Result<Self> {
+        let (child, log) = spawn(node, layout, config, &[], &[])?;
+        let socket_dir = config
+            .get("socketDir")
+            .and_then(Value::as_str)
+            .map(PathBuf::from)
+            .unwrap_or_default();
+        Ok(Self {
+            child: Some(child),
+            socket_dir,
+            log,
+        })
+    }
+
+    /// Waits up to `timeout` for the daemon to exit; `None` while it still runs.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Result<Option<std::process::ExitStatus>> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let Some(child) = self.child.as_mut() else {
+                return Ok(None);
+            };
+            if let Some(status) = child.try_wait()? {
+                self.child = None;
+                return Ok(Some(status));
+            }
+            if Instant::now() > deadline {
+                return Ok(None);
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Waits until the socket accepts (or the daemon exits: an error naming its log).
+    pub fn wait_listening(&mut self) -> Result<()> {
+        self.wait_ready()
+    }
+
     fn wait_ready(&mut self) -> Result<()> {
         let socket = self.socket();
         let deadline = Instant::now() + Duration::from_secs(20);
@@ -201,6 +240,15 @@ impl Daemon {
     /// What the daemon logged so far.
     pub fn log_text(&self) -> String {
         fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGKILL (a crash, an OOM kill): no drain, no cleanup; the socket file stays behind.
+    pub fn kill(&mut self) -> Result<Option<std::process::ExitStatus>> {
+        let Some(mut child) = self.child.take() else {
+            return Ok(None);
+        };
+        child.kill()?;
+        Ok(Some(child.wait()?))
     }
 
     /// SIGTERM, then wait (SIGKILL after 15 s). Returns the exit status.

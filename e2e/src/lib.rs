@@ -12,6 +12,7 @@ pub mod http;
 pub mod ip;
 pub mod netns;
 pub mod oci;
+pub mod plugin;
 pub mod probe;
 pub mod scenario;
 pub mod shim;
