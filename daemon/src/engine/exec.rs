@@ -223,6 +223,9 @@ impl Executor {
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
+            // Its own process group, so a deadline or a cancelled request kills whatever the
+            // plugin forked too (a grandchild holding its stdout would otherwise outlive it).
+            .process_group(0)
             .kill_on_drop(true);
         if let Some(root) = &self.chroot {
             let root = CString::new(root.as_os_str().as_bytes()).map_err(|e| ExecError::Spawn {
@@ -240,6 +243,7 @@ impl Executor {
             source,
         };
         let mut child = cmd.spawn().map_err(spawn_err)?;
+        let mut group = ProcessGroup::of(&child);
         let (Some(mut child_in), Some(mut child_out), Some(mut child_err)) =
             (child.stdin.take(), child.stdout.take(), child.stderr.take())
         else {
@@ -266,12 +270,48 @@ impl Executor {
             Ok((status, out, err))
         };
         match tokio::time::timeout(self.timeout, work).await {
-            Ok(r) => r,
-            // Dropping `work` drops the child, and kill_on_drop kills and reaps it.
+            Ok(r) => {
+                // The plugin finished and its pipes closed: whatever it left running on purpose
+                // is not ours to kill.
+                group.disarm();
+                r
+            }
+            // Dropping `work` drops the child (kill_on_drop kills and reaps it); `group` kills
+            // the rest of its process group on the way out, as it does when this future is
+            // dropped at a request's deadline.
             Err(_) => Err(ExecError::Timeout {
                 plugin: plugin.to_owned(),
                 seconds: self.timeout.as_secs(),
             }),
+        }
+    }
+}
+
+/// The process group of a running plugin (it leads its own, see `process_group(0)`): SIGKILLed
+/// as a whole when dropped armed. The leader is not reaped before this drops (its `Child` is
+/// dropped after, or was never waited for), so its pid cannot name another group yet.
+struct ProcessGroup(Option<nix::unistd::Pid>);
+
+impl ProcessGroup {
+    fn of(child: &tokio::process::Child) -> Self {
+        Self(
+            child
+                .id()
+                .and_then(|id| i32::try_from(id).ok())
+                .map(nix::unistd::Pid::from_raw),
+        )
+    }
+
+    fn disarm(&mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for ProcessGroup {
+    fn drop(&mut self) {
+        if let Some(group) = self.0 {
+            // ESRCH: everything in it has exited already.
+            let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
         }
     }
 }
