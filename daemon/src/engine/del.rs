@@ -62,16 +62,31 @@ pub(super) fn with_request(e: &Engine, call: &CniCall, record: &mut Record) {
 }
 
 /// DEL of every delegate in reverse, each with its cached result; returns every failure.
+///
+/// Delegates run one after the other and the record is rewritten after each, so of the entries
+/// still `planned` (an ADD that crashed or is being torn down) only the first may have run; the
+/// ones after it never started. They are DELed too (harmless when nothing ran, and the CNI spec
+/// asks plugins to accept it), but a plugin refusing to DEL what it never made (host-device:
+/// "Link not found") must not fail the runtime's DEL after a crash.
 pub(super) async fn teardown(e: &Engine, record: &Record, netns: &str) -> Vec<EngineError> {
     let at = Attachment {
         container_id: &record.container_id,
         netns,
     };
+    let first_planned = record
+        .delegates
+        .iter()
+        .position(|en| en.state == State::Planned);
     let mut errors = Vec::new();
-    for entry in record.delegates.iter().rev() {
+    for (i, entry) in record.delegates.iter().enumerate().rev() {
         let d = &entry.delegate;
         match conflist::del(&e.exec, d, &at, entry.result.as_ref()).await {
             Ok(()) => remove_device_info(e, std::slice::from_ref(d)).await,
+            Err(source) if first_planned.is_some_and(|f| i > f) => {
+                tracing::info!(container.id = %record.container_id, network = %d.name, error = %source,
+                    "DEL of a delegate whose ADD never started failed; ignored");
+                remove_device_info(e, std::slice::from_ref(d)).await;
+            }
             Err(source) => {
                 tracing::warn!(container.id = %record.container_id, network = %d.name, error = %source, "DEL failed");
                 errors.push(EngineError::delegate(d, source));
