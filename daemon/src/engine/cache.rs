@@ -78,6 +78,21 @@ pub enum CacheError {
     },
 }
 
+impl CacheError {
+    /// The file system holding the cache is full (or the quota spent): worth a retry later.
+    pub fn is_out_of_space(&self) -> bool {
+        match self {
+            CacheError::Write { source, .. } | CacheError::CreateDir { source, .. } => {
+                matches!(
+                    source.raw_os_error(),
+                    Some(nix::libc::ENOSPC | nix::libc::EDQUOT)
+                )
+            }
+            _ => false,
+        }
+    }
+}
+
 /// How far a delegate got.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -197,16 +212,33 @@ impl Cache {
         // Our record is gone or unreadable: what sits at upstream's place (the previous build's
         // record, Go Multus' own, or the copy we wrote for it) is the next best thing.
         let legacy = self.upstream_path(container_id)?;
-        let Some(bytes) = read_file(&legacy)? else {
-            return Ok(own_corrupt.map_or(Loaded::Missing, Loaded::Corrupt));
+        let corrupt = match read_file(&legacy)? {
+            None => match own_corrupt {
+                None => return Ok(Loaded::Missing),
+                Some(aside) => aside,
+            },
+            Some(bytes) => {
+                if let Some(record) = parse_own(&bytes) {
+                    return Ok(Loaded::Found(record));
+                }
+                if let Some(record) = upstream::parse(&bytes, &self.dir, container_id, ifname, args)
+                {
+                    return Ok(Loaded::Found(record));
+                }
+                quarantine(&legacy, container_id)?
+            }
         };
-        if let Some(record) = parse_own(&bytes) {
-            return Ok(Loaded::Found(record));
+        // Nothing readable says what was planned; libcni's result files still say what was
+        // added (power loss can truncate a file whose rename was not yet durable).
+        match upstream::from_libcni_results(&self.dir, container_id, ifname) {
+            Some(record) => {
+                tracing::warn!(container.id = %container_id, quarantined = %corrupt.display(),
+                    delegates = record.delegates.len(),
+                    "record unreadable; tearing down from libcni's result cache");
+                Ok(Loaded::Found(record))
+            }
+            None => Ok(Loaded::Corrupt(corrupt)),
         }
-        if let Some(record) = upstream::parse(&bytes, &self.dir, container_id, ifname, args) {
-            return Ok(Loaded::Found(record));
-        }
-        Ok(Loaded::Corrupt(quarantine(&legacy, container_id)?))
     }
 
     /// Removes the container's record and everything written beside it; missing files are fine.
@@ -252,16 +284,34 @@ fn list_ids(dir: &Path) -> Result<Vec<String>, CacheError> {
         .collect())
 }
 
-/// The file's bytes, `None` when it does not exist.
+/// The file's bytes, `None` when it does not exist. Never through a symlink and never blocking
+/// on a FIFO: either is read as no bytes, which no reader takes for a record (so it is
+/// quarantined by renaming the link itself, and a write replaces the link, not its target).
 fn read_file(path: &Path) -> Result<Option<Vec<u8>>, CacheError> {
-    match std::fs::read(path) {
-        Ok(b) => Ok(Some(b)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(source) => Err(CacheError::Read {
-            path: path.to_owned(),
-            source,
-        }),
+    use nix::fcntl::OFlag;
+    use std::io::Read;
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    let read_err = |source| CacheError::Read {
+        path: path.to_owned(),
+        source,
+    };
+    let opened = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags((OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC).bits())
+        .open(path);
+    let mut file = match opened {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.raw_os_error() == Some(nix::libc::ELOOP) => return Ok(Some(Vec::new())),
+        Err(source) => return Err(read_err(source)),
+    };
+    let kind = file.metadata().map_err(read_err)?.file_type();
+    if kind.is_fifo() || kind.is_socket() || kind.is_char_device() || kind.is_block_device() {
+        return Ok(Some(Vec::new()));
     }
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes).map_err(read_err)?;
+    Ok(Some(bytes))
 }
 
 /// Moves an unreadable record to `<file>.corrupt` beside it.

@@ -149,6 +149,36 @@ fn corrupt_file_is_moved_aside_and_skipped_by_list() {
 }
 
 #[test]
+fn symlinks_and_fifos_in_the_cache_are_never_followed_read_or_written_through() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = Cache::new(tmp.path().join("cni"));
+    let outside = tmp.path().join("outside");
+    std::fs::write(&outside, br#"{"schemaVersion":1}"#).unwrap();
+    let own = cache.path("s1").unwrap();
+    std::fs::create_dir_all(own.parent().unwrap()).unwrap();
+    std::os::unix::fs::symlink(&outside, &own).unwrap();
+    // Read: the link is quarantined as itself, its target untouched.
+    match cache.read("s1", "eth0", &CniArgs::default()).unwrap() {
+        Loaded::Corrupt(p) => assert!(p.symlink_metadata().unwrap().is_symlink(), "{p:?}"),
+        other => panic!("{other:?}"),
+    }
+    // Write: the record and the scratch copy replace links, never write through them.
+    let upstream = cache.upstream_path("s2").unwrap();
+    std::os::unix::fs::symlink(&outside, cache.path("s2").unwrap()).unwrap();
+    std::os::unix::fs::symlink(&outside, &upstream).unwrap();
+    cache.write(&record("s2")).unwrap();
+    assert!(!upstream.symlink_metadata().unwrap().is_symlink());
+    assert_eq!(std::fs::read(&outside).unwrap(), br#"{"schemaVersion":1}"#);
+    // A FIFO in a record's place does not block the reader.
+    let fifo = cache.path("s3").unwrap();
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    assert!(matches!(
+        cache.read("s3", "eth0", &CniArgs::default()).unwrap(),
+        Loaded::Corrupt(_)
+    ));
+}
+
+#[test]
 fn reads_upstream_scratch_format() {
     let tmp = tempfile::tempdir().unwrap();
     let cache = Cache::new(tmp.path());

@@ -330,3 +330,87 @@ pub(super) fn libcni_results(record: &Record) -> Result<Vec<(String, Vec<u8>)>, 
     }
     Ok(out)
 }
+
+/// libcni's cache file as read back: the fields a DEL needs.
+#[derive(Debug, Deserialize)]
+struct LibcniCached {
+    #[serde(rename = "containerId")]
+    container_id: String,
+    config: String,
+    #[serde(rename = "ifName")]
+    ifname: String,
+    #[serde(rename = "cniArgs", default)]
+    cni_args: Vec<[String; 2]>,
+    #[serde(rename = "capabilityArgs", default)]
+    capability_args: Map<String, Value>,
+    #[serde(default)]
+    result: Option<Value>,
+}
+
+/// The last resort when no record of `container_id` can be read: libcni's result cache files
+/// (`<cniDir>/results/*-<cid>-*` naming it as their `containerId`), one delegate each, in
+/// interface-name order (the request's `ifname`, the cluster network, first). They exist only
+/// for delegates that finished their ADD, so this tears down what is known to be attached.
+/// `None` when there is no such file.
+pub(super) fn from_libcni_results(
+    cni_dir: &Path,
+    container_id: &str,
+    ifname: &str,
+) -> Option<Record> {
+    let needle = format!("-{container_id}-");
+    let entries = std::fs::read_dir(cni_dir.join(super::RESULTS_DIR)).ok()?;
+    let mut delegates: Vec<Entry> = entries
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+        .filter(|e| e.file_name().to_str().is_some_and(|n| n.contains(&needle)))
+        .filter_map(|e| super::read_file(&e.path()).ok().flatten())
+        .filter_map(|bytes| salvage_entry(&bytes, container_id, ifname))
+        .collect();
+    if delegates.is_empty() {
+        return None;
+    }
+    delegates.sort_by(|a, b| {
+        (!a.delegate.is_default, &a.delegate.ifname)
+            .cmp(&(!b.delegate.is_default, &b.delegate.ifname))
+    });
+    Some(Record {
+        schema_version: SCHEMA_VERSION,
+        container_id: container_id.to_owned(),
+        netns: String::new(),
+        ifname: ifname.to_owned(),
+        pod: None,
+        result_version: String::new(),
+        delegates,
+        from_upstream: false,
+    })
+}
+
+fn salvage_entry(bytes: &[u8], container_id: &str, ifname: &str) -> Option<Entry> {
+    let cached: LibcniCached = serde_json::from_slice(bytes).ok()?;
+    if cached.container_id != container_id || validate::ifname(&cached.ifname).is_err() {
+        return None;
+    }
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(&cached.config)
+        .ok()?;
+    let config = NetConf::from_value(serde_json::from_slice(&raw).ok()?).ok()?;
+    let cni_args = cached
+        .cni_args
+        .iter()
+        .map(|[k, v]| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(";");
+    Some(Entry {
+        delegate: Delegate {
+            name: config.name().unwrap_or_default().to_owned(),
+            is_default: cached.ifname == ifname,
+            ifname: cached.ifname,
+            config,
+            capability_args: cached.capability_args,
+            cni_args,
+            default_route: None,
+        },
+        state: State::Added,
+        result: cached.result.filter(Value::is_object),
+    })
+}
