@@ -123,8 +123,12 @@ async fn attach(
             .collect(),
         from_upstream: false,
     };
-    // Before the first exec: a crash from here on leaves a record DEL can tear down.
-    save(e, &record).await?;
+    // Before the first exec: a crash from here on leaves a record DEL can tear down. Without
+    // it nothing may run (a crash would leak what ran), so a failed write ends the ADD here.
+    if let Err(err) = save(e, &record).await {
+        forget_unrecorded(e, call, &record).await;
+        return Err(EngineError::NotRecorded(Box::new(err)));
+    }
     let at = Attachment {
         container_id: &call.container_id,
         netns: &call.netns,
@@ -257,6 +261,21 @@ pub(super) async fn save(e: &Engine, record: &Record) -> Result<(), EngineError>
     e.blocking(move |c| c.write(&record))
         .instrument(tracing::info_span!("cache.write"))
         .await
+}
+
+/// Removes what a failed first write may have left (the record without its scratch copy, a
+/// temp file is removed by the writer) and the device-info files copied for it: nothing ran.
+async fn forget_unrecorded(e: &Engine, call: &CniCall, record: &Record) {
+    let owned = record.clone();
+    if let Err(err) = e.blocking(move |c| c.remove(&owned)).await {
+        tracing::warn!(container.id = %call.container_id, error = %err, "removing a half-written record failed");
+    }
+    let all: Vec<_> = record
+        .delegates
+        .iter()
+        .map(|en| en.delegate.clone())
+        .collect();
+    del::remove_device_info(e, &all).await;
 }
 
 /// DELs delegates `last..=0` in reverse (the failing one too: it may have half-attached). The

@@ -83,6 +83,13 @@ pub enum EngineError {
     /// Reading or writing the cache record failed (code 999).
     #[error("cache: {0}")]
     Cache(#[from] CacheError),
+    /// ADD could not record its plan before the first plugin, so it ran none (code 11 when
+    /// `cniDir` is out of space or quota: the runtime retries once space is freed; else the
+    /// cause's).
+    #[error(
+        "the attachment could not be recorded before its first plugin ran, so nothing was attached: {0}"
+    )]
+    NotRecorded(Box<EngineError>),
     /// A delegate failed (its plugin's code); `plugin` is the plugin type that failed (or the
     /// first one).
     #[error("delegate {name:?} (plugin {plugin}, {ifname}): {source}")]
@@ -205,6 +212,10 @@ impl CniCode for EngineError {
             EngineError::UnknownContainer(_) => code::UNKNOWN_CONTAINER,
             EngineError::Unavailable(_) => code::PLUGIN_NOT_AVAILABLE,
             EngineError::Several(all) => all.cni_code(),
+            EngineError::NotRecorded(cause) => match cause.as_ref() {
+                EngineError::Cache(c) if c.is_out_of_space() => code::TRY_AGAIN_LATER,
+                other => other.cni_code(),
+            },
             EngineError::NetworkStatus { .. }
             | EngineError::Cache(_)
             | EngineError::DefaultRoute(_)
