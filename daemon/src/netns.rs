@@ -30,6 +30,10 @@ pub enum NetnsError {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// Checked before the path is opened: opening a FIFO would block the daemon's thread for
+    /// good, opening some devices has side effects, and neither is ever a namespace.
+    #[error("{path} is not a network namespace (filesystem type {fs_type:#x}, not nsfs)")]
+    NotANetns { path: PathBuf, fs_type: u64 },
     #[error("entering network namespace {path}: {source}")]
     Setns { path: PathBuf, source: nix::Error },
     #[error("starting the netlink runtime: {0}")]
@@ -164,10 +168,7 @@ where
     F: FnOnce(Handle) -> Fut + Send,
     Fut: Future<Output = Result<T, NetnsError>>,
 {
-    let file = File::open(netns).map_err(|source| NetnsError::Open {
-        path: netns.to_owned(),
-        source,
-    })?;
+    let file = open_netns(netns)?;
     std::thread::scope(|s| {
         s.spawn(move || {
             setns(&file, CloneFlags::CLONE_NEWNET).map_err(|source| NetnsError::Setns {
@@ -187,6 +188,33 @@ where
         .join()
         .map_err(|_| NetnsError::ThreadPanicked)?
     })
+}
+
+/// Opens the namespace file at `netns` only once it is known to be one: its filesystem is nsfs
+/// (a bind-mounted `/var/run/netns/<name>`, or `/proc/<pid>/ns/net` through its magic link),
+/// or procfs on kernels before nsfs, as upstream's `ns.GetNS` accepts; checked again on the
+/// open descriptor.
+fn open_netns(netns: &Path) -> Result<File, NetnsError> {
+    use nix::sys::statfs::{NSFS_MAGIC, PROC_SUPER_MAGIC, fstatfs, statfs};
+    let open_err = |source: std::io::Error| NetnsError::Open {
+        path: netns.to_owned(),
+        source,
+    };
+    let is_ns = |t: nix::sys::statfs::FsType| t == NSFS_MAGIC || t == PROC_SUPER_MAGIC;
+    let not_ns = |t: nix::sys::statfs::FsType| NetnsError::NotANetns {
+        path: netns.to_owned(),
+        fs_type: t.0 as u64,
+    };
+    let before = statfs(netns).map_err(|e| open_err(e.into()))?;
+    if !is_ns(before.filesystem_type()) {
+        return Err(not_ns(before.filesystem_type()));
+    }
+    let file = File::open(netns).map_err(open_err)?;
+    let after = fstatfs(&file).map_err(|e| open_err(e.into()))?;
+    if !is_ns(after.filesystem_type()) {
+        return Err(not_ns(after.filesystem_type()));
+    }
+    Ok(file)
 }
 
 /// The main-table routes of `family` in the namespace at `netns`.

@@ -205,3 +205,23 @@ fn errors_name_what_failed() {
     assert!(matches!(r, Err(NetnsError::OtherDefault { .. })), "{r:?}");
     assert_eq!(defaults(&ns, Family::V4), vec![Some(ipa("10.77.0.1"))]);
 }
+
+#[test]
+fn a_path_that_is_no_namespace_is_refused_without_being_opened() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("file");
+    std::fs::write(&file, "x").unwrap();
+    let fifo = tmp.path().join("fifo");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    // Opening the FIFO for reading would block until a writer came: it must not be opened.
+    for path in [&file, &fifo] {
+        let err = existing_links(path, &[]).unwrap_err();
+        assert!(matches!(err, NetnsError::NotANetns { .. }), "{err}");
+        assert!(err.to_string().contains("is not a network namespace"), "{err}");
+    }
+    // A real one, by its bind mount and through /proc's magic link, is accepted.
+    let ns = Netns::new("isns");
+    assert!(existing_links(&ns.path(), &["lo".into()]).unwrap() == ["lo"]);
+    let proc_link = PathBuf::from(format!("/proc/{}/ns/net", std::process::id()));
+    assert!(existing_links(&proc_link, &[]).is_ok());
+}
