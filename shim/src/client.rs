@@ -50,9 +50,30 @@ pub fn call(
                 ));
             }
         };
-        response
-            .map(|r| r.into_inner().result)
-            .map_err(to_cni_error)
+        response.map(|r| r.into_inner().result).map_err(|status| {
+            foreign_server(&status, socket).unwrap_or_else(|| to_cni_error(status))
+        })
+    })
+}
+
+/// A peer on the socket that breaks HTTP/2 (tonic's "h2 protocol error"), e.g. upstream's Go
+/// daemon, which serves HTTP/1.1 only and answers the preface with a 400: retryable, as a
+/// multus-rs daemon replaces it when the DaemonSet rolls over, and said in so many words.
+fn foreign_server(status: &tonic::Status, socket: &Path) -> Option<CniError> {
+    let protocol_error = CniError::from_wire(status.details())
+        .filter(|e| e.code != 0)
+        .is_none()
+        && status.code() == tonic::Code::Internal
+        && status.message().starts_with("h2 protocol error");
+    protocol_error.then(|| {
+        CniError::new(
+            code::TRY_AGAIN_LATER,
+            format!(
+                "the server on {} does not speak multus-rs gRPC (an upstream Multus daemon still running there?): {}",
+                socket.display(),
+                status.message()
+            ),
+        )
     })
 }
 
@@ -120,7 +141,10 @@ pub fn to_cni_error(status: tonic::Status) -> CniError {
         tonic::Code::Unavailable
         | tonic::Code::DeadlineExceeded
         | tonic::Code::Cancelled
-        | tonic::Code::ResourceExhausted => code::TRY_AGAIN_LATER,
+        | tonic::Code::ResourceExhausted
+        // No details: not the daemon's answer but the transport's (the connection broke
+        // mid-call, e.g. the daemon was killed or restarted).
+        | tonic::Code::Unknown => code::TRY_AGAIN_LATER,
         // An older daemon without this verb: the runtime asked for something it cannot do
         // (the spec's "unsupported" for a verb is code 4, as for an unknown CNI_COMMAND).
         tonic::Code::Unimplemented => code::INVALID_ENV,
@@ -151,6 +175,7 @@ mod tests {
             (tonic::Code::Unavailable, code::TRY_AGAIN_LATER),
             (tonic::Code::DeadlineExceeded, code::TRY_AGAIN_LATER),
             (tonic::Code::Cancelled, code::TRY_AGAIN_LATER),
+            (tonic::Code::Unknown, code::TRY_AGAIN_LATER),
             (tonic::Code::Unimplemented, code::INVALID_ENV),
             (tonic::Code::Internal, code::INTERNAL),
             (tonic::Code::PermissionDenied, code::INTERNAL),
@@ -164,6 +189,19 @@ mod tests {
                 e.msg
             );
         }
+    }
+
+    #[test]
+    fn a_peer_breaking_http2_is_a_retryable_foreign_server() {
+        let socket = Path::new("/run/multus/multus.sock");
+        let e = foreign_server(
+            &tonic::Status::internal("h2 protocol error: http2 error"),
+            socket,
+        )
+        .unwrap();
+        assert_eq!(e.code, code::TRY_AGAIN_LATER);
+        assert!(e.msg.contains("/run/multus/multus.sock") && e.msg.contains("does not speak"));
+        assert!(foreign_server(&tonic::Status::internal("boom"), socket).is_none());
     }
 
     #[test]

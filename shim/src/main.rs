@@ -99,7 +99,7 @@ fn run(cmd: Command, stdin: &[u8]) -> Result<Vec<u8>, CniError> {
         cni_path: env.path,
         config: stdin.to_vec(),
     };
-    match client::call(cmd, &socket, request, conf.timeout) {
+    match client::call(cmd, &socket, request, conf.timeout).and_then(|r| require_result(cmd, r)) {
         Ok(result) => {
             logger.log(
                 Level::Debug,
@@ -111,6 +111,24 @@ fn run(cmd: Command, stdin: &[u8]) -> Result<Vec<u8>, CniError> {
             logger.log(Level::Error, &format!("{cmd} failed: {e}"));
             Err(e)
         }
+    }
+}
+
+/// An ADD answer must be a CNI result (a JSON object): anything else, e.g. from a daemon of
+/// another protocol on the socket, is an error, never printed for the runtime to misread.
+fn require_result(cmd: Command, result: Vec<u8>) -> Result<Vec<u8>, CniError> {
+    if cmd != Command::Add {
+        return Ok(result);
+    }
+    match serde_json::from_slice::<serde_json::Value>(&result) {
+        Ok(v) if v.is_object() => Ok(result),
+        _ => Err(CniError::new(
+            code::INTERNAL,
+            format!(
+                "multus-daemon answered ADD without a CNI result ({} bytes that are not a JSON object): shim and daemon versions do not match; upgrade multus-daemon",
+                result.len()
+            ),
+        )),
     }
 }
 

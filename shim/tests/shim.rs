@@ -146,6 +146,21 @@ impl Cni for Echo {
                 err.to_wire().into(),
             ));
         }
+        // An older or foreign daemon answering ADD without a CNI result.
+        match r.container_id.as_str() {
+            "empty" => return Ok(Response::new(CniResponse::default())),
+            "garbled" => {
+                return Ok(Response::new(CniResponse {
+                    result: b"\x00\x01 not a result".to_vec(),
+                }));
+            }
+            "array" => {
+                return Ok(Response::new(CniResponse {
+                    result: b"[1,2]".to_vec(),
+                }));
+            }
+            _ => {}
+        }
         let result = json!({
             "cniVersion": "1.0.0", "protocol": r.protocol_version, "cid": r.container_id, "netns": r.netns,
             "ifname": r.ifname, "argsRaw": r.cni_args_raw, "pod": r.cni_args.get("K8S_POD_NAME"),
@@ -239,4 +254,28 @@ fn results_and_daemon_errors_are_printed_unchanged() {
             .status
             .success()
     );
+}
+
+#[test]
+fn an_add_answer_that_is_not_a_cni_result_is_an_error_never_printed_as_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let _rt = serve(dir.path());
+    let stdin = conf(dir.path(), "0.4.0");
+    for cid in ["empty", "garbled", "array"] {
+        let out = shim(&add_env(cid), &stdin);
+        assert_eq!(out.status.code(), Some(1), "{cid}");
+        let v = stdout_json(&out);
+        assert_eq!(v["code"], 999, "{cid}: {v}");
+        assert_eq!(v["cniVersion"], "0.4.0");
+        let msg = v["msg"].as_str().unwrap();
+        assert!(
+            msg.contains("without a CNI result") && msg.contains("upgrade multus-daemon"),
+            "{cid}: {msg}"
+        );
+    }
+    // DEL answers nothing, and that is right.
+    let mut del = add_env("empty");
+    del[0].1 = "DEL";
+    let out = shim(&del, &stdin);
+    assert!(out.status.success() && out.stdout.is_empty());
 }
