@@ -104,12 +104,6 @@ impl PluginDir {
         self.write(name, &body)?;
         Ok(())
     }
-
-    /// `name` writes `marker` when it runs at all (to prove something was not exec'd).
-    pub fn tripwire(&self, name: &str, marker: &Path) -> Result<PathBuf> {
-        let body = format!("echo \"$CNI_COMMAND $0\" >> {}\nexit 1\n", marker.display());
-        self.write(name, &body)
-    }
 }
 
 /// The handles of a [`PluginDir::blocking`] plugin.

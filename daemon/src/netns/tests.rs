@@ -217,7 +217,10 @@ fn a_path_that_is_no_namespace_is_refused_without_being_opened() {
     for path in [&file, &fifo] {
         let err = existing_links(path, &[]).unwrap_err();
         assert!(matches!(err, NetnsError::NotANetns { .. }), "{err}");
-        assert!(err.to_string().contains("is not a network namespace"), "{err}");
+        assert!(
+            err.to_string().contains("is not a network namespace"),
+            "{err}"
+        );
     }
     // A real one, by its bind mount and through /proc's magic link, is accepted.
     let ns = Netns::new("isns");
