@@ -221,6 +221,11 @@ async fn check_ifnames(call: &CniCall, delegates: &[Delegate]) -> Result<(), Eng
                 first,
                 format!("no net namespace {} found: {source}", call.netns),
             ),
+            // Upstream's ns.GetNS checks the fs magic too (after opening; we check before).
+            not @ NetnsError::NotANetns { .. } => refused(
+                first,
+                format!("no net namespace {} found: {not}", call.netns),
+            ),
             other => refused(first, other.to_string()),
         })?;
     match delegates.iter().find(|d| existing.contains(&d.ifname)) {
