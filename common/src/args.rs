@@ -1,11 +1,20 @@
 //! CNI_ARGS: `KEY=VALUE` pairs separated by `;` (CNI spec, "Parameters").
+//!
+//! Parsed as upstream Multus parses them (`kubernetesRuntimeArgs`, then libcni's `LoadArgs`):
+//! every item must split on `=` into exactly a key and a value, so `a=b=c`, a trailing or doubled
+//! `;` and an item without `=` are refused. A key given twice is refused too: upstream keeps the
+//! last, so `K8S_POD_NAME=a;K8S_POD_NAME=b` would attach one pod under another's name.
 use std::collections::BTreeMap;
 
 /// CNI_ARGS could not be split into `KEY=VALUE` pairs.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("invalid CNI_ARGS item {item:?}: expected KEY=VALUE")]
-pub struct ArgsError {
-    pub item: String,
+pub enum ArgsError {
+    #[error("invalid CNI_ARGS item {item:?}: expected exactly one KEY=VALUE")]
+    Item { item: String },
+    #[error("empty CNI_ARGS item (a trailing or doubled ';')")]
+    EmptyItem,
+    #[error("CNI_ARGS key {key:?} is given more than once")]
+    Duplicate { key: String },
 }
 
 /// Parsed CNI_ARGS, keeping the runtime's raw string too (delegates get their own, rebuilt).
@@ -16,20 +25,33 @@ pub struct CniArgs {
 }
 
 impl CniArgs {
-    /// Parses CNI_ARGS. Empty items (a trailing `;`) are tolerated; an item without `=` or with
-    /// an empty key is refused. A value may itself contain `=` (split on the first one).
+    /// Parses CNI_ARGS; an empty string is no arguments. Keys and values are trimmed.
     pub fn parse(raw: &str) -> Result<Self, ArgsError> {
         let mut pairs = BTreeMap::new();
-        for item in raw.split(';').map(str::trim).filter(|i| !i.is_empty()) {
-            match item.split_once('=') {
-                Some((k, v)) if !k.trim().is_empty() => {
-                    pairs.insert(k.trim().to_owned(), v.trim().to_owned());
-                }
-                _ => {
-                    return Err(ArgsError {
-                        item: item.to_owned(),
-                    });
-                }
+        if raw.trim().is_empty() {
+            return Ok(Self {
+                raw: raw.to_owned(),
+                pairs,
+            });
+        }
+        for item in raw.split(';').map(str::trim) {
+            if item.is_empty() {
+                return Err(ArgsError::EmptyItem);
+            }
+            let mut parts = item.split('=');
+            let (Some(k), Some(v), None) = (parts.next(), parts.next(), parts.next()) else {
+                return Err(ArgsError::Item {
+                    item: item.to_owned(),
+                });
+            };
+            let k = k.trim();
+            if k.is_empty() {
+                return Err(ArgsError::Item {
+                    item: item.to_owned(),
+                });
+            }
+            if pairs.insert(k.to_owned(), v.trim().to_owned()).is_some() {
+                return Err(ArgsError::Duplicate { key: k.to_owned() });
             }
         }
         Ok(Self {
@@ -62,24 +84,41 @@ mod tests {
     #[test]
     fn parses_kubernetes_args() {
         let a = CniArgs::parse(
-            "IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=web-0;K8S_POD_INFRA_CONTAINER_ID=abc;K8S_POD_UID=u-1;",
+            "IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=web-0;K8S_POD_INFRA_CONTAINER_ID=abc;K8S_POD_UID=u-1",
         )
         .expect("valid");
         assert_eq!(a.get("K8S_POD_NAME"), Some("web-0"));
         assert_eq!(a.get("K8S_POD_UID"), Some("u-1"));
         assert_eq!(a.pairs.len(), 5);
+        assert_eq!(CniArgs::parse("K=").expect("empty value").pairs["K"], "");
     }
 
     #[test]
-    fn empty_is_empty_and_values_may_hold_equals() {
+    fn empty_is_empty() {
         assert!(CniArgs::parse("").expect("empty").pairs.is_empty());
-        let a = CniArgs::parse("X=a=b").expect("valid");
-        assert_eq!(a.get("X"), Some("a=b"));
+        assert!(CniArgs::parse("  ").expect("blank").pairs.is_empty());
     }
 
+    /// Upstream's rule (issue 12, bad input): these used to be accepted (`a=b=c` split on the
+    /// first `=`, empty items skipped, the last duplicate kept).
     #[test]
-    fn refuses_items_without_key() {
-        assert_eq!(CniArgs::parse("A=1;junk").unwrap_err().item, "junk");
-        assert!(CniArgs::parse("=v").is_err());
+    fn refuses_what_upstream_refuses_and_duplicates() {
+        let item = |s: &str| ArgsError::Item { item: s.into() };
+        let cases = [
+            ("A=1;junk", item("junk")),
+            ("=v", item("=v")),
+            ("X=a=b", item("X=a=b")),
+            ("A=1;", ArgsError::EmptyItem),
+            ("A=1;;B=2", ArgsError::EmptyItem),
+            (
+                "K8S_POD_NAME=a;K8S_POD_NAME=b",
+                ArgsError::Duplicate {
+                    key: "K8S_POD_NAME".into(),
+                },
+            ),
+        ];
+        for (raw, want) in cases {
+            assert_eq!(CniArgs::parse(raw).unwrap_err(), want, "{raw}");
+        }
     }
 }
