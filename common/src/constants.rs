@@ -14,6 +14,11 @@ pub const DEFAULT_BIN_DIR: &str = "/opt/cni/bin";
 /// Default directory of network configuration files (daemon key `confDir`).
 pub const DEFAULT_CONF_DIR: &str = "/etc/cni/multus/net.d";
 
+/// The largest network config (the shim's stdin, a request's `config`) the shim and the daemon
+/// accept: 1 MiB, far above any real multus config, well below the 4 MiB gRPC message limit, and
+/// a bound on what one runtime call can make the shim or the daemon hold in memory.
+pub const MAX_CONFIG_BYTES: usize = 1 << 20;
+
 /// The CNI environment variables (CNI spec, "Parameters").
 pub mod env {
     pub const COMMAND: &str = "CNI_COMMAND";
@@ -22,6 +27,8 @@ pub mod env {
     pub const IFNAME: &str = "CNI_IFNAME";
     pub const ARGS: &str = "CNI_ARGS";
     pub const PATH: &str = "CNI_PATH";
+    /// Every variable above, in the spec's order.
+    pub const ALL: [&str; 6] = [COMMAND, CONTAINERID, NETNS, IFNAME, ARGS, PATH];
 }
 
 /// Keys Kubernetes runtimes put in CNI_ARGS.

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
+use multus_common::constants::MAX_CONFIG_BYTES;
 use multus_common::validate;
 use multus_common::{CniArgs, CniError, Command, code};
 use multus_proto::PROTOCOL_VERSION;
@@ -151,6 +152,13 @@ pub(crate) fn to_call(command: Command, req: CniRequest) -> Result<CniCall, Engi
     if command.is_per_container() {
         validate::id("container id", &req.container_id)?;
         validate::ifname(&req.ifname)?;
+    }
+    // The shim refuses a larger stdin itself; this holds for every other gRPC client.
+    if req.config.len() > MAX_CONFIG_BYTES {
+        return Err(EngineError::DecodeConfig(format!(
+            "the config is {} bytes, larger than the {MAX_CONFIG_BYTES}-byte limit",
+            req.config.len()
+        )));
     }
     let args = if req.cni_args.is_empty() {
         CniArgs::parse(&req.cni_args_raw).map_err(EngineError::InvalidArgs)?

@@ -1,4 +1,6 @@
 //! The CNI_* environment of one invocation, checked per verb the way CNI's skel checks it.
+use std::ffi::OsString;
+
 use multus_common::constants::env;
 use multus_common::{CniArgs, CniError, Command, code, validate};
 
@@ -10,6 +12,21 @@ pub struct CniEnv {
     pub ifname: String,
     pub args: CniArgs,
     pub path: String,
+}
+
+/// Refuses a CNI_* variable that is not UTF-8 (code 4, naming it). `std::env::var` would call it
+/// missing, and a CNI_ARGS that is not UTF-8 would silently become no arguments at all.
+pub fn check_utf8(get: impl Fn(&str) -> Option<OsString>) -> Result<(), CniError> {
+    match env::ALL
+        .into_iter()
+        .find(|v| get(v).is_some_and(|s| s.to_str().is_none()))
+    {
+        Some(var) => Err(CniError::new(
+            code::INVALID_ENV,
+            format!("{var} is not valid UTF-8"),
+        )),
+        None => Ok(()),
+    }
 }
 
 /// The variables skel requires for `cmd`, in skel's order.
@@ -131,6 +148,24 @@ mod tests {
         assert_eq!(e.args.get("K8S_POD_NAME"), Some("p"));
         assert!(e.validate(Command::Add).is_ok());
         assert!(CniEnv::read(Command::Status, from(&[("CNI_PATH", "/x")])).is_ok());
+    }
+
+    #[test]
+    fn variables_that_are_not_utf8_are_named() {
+        use std::os::unix::ffi::OsStringExt;
+        let get = |k: &str| match k {
+            "CNI_COMMAND" => Some(OsString::from("ADD")),
+            "CNI_ARGS" => Some(OsString::from_vec(b"K=\xff".to_vec())),
+            _ => None,
+        };
+        let err = check_utf8(get).unwrap_err();
+        assert_eq!(err.code, code::INVALID_ENV);
+        assert!(
+            err.msg.contains("CNI_ARGS") && err.msg.contains("UTF-8"),
+            "{}",
+            err.msg
+        );
+        assert!(check_utf8(|_| Some(OsString::from("fine"))).is_ok());
     }
 
     #[test]

@@ -12,7 +12,7 @@ use std::process::ExitCode;
 use conf::ShimConf;
 use env::CniEnv;
 use log::{Level, Logger};
-use multus_common::constants::env as vars;
+use multus_common::constants::{MAX_CONFIG_BYTES, env as vars};
 use multus_common::{CniError, Command, code, version};
 use multus_proto::v1::CniRequest;
 
@@ -24,6 +24,9 @@ fn main() -> ExitCode {
     if matches!(arg.as_deref(), Some("-v" | "--version" | "-version")) {
         println!("multus-shim version {}", env!("CARGO_PKG_VERSION"));
         return ExitCode::SUCCESS;
+    }
+    if let Err(e) = env::check_utf8(|k| std::env::var_os(k)) {
+        return fail("CNI", &e, version::CURRENT_VERSION);
     }
     let command = std::env::var(vars::COMMAND).unwrap_or_default();
     if command.is_empty() {
@@ -49,10 +52,7 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     let mut stdin = Vec::new();
-    let outcome = std::io::stdin()
-        .read_to_end(&mut stdin)
-        .map_err(|e| CniError::new(code::IO_FAILURE, format!("reading stdin: {e}")))
-        .and_then(|_| run(cmd, &stdin));
+    let outcome = read_stdin(&mut stdin).and_then(|()| run(cmd, &stdin));
     match outcome {
         Ok(result) => {
             let mut out = std::io::stdout().lock();
@@ -63,6 +63,29 @@ fn main() -> ExitCode {
         }
         Err(e) => fail(cmd.as_str(), &e, &conf::error_version(&stdin)),
     }
+}
+
+/// Reads the config from stdin, at most [`MAX_CONFIG_BYTES`] of it (code 6 past that), so a
+/// runaway writer cannot make the shim, or through it the daemon, hold unbounded memory.
+fn read_stdin(buf: &mut Vec<u8>) -> Result<(), CniError> {
+    let limit = u64::try_from(MAX_CONFIG_BYTES).unwrap_or(u64::MAX);
+    std::io::stdin()
+        .take(limit.saturating_add(1))
+        .read_to_end(buf)
+        .map_err(|e| CniError::new(code::IO_FAILURE, format!("reading stdin: {e}")))?;
+    if buf.len() > MAX_CONFIG_BYTES {
+        return Err(too_large());
+    }
+    Ok(())
+}
+
+fn too_large() -> CniError {
+    CniError::new(
+        code::DECODE_FAILURE,
+        format!(
+            "error unmarshall network config: stdin is larger than the {MAX_CONFIG_BYTES}-byte limit"
+        ),
+    )
 }
 
 /// Checks env and stdin in skel's order, then makes the call.

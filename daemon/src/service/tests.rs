@@ -89,6 +89,21 @@ fn requests_are_validated() {
     );
 }
 
+/// Issue 12: a config past the documented limit is a decode error naming the limit, from any
+/// gRPC client (the shim refuses it before sending).
+#[test]
+fn oversized_config_is_code_6() {
+    let mut big = request(1, "c1", "eth0");
+    big.config = vec![b' '; MAX_CONFIG_BYTES + 1];
+    let err = decoded(&to_status(&to_call(Command::Add, big).unwrap_err()));
+    assert_eq!(err.code, code::DECODE_FAILURE);
+    assert!(
+        err.msg.contains(&MAX_CONFIG_BYTES.to_string()),
+        "{}",
+        err.msg
+    );
+}
+
 fn delegate_error(source: ConflistError) -> EngineError {
     EngineError::Delegate {
         name: "default/macvlan-net".into(),
