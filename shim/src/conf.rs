@@ -42,6 +42,16 @@ fn string(obj: &Map<String, Value>, key: &str) -> Result<Option<String>, CniErro
     }
 }
 
+/// A string key that must be present and non-empty (code 7 naming it otherwise).
+fn required(obj: &Map<String, Value>, key: &str) -> Result<String, CniError> {
+    string(obj, key)?.filter(|s| !s.is_empty()).ok_or_else(|| {
+        CniError::new(
+            code::INVALID_NETWORK_CONFIG,
+            format!("missing {key} in the network config"),
+        )
+    })
+}
+
 fn wrong_type(key: &str, want: &str, got: &Value) -> CniError {
     CniError::new(
         code::DECODE_FAILURE,
@@ -51,7 +61,7 @@ fn wrong_type(key: &str, want: &str, got: &Value) -> CniError {
 
 impl ShimConf {
     /// Parses stdin. Errors carry skel's codes: 6 not a JSON object or a key of the wrong type,
-    /// 7 no valid network name.
+    /// 7 no valid network name, no `cniVersion` or no `type`.
     pub fn parse(stdin: &[u8]) -> Result<Self, CniError> {
         let value: Value = serde_json::from_slice(stdin).map_err(|e| {
             CniError::new(
@@ -74,6 +84,10 @@ impl ShimConf {
         }
         validate::id("network name", &name)
             .map_err(|e| CniError::new(code::INVALID_NETWORK_CONFIG, e.to_string()))?;
+        // The spec requires both; skel would read a missing `cniVersion` as 0.1.0 and answer
+        // a pre-0.3 result the runtime never asked for (issue 12: a clear error instead).
+        let cni_version = required(&obj, "cniVersion")?;
+        required(&obj, "type")?;
         let log_to_stderr = match lookup(&obj, "logToStderr") {
             None => false,
             Some(Value::Bool(b)) => *b,
@@ -88,7 +102,7 @@ impl ShimConf {
                 .ok_or_else(|| wrong_type("daemonTimeoutSeconds", "a positive integer", v))?,
         };
         Ok(Self {
-            cni_version: string(&obj, "cniVersion")?.unwrap_or_default(),
+            cni_version,
             name,
             daemon_socket_dir: string(&obj, "daemonSocketDir")?
                 .filter(|s| !s.is_empty())
@@ -160,7 +174,7 @@ mod tests {
     #[test]
     fn keys_match_case_insensitively_exact_first() {
         let c = ShimConf::parse(
-            br#"{"CNIVERSION":"0.3.1","Name":"multus","daemonsocketdir":"/tmp/x","LOGTOSTDERR":true,
+            br#"{"CNIVERSION":"0.3.1","Name":"multus","TYPE":"multus-shim","daemonsocketdir":"/tmp/x","LOGTOSTDERR":true,
                 "logFile":"/a","LogFile":"/b","unknown":{"deep":1}}"#,
         )
         .unwrap();
@@ -174,7 +188,7 @@ mod tests {
 
     #[test]
     fn defaults() {
-        let c = ShimConf::parse(br#"{"name":"n"}"#).unwrap();
+        let c = ShimConf::parse(br#"{"name":"n","cniVersion":"1.0.0","type":"t"}"#).unwrap();
         assert_eq!(c.socket_path(), PathBuf::from("/run/multus/multus.sock"));
         assert!(!c.log_to_stderr);
         assert_eq!(c.log_file, None);
@@ -187,10 +201,26 @@ mod tests {
             (b"not json", code::DECODE_FAILURE),
             (b"[1,2]", code::DECODE_FAILURE),
             (br#"{"name":1}"#, code::DECODE_FAILURE),
-            (br#"{"name":"n","logToStderr":"yes"}"#, code::DECODE_FAILURE),
+            (
+                br#"{"name":"n","cniVersion":"1.0.0","type":"t","logToStderr":"yes"}"#,
+                code::DECODE_FAILURE,
+            ),
             (br#"{"cniVersion":"1.0.0"}"#, code::INVALID_NETWORK_CONFIG),
             (br#"{"name":""}"#, code::INVALID_NETWORK_CONFIG),
             (br#"{"name":"a/b"}"#, code::INVALID_NETWORK_CONFIG),
+            (br#"{"name":"n","type":"t"}"#, code::INVALID_NETWORK_CONFIG),
+            (
+                br#"{"name":"n","type":"t","cniVersion":""}"#,
+                code::INVALID_NETWORK_CONFIG,
+            ),
+            (
+                br#"{"name":"n","cniVersion":"1.0.0"}"#,
+                code::INVALID_NETWORK_CONFIG,
+            ),
+            (
+                br#"{"name":"n","cniVersion":1,"type":"t"}"#,
+                code::DECODE_FAILURE,
+            ),
         ];
         for (stdin, want) in cases {
             let got = ShimConf::parse(stdin).unwrap_err().code;
@@ -201,7 +231,8 @@ mod tests {
     #[test]
     fn version_gates_per_verb() {
         let conf = |v: &str| {
-            ShimConf::parse(format!(r#"{{"name":"n","cniVersion":"{v}"}}"#).as_bytes()).unwrap()
+            ShimConf::parse(format!(r#"{{"name":"n","type":"t","cniVersion":"{v}"}}"#).as_bytes())
+                .unwrap()
         };
         let cases = [
             ("1.1.0", Command::Status, true),
@@ -210,7 +241,6 @@ mod tests {
             ("0.4.0", Command::Check, true),
             ("0.3.1", Command::Check, false),
             ("0.3.1", Command::Add, true),
-            ("", Command::Add, true),
             ("9.9.9", Command::Add, false),
             ("1.0", Command::Del, false),
         ];
