@@ -28,6 +28,15 @@ use crate::metrics::Metrics;
 
 mod environment;
 
+/// The most a plugin may print on stdout: a CNI result is a few KiB; a plugin writing more is
+/// broken, and is stopped there rather than growing the daemon's memory.
+pub const MAX_STDOUT_BYTES: usize = 1 << 20;
+/// How much of a plugin's stderr is kept for the error message (the rest is read and dropped).
+pub const MAX_STDERR_BYTES: usize = 4 << 10;
+/// How long stdout and stderr may stay open once the plugin exited: longer means a process it
+/// started holds them (libcni would wait for that process until its deadline).
+const PIPE_GRACE: Duration = Duration::from_secs(1);
+
 /// The CNI parameters of one exec (everything but the config, which goes on stdin).
 #[derive(Debug, Clone, Copy)]
 pub struct ExecEnv<'a> {
@@ -46,6 +55,16 @@ pub enum ExecError {
     InvalidType(String),
     #[error("failed to find plugin {plugin:?} in path {bin_dir:?}")]
     NotFound { plugin: String, bin_dir: String },
+    #[error("plugin {plugin:?} at {path} is not executable")]
+    NotExecutable { plugin: String, path: PathBuf },
+    #[error(
+        "plugin {plugin:?} printed more than {MAX_STDOUT_BYTES} bytes on stdout and was killed"
+    )]
+    OutputTooLarge { plugin: String },
+    #[error(
+        "plugin {plugin:?} exited ({status}) but its stdout or stderr stayed open: a process it started still holds them"
+    )]
+    PipesHeld { plugin: String, status: ExitStatus },
     #[error(transparent)]
     Admission(#[from] AdmissionError),
     #[error("failed to start plugin {plugin:?}: {source}")]
@@ -85,8 +104,12 @@ impl CniCode for ExecError {
         match self {
             ExecError::Plugin { error, .. } => error.code,
             ExecError::Admission(a) => a.cni_code(),
-            ExecError::InvalidType(_) | ExecError::NotFound { .. } => code::INVALID_NETWORK_CONFIG,
-            ExecError::Spawn { .. }
+            ExecError::InvalidType(_)
+            | ExecError::NotFound { .. }
+            | ExecError::NotExecutable { .. } => code::INVALID_NETWORK_CONFIG,
+            ExecError::OutputTooLarge { .. }
+            | ExecError::PipesHeld { .. }
+            | ExecError::Spawn { .. }
             | ExecError::Io { .. }
             | ExecError::Timeout { .. }
             | ExecError::Failed { .. }
@@ -259,21 +282,47 @@ impl Executor {
                     other => other,
                 }
             };
-            let (mut out, mut err) = (Vec::new(), Vec::new());
-            let (w, o, e) = tokio::join!(
-                write,
-                child_out.read_to_end(&mut out),
-                child_err.read_to_end(&mut err)
-            );
-            w.and(o).and(e).map_err(io_err)?;
-            let status = child.wait().await.map_err(io_err)?;
+            let pipes = async {
+                tokio::try_join!(
+                    write,
+                    read_stdout(&mut child_out),
+                    read_capped(&mut child_err, MAX_STDERR_BYTES)
+                )
+            };
+            tokio::pin!(pipes);
+            // Whichever ends first: the pipes (the usual case), or the plugin itself while a
+            // process it started still holds a pipe open.
+            let first = tokio::select! {
+                r = &mut pipes => Ok(r),
+                s = child.wait() => Err(s),
+            };
+            let (status, out, err) = match first {
+                Ok(pipes) => {
+                    let ((), out, err) = pipes.map_err(|e| pipe_error(plugin, e))?;
+                    (child.wait().await.map_err(io_err)?, out, err)
+                }
+                Err(status) => {
+                    let status = status.map_err(io_err)?;
+                    let Ok(pipes) = tokio::time::timeout(PIPE_GRACE, &mut pipes).await else {
+                        return Err(ExecError::PipesHeld {
+                            plugin: plugin.to_owned(),
+                            status,
+                        });
+                    };
+                    let ((), out, err) = pipes.map_err(|e| pipe_error(plugin, e))?;
+                    (status, out, err)
+                }
+            };
             Ok((status, out, err))
         };
         match tokio::time::timeout(self.timeout, work).await {
             Ok(r) => {
                 // The plugin finished and its pipes closed: whatever it left running on purpose
-                // is not ours to kill.
-                group.disarm();
+                // is not ours to kill. When it did not finish cleanly (a child still holding its
+                // stdout, output past the cap) the group is killed like a timed-out one.
+                if r.is_ok() {
+                    group.disarm();
+                }
                 r
             }
             // Dropping `work` drops the child (kill_on_drop kills and reaps it); `group` kills
@@ -289,7 +338,9 @@ impl Executor {
 
 /// The process group of a running plugin (it leads its own, see `process_group(0)`): SIGKILLed
 /// as a whole when dropped armed. The leader is not reaped before this drops (its `Child` is
-/// dropped after, or was never waited for), so its pid cannot name another group yet.
+/// dropped after, or was never waited for), so its pid cannot name another group yet; when it was
+/// reaped (it exited while a child held its stdout), that child keeps the group alive, and the
+/// kernel does not reuse a pid while a group of that id exists.
 struct ProcessGroup(Option<nix::unistd::Pid>);
 
 impl ProcessGroup {
@@ -316,19 +367,81 @@ impl Drop for ProcessGroup {
     }
 }
 
+/// Marks stdout past [`MAX_STDOUT_BYTES`] apart from a real I/O error.
+const TOO_LARGE: &str = "plugin stdout too large";
+
+/// All of stdout, or an error as soon as it passes [`MAX_STDOUT_BYTES`].
+async fn read_stdout(out: &mut (impl tokio::io::AsyncRead + Unpin)) -> std::io::Result<Vec<u8>> {
+    let mut buf = Vec::new();
+    let limit = u64::try_from(MAX_STDOUT_BYTES).unwrap_or(u64::MAX);
+    out.take(limit + 1).read_to_end(&mut buf).await?;
+    if buf.len() > MAX_STDOUT_BYTES {
+        return Err(std::io::Error::other(TOO_LARGE));
+    }
+    Ok(buf)
+}
+
+/// Reads to EOF (so the writer never blocks) and keeps the first `cap` bytes.
+async fn read_capped(
+    from: &mut (impl tokio::io::AsyncRead + Unpin),
+    cap: usize,
+) -> std::io::Result<Vec<u8>> {
+    let mut kept = Vec::new();
+    let mut chunk = vec![0u8; 8192];
+    loop {
+        let n = from.read(&mut chunk).await?;
+        if n == 0 {
+            return Ok(kept);
+        }
+        let room = cap.saturating_sub(kept.len());
+        kept.extend_from_slice(&chunk[..n.min(room)]);
+    }
+}
+
+fn pipe_error(plugin: &str, e: std::io::Error) -> ExecError {
+    if e.kind() == std::io::ErrorKind::Other && e.to_string() == TOO_LARGE {
+        ExecError::OutputTooLarge {
+            plugin: plugin.to_owned(),
+        }
+    } else {
+        ExecError::Io {
+            plugin: plugin.to_owned(),
+            source: e,
+        }
+    }
+}
+
 fn find_in(bin_dir: &str, chroot: Option<&Path>, plugin: &str) -> Result<PathBuf, ExecError> {
+    use std::os::unix::fs::PermissionsExt;
     if plugin.is_empty() || plugin.contains('/') || plugin == "." || plugin == ".." {
         return Err(ExecError::InvalidType(plugin.to_owned()));
     }
+    let mut not_executable = None;
     for dir in bin_dir.split(':').filter(|d| !d.is_empty()) {
         let path = Path::new(dir).join(plugin);
-        if host_path(chroot, &path).is_file() {
-            return Ok(path);
+        let Ok(meta) = std::fs::metadata(host_path(chroot, &path)) else {
+            continue;
+        };
+        if !meta.is_file() {
+            continue;
         }
+        // As a shell's PATH lookup: a file nobody may execute is skipped, and named if no
+        // later dir has an executable one.
+        if meta.permissions().mode() & 0o111 == 0 {
+            not_executable.get_or_insert(path);
+            continue;
+        }
+        return Ok(path);
     }
-    Err(ExecError::NotFound {
-        plugin: plugin.to_owned(),
-        bin_dir: bin_dir.to_owned(),
+    Err(match not_executable {
+        Some(path) => ExecError::NotExecutable {
+            plugin: plugin.to_owned(),
+            path,
+        },
+        None => ExecError::NotFound {
+            plugin: plugin.to_owned(),
+            bin_dir: bin_dir.to_owned(),
+        },
     })
 }
 
@@ -365,7 +478,17 @@ fn chroot_child(cmd: &mut tokio::process::Command, root: CString) {
     }
 }
 
-/// Exit 0 → stdout; otherwise the plugin's CNI error JSON if it printed one, else a plain error.
+/// stdout as a CNI error object: a JSON object with a numeric `code` and a `msg`, which no
+/// result has.
+fn error_object(stdout: &[u8]) -> Option<CniError> {
+    let v: serde_json::Value = serde_json::from_slice(stdout).ok()?;
+    let obj = v.as_object()?;
+    (obj.get("code")?.is_u64() && obj.get("msg")?.is_string())
+        .then(|| serde_json::from_value(v).ok())
+        .flatten()
+}
+
+/// Exit 0 → stdout (unless it is an error object); otherwise the plugin's CNI error JSON if it printed one, else a plain error.
 fn decode(
     plugin: &str,
     status: ExitStatus,
@@ -373,6 +496,14 @@ fn decode(
     stderr: &[u8],
 ) -> Result<Vec<u8>, ExecError> {
     if status.success() {
+        // The spec says a failing plugin exits non-zero; one that prints an error object and
+        // exits 0 still failed, and its result would be read as an empty success otherwise.
+        if let Some(error) = error_object(&stdout) {
+            return Err(ExecError::Plugin {
+                plugin: plugin.to_owned(),
+                error,
+            });
+        }
         return Ok(stdout);
     }
     let stderr_text = String::from_utf8_lossy(stderr).trim().to_owned();

@@ -177,3 +177,51 @@ async fn runs_chrooted_when_chroot_dir_is_set() {
     let out = x.run("inroot", &env(Command::Del), b"{}").await.unwrap();
     assert_eq!(out, b"/");
 }
+
+/// Issue 12: plugins that break the exec contract are each a clear error, found quickly.
+#[tokio::test]
+async fn misbehaving_plugins_are_clear_errors() {
+    use std::os::unix::fs::PermissionsExt;
+    let f = FakePlugins::new();
+    f.add(
+        "zero-err",
+        r#"echo '{"cniVersion":"1.0.0","code":7,"msg":"says no","details":"d"}'"#,
+    );
+    f.add("flood", "head -c 3000000 /dev/zero | tr '\\0' x");
+    f.add(
+        "noisy",
+        "head -c 3000000 /dev/zero | tr '\\0' x >&2; exit 1",
+    );
+    f.add("forks", &format!("(sleep 30) &\n{ECHO_RESULT}"));
+    f.add("noexec", "true");
+    let noexec = f.dir.path().join("noexec");
+    std::fs::set_permissions(&noexec, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let x = f.executor();
+    let e = env(Command::Add);
+    match x.run("zero-err", &e, b"{}").await.unwrap_err() {
+        ExecError::Plugin { error, .. } => {
+            assert_eq!((error.code, error.details.as_str()), (7, "d"))
+        }
+        other => panic!("{other}"),
+    }
+    let err = x.run("flood", &e, b"{}").await.unwrap_err();
+    assert!(matches!(err, ExecError::OutputTooLarge { .. }), "{err}");
+    match x.run("noisy", &e, b"{}").await.unwrap_err() {
+        ExecError::Failed {
+            stderr, code: 1, ..
+        } => assert_eq!(stderr.len(), MAX_STDERR_BYTES),
+        other => panic!("{other}"),
+    }
+    let started = std::time::Instant::now();
+    let err = x.run("forks", &e, b"{}").await.unwrap_err();
+    assert!(matches!(err, ExecError::PipesHeld { .. }), "{err}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    let err = x.run("noexec", &e, b"{}").await.unwrap_err();
+    assert!(matches!(err, ExecError::NotExecutable { .. }), "{err}");
+    assert_eq!(err.cni_code(), code::INVALID_NETWORK_CONFIG);
+    assert!(err.to_string().contains("not executable"), "{err}");
+}
