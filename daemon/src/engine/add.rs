@@ -217,9 +217,14 @@ async fn check_ifnames(call: &CniCall, delegates: &[Delegate]) -> Result<(), Eng
                 first,
                 format!("no net namespace {} found: {source}", call.netns),
             ),
+            // Opened, but setns(2) refused it: a regular file or a directory, not a namespace
+            // (upstream's prefix, then what the path really is rather than a bare EINVAL).
             NetnsError::Setns { source, .. } => refused(
                 first,
-                format!("no net namespace {} found: {source}", call.netns),
+                format!(
+                    "no net namespace {} found: it is not a network namespace ({source})",
+                    call.netns
+                ),
             ),
             // Upstream's ns.GetNS checks the fs magic too (after opening; we check before).
             not @ NetnsError::NotANetns { .. } => refused(
