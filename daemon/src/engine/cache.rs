@@ -12,7 +12,7 @@
 //! previous multus-rs build (which kept its own format there) or upstream's scratch format
 //! (behaviour ref §4.11), so DEL works for pods created before a node switched to multus-rs.
 //!
-//! A file that is neither is moved aside to `<file>.corrupt` and reported as [`Loaded::Corrupt`]:
+//! A file that is neither, or a record naming another container, is moved aside to `<file>.corrupt` and reported as [`Loaded::Corrupt`]:
 //! nothing in it can be trusted to tear anything down, and keeping it in place would make every
 //! retry of the DEL fail the same way (upstream MC#948 loops). The caller logs it and DEL
 //! succeeds; the `.corrupt` file stays for an operator.
@@ -204,7 +204,7 @@ impl Cache {
         let own = self.path(container_id)?;
         let own_corrupt = match read_file(&own)? {
             None => None,
-            Some(bytes) => match parse_own(&bytes) {
+            Some(bytes) => match parse_own(&bytes, container_id) {
                 Some(record) => return Ok(Loaded::Found(record)),
                 None => Some(quarantine(&own, container_id)?),
             },
@@ -218,7 +218,7 @@ impl Cache {
                 Some(aside) => aside,
             },
             Some(bytes) => {
-                if let Some(record) = parse_own(&bytes) {
+                if let Some(record) = parse_own(&bytes, container_id) {
                     return Ok(Loaded::Found(record));
                 }
                 if let Some(record) = upstream::parse(&bytes, &self.dir, container_id, ifname, args)
@@ -362,8 +362,14 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), CacheError> {
     })
 }
 
-fn parse_own(bytes: &[u8]) -> Option<Record> {
+/// Our record of `container_id`, if `bytes` are one. A record naming another container is not
+/// ours to act on (copied or planted by hand): DEL would run that container's delegates here.
+fn parse_own(bytes: &[u8], container_id: &str) -> Option<Record> {
     let value: Value = serde_json::from_slice(bytes).ok()?;
+    if value.get("containerId")?.as_str()? != container_id {
+        tracing::warn!(container.id = %container_id, "cache record names another container");
+        return None;
+    }
     let version = value.get("schemaVersion")?.as_u64()?;
     if version > u64::from(SCHEMA_VERSION) {
         // Written by a newer multus-rs (downgrade): fields are only ever added, so read on.

@@ -148,6 +148,25 @@ fn corrupt_file_is_moved_aside_and_skipped_by_list() {
     assert!(cache.list().unwrap().is_empty());
 }
 
+/// Issue 12: a record naming another container (copied or planted by hand) is not acted on:
+/// reading it as ours would make this container's DEL tear down that one's delegates.
+#[test]
+fn a_record_of_another_container_is_not_ours() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = Cache::new(tmp.path());
+    cache.write(&record("owner1")).unwrap();
+    let own = tmp.path().join(OWN_DIR);
+    std::fs::copy(own.join("owner1"), own.join("intruder")).unwrap();
+    match cache.read("intruder", "eth0", &CniArgs::default()).unwrap() {
+        Loaded::Corrupt(p) => assert_eq!(p, own.join("intruder.corrupt")),
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        cache.read("owner1", "eth0", &CniArgs::default()).unwrap(),
+        Loaded::Found(r) if r.container_id == "owner1"
+    ));
+}
+
 #[test]
 fn symlinks_and_fifos_in_the_cache_are_never_followed_read_or_written_through() {
     let tmp = tempfile::tempdir().unwrap();
