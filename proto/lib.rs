@@ -1,5 +1,6 @@
 //! The multus-rs wire contract: generated gRPC types for `multus.cni.v1`, the descriptor set
 //! the daemon serves through gRPC reflection, and the unix-socket channel both ends use.
+#![forbid(unsafe_code)]
 
 pub mod channel;
 

@@ -2,6 +2,7 @@
 //! CNI_ARGS, spec versions, result conversion between versions, and name validation.
 //!
 //! Kept free of async, gRPC transport and Kubernetes so the shim stays small.
+#![forbid(unsafe_code)]
 
 pub mod args;
 pub mod command;

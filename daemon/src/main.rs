@@ -1,6 +1,7 @@
 //! multus-daemon: loads the daemon config, serves the multus socket until SIGTERM/SIGINT, then
 //! drains. Exit codes follow upstream: 1 configuration, 3 source/listener/server, 2 bad flags,
 //! 4 after `-version`.
+#![forbid(unsafe_code)]
 use std::path::Path;
 use std::process::ExitCode;
 

@@ -3,6 +3,7 @@
 //!
 //! Every resource a test creates is owned by a guard that removes it on drop, so a failing test
 //! leaves nothing behind on the machine.
+#![forbid(unsafe_code)]
 
 pub mod apiserver;
 pub mod bins;

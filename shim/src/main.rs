@@ -1,6 +1,7 @@
 //! multus-shim: the CNI plugin the container runtime execs. It checks env and stdin as CNI's
 //! skel does, answers VERSION itself, and forwards every other verb to multus-daemon as one gRPC
 //! call over a unix socket. stdout carries only the result or the CNI error JSON.
+#![forbid(unsafe_code)]
 mod client;
 mod conf;
 mod env;

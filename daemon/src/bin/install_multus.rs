@@ -11,6 +11,7 @@
 //! Probe: the image has no shell and no `grpc_health_probe`, so this binary asks
 //! `grpc.health.v1.Health/Check` itself. `--probe live` passes when the daemon answers at all,
 //! `--probe ready` only when it answers SERVING.
+#![forbid(unsafe_code)]
 use std::ffi::OsString;
 use std::fs;
 use std::io;

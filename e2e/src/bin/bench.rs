@@ -7,6 +7,7 @@
 //!
 //! `cargo run --release -p multus-e2e --bin bench [-- ROUNDS]` (as root).
 #![allow(clippy::print_stdout)]
+#![forbid(unsafe_code)]
 
 use std::{
     collections::HashMap,

@@ -2,6 +2,7 @@
 //! `e2e/demo/`, attaching three real networks to a real network namespace through the real
 //! `multus-shim`, then detaching them and checking nothing is left.
 #![allow(clippy::print_stdout)]
+#![forbid(unsafe_code)]
 
 use std::{fs, path::Path};
 

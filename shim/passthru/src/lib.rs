@@ -12,6 +12,7 @@
 //! * VERSION: the versions upstream's passthru declares.
 //! * skel's checks first: required CNI_* variables, container id and interface name syntax, a
 //!   JSON config with a valid `name`, a supported `cniVersion`.
+#![forbid(unsafe_code)]
 use multus_common::{CniError, code, result, validate};
 use serde_json::{Value, json};
 

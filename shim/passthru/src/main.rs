@@ -1,4 +1,5 @@
 //! `passthru`: see the library. Exit 0 on success, 1 with a CNI error object on stdout.
+#![forbid(unsafe_code)]
 use std::io::{Read, Write};
 use std::process::ExitCode;
 
