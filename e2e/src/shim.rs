@@ -22,6 +22,8 @@ pub struct Invocation {
     pub stdin: Vec<u8>,
     /// Extra environment, or variables to remove (value `None`).
     pub env: Vec<(String, Option<String>)>,
+    /// Extra environment that need not be UTF-8 (a runtime's env is bytes), set last.
+    pub env_os: Vec<(std::ffi::OsString, std::ffi::OsString)>,
 }
 
 /// What the shim printed and how it exited.
@@ -82,6 +84,7 @@ impl Invocation {
             cni_path: crate::CNI_BIN_DIR.into(),
             stdin,
             env: Vec::new(),
+            env_os: Vec::new(),
         }
     }
 
@@ -135,6 +138,7 @@ impl Invocation {
                 None => cmd.env_remove(k),
             };
         }
+        cmd.envs(self.env_os.iter().map(|(k, v)| (k, v)));
         let mut child = cmd
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
