@@ -1,0 +1,4 @@
+//! libFuzzer entry point: see `multus_fuzz::shim_stdin`.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| multus_fuzz::shim_stdin(data));
