@@ -303,6 +303,18 @@ fn cases() -> Vec<Case> {
             make: |c| c.env("CNI_IFNAME", None),
         },
         Case {
+            name: "CNI_IFNAME empty",
+            code: 4,
+            names: "CNI_IFNAME",
+            make: |c| c.env("CNI_IFNAME", Some("")),
+        },
+        Case {
+            name: "CNI_ARGS empty",
+            code: 4,
+            names: "K8S_POD_NAMESPACE",
+            make: |c| c.args(""),
+        },
+        Case {
             name: "CNI_PATH missing",
             code: 4,
             names: "CNI_PATH",
