@@ -44,7 +44,7 @@ struct Bench {
 }
 
 /// What a case sends.
-enum Send {
+enum Request {
     Shim(Invocation),
     /// Straight to the daemon's `Add` RPC: what no environment variable can carry (NUL).
     Grpc(CniRequest),
@@ -74,7 +74,7 @@ struct Case {
     code: u64,
     /// A piece of the error text (msg or details) naming the field or the culprit.
     names: &'static str,
-    make: fn(&mut Ctx<'_>) -> Send,
+    make: fn(&mut Ctx<'_>) -> Request,
 }
 
 impl Ctx<'_> {
@@ -88,18 +88,18 @@ impl Ctx<'_> {
         )
     }
 
-    fn shim(&self, f: impl FnOnce(&mut Invocation)) -> Send {
+    fn shim(&self, f: impl FnOnce(&mut Invocation)) -> Request {
         let mut inv = self.inv();
         f(&mut inv);
-        Send::Shim(inv)
+        Request::Shim(inv)
     }
 
-    fn stdin(&self, stdin: &[u8]) -> Send {
+    fn stdin(&self, stdin: &[u8]) -> Request {
         self.shim(|i| i.stdin = stdin.to_vec())
     }
 
     /// Replaces the multus config's keys (a `null` removes one).
-    fn conf(&self, patch: Value) -> Send {
+    fn conf(&self, patch: Value) -> Request {
         let mut conf: Value = serde_json::from_slice(&self.inv().stdin).unwrap();
         for (k, v) in patch.as_object().unwrap() {
             if v.is_null() {
@@ -111,28 +111,28 @@ impl Ctx<'_> {
         self.stdin(conf.to_string().as_bytes())
     }
 
-    fn env(&self, var: &str, value: Option<&str>) -> Send {
+    fn env(&self, var: &str, value: Option<&str>) -> Request {
         self.shim(|i| i.env.push((var.into(), value.map(str::to_owned))))
     }
 
-    fn args(&self, args: &str) -> Send {
+    fn args(&self, args: &str) -> Request {
         self.shim(|i| i.args = args.to_owned())
     }
 
-    fn networks(&mut self, value: &str) -> Send {
+    fn networks(&mut self, value: &str) -> Request {
         self.annotations.insert(NETWORKS.into(), value.into());
-        Send::Shim(self.inv())
+        Request::Shim(self.inv())
     }
 
     /// A NAD named after this case with `config` as its `spec.config` (verbatim), selected.
-    fn nad(&mut self, config: &str) -> Send {
+    fn nad(&mut self, config: &str) -> Request {
         let name = format!("nad-{}", self.b.seq);
         self.b.k.api.put_nad(nad_json("default", &name, config));
         self.networks(&name)
     }
 
     /// A NAD of plugin type `plugin`, selected.
-    fn plugin_nad(&mut self, plugin: &str) -> Send {
+    fn plugin_nad(&mut self, plugin: &str) -> Request {
         let config =
             json!({"cniVersion": "1.0.0", "name": format!("net-{}", self.b.seq), "type": plugin});
         self.nad(&config.to_string())
@@ -140,7 +140,7 @@ impl Ctx<'_> {
 
     /// Installs `body` as a `sh` plugin in binDir that misbehaves on ADD (other verbs succeed
     /// quietly, so the rollback's DEL is clean), and selects a NAD of that type.
-    fn bad_plugin(&mut self, body: &str) -> Send {
+    fn bad_plugin(&mut self, body: &str) -> Request {
         let name = format!("bad{}", self.b.seq);
         let script = format!(
             "#!/bin/sh\nif [ \"$CNI_COMMAND\" != ADD ]; then exit 0; fi\ncat >/dev/null\n{body}\n"
@@ -151,7 +151,7 @@ impl Ctx<'_> {
         self.plugin_nad(&name)
     }
 
-    fn grpc(&self, f: impl FnOnce(&mut CniRequest)) -> Send {
+    fn grpc(&self, f: impl FnOnce(&mut CniRequest)) -> Request {
         let inv = self.inv();
         let mut req = CniRequest {
             protocol_version: multus_proto::PROTOCOL_VERSION,
@@ -168,7 +168,7 @@ impl Ctx<'_> {
             config: inv.stdin.clone(),
         };
         f(&mut req);
-        Send::Grpc(req)
+        Request::Grpc(req)
     }
 }
 
@@ -546,7 +546,7 @@ fn cases() -> Vec<Case> {
             names: "tryLoadK8sPodDefaultNetwork",
             make: |c| {
                 c.annotations.insert(DEFAULT_NETWORK.into(), "a/b/c".into());
-                Send::Shim(c.inv())
+                Request::Shim(c.inv())
             },
         },
         Case {
@@ -785,10 +785,10 @@ impl Bench {
         );
     }
 
-    fn send(&self, send: Send) -> Answer {
-        match send {
-            Send::Shim(inv) => from_shim(&inv.run().unwrap()),
-            Send::Grpc(req) => self.grpc_add(req),
+    fn send(&self, request: Request) -> Answer {
+        match request {
+            Request::Shim(inv) => from_shim(&inv.run().unwrap()),
+            Request::Grpc(req) => self.grpc_add(req),
         }
     }
 
@@ -984,11 +984,11 @@ fn every_bad_input_is_a_clear_error_and_leaves_nothing() {
             cid: format!("bad0{:04}", b.seq),
             annotations: BTreeMap::new(),
         };
-        let send = (case.make)(&mut ctx);
+        let request = (case.make)(&mut ctx);
         let (pod, annotations) = (ctx.pod.clone(), ctx.annotations.clone());
         b.put_pod(&pod, &annotations);
         let started = Instant::now();
-        let answer = b.send(send);
+        let answer = b.send(request);
         let took = started.elapsed();
         eprintln!(
             "{:<50} {:>6} ms  code {:?}: {}",
