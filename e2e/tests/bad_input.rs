@@ -664,7 +664,7 @@ fn cases() -> Vec<Case> {
             name: "plugin hangs",
             code: 999,
             names: "did not finish within 4s",
-            make: |c| c.bad_plugin("sleep 60"),
+            make: |c| c.bad_plugin("exec sleep 60"),
         },
         Case {
             name: "plugin forks a child that keeps stdout open",
