@@ -4,6 +4,11 @@
 #
 #   docker build -t ghcr.io/multus-rs/multus-rs:0.1.0 .
 #
+# Without docker (CI; no registry needed): build the binaries as the build stage does, then
+#   cargo run -p multus-e2e --bin build-image -- --bins <dir with the four binaries> --out <oci dir>
+# writes the same final stage as an OCI image layout; it reads this file's final stage (COPY,
+# ENV, USER, LABEL, ENTRYPOINT, CMD) and refuses any instruction there it cannot reproduce.
+#
 # The container runs as root, on purpose: the daemon enters pod network namespaces (setns needs
 # CAP_SYS_ADMIN in the owning user namespace, the host's), execs delegate plugins that configure
 # host links and write root-owned host state (/var/lib/cni, /run/netns), chroots into the host root,
@@ -52,6 +57,10 @@ LABEL org.opencontainers.image.title="multus-rs" \
       org.opencontainers.image.source="https://github.com/multus-rs/multus-rs"
 # Upstream's layout: install_multus -t thick copies multus-shim and passthru to the host.
 COPY --from=build /out/multus-daemon /out/multus-shim /out/passthru /out/install_multus /usr/src/multus-cni/bin/
-ENV PATH=/usr/src/multus-cni/bin:/usr/local/bin:/usr/bin:/bin
+# sbin too: delegates run without chrootDir find iptables, nft and ip there (the daemon appends
+# the same directories to a delegate's PATH when missing).
+ENV PATH=/usr/src/multus-cni/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+# Root by number: resolving a name would need /etc/passwd, which the image does not need.
+USER 0:0
 ENTRYPOINT ["/usr/src/multus-cni/bin/multus-daemon"]
 CMD ["--config", "/etc/cni/net.d/multus.d/daemon-config.json"]

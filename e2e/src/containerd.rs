@@ -219,6 +219,27 @@ impl Containerd {
         fs::read_to_string(self.dir.path().join("containerd.log")).unwrap_or_default()
     }
 
+    /// The CNI conf dir containerd's CRI plugin loads (and watches).
+    pub fn cni_conf_dir(&self) -> PathBuf {
+        self.dir.path().join("net.d")
+    }
+
+    /// The CNI bin dir containerd's CRI plugin runs plugins from.
+    pub fn cni_bin_dir(&self) -> PathBuf {
+        self.dir.path().join("bin")
+    }
+
+    /// A CRI client, for calls this fixture has no helper for; run them with
+    /// [`Containerd::block_on`].
+    pub fn client(&self) -> RuntimeServiceClient<Channel> {
+        self.client.clone()
+    }
+
+    /// Runs `future` (a CRI call) on the fixture's runtime.
+    pub fn block_on<F: std::future::Future>(&self, future: F) -> F::Output {
+        self.rt.block_on(future)
+    }
+
     /// Where the CRI plugin creates the sandboxes' network namespaces.
     pub fn netns_dir(&self) -> PathBuf {
         self.dir.path().join(NETNS_DIR)

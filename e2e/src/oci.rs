@@ -1,7 +1,10 @@
 //! OCI images written by the suite itself, so no registry and no image builder is needed: an
 //! OCI image layout (`oci-layout`, `index.json`, content-addressed manifest, config and one
-//! gzipped tar layer) packed as the tar archive `ctr images import` reads.
+//! gzipped tar layer), as a directory or packed as the tar archive `ctr images import` (and
+//! `docker load`, `podman load`) reads. The output is reproducible: every timestamp is 0 and
+//! entries are sorted, so the same inputs give the same digests.
 use std::{
+    collections::BTreeMap,
     fs,
     io::Write,
     path::{Path, PathBuf},
@@ -26,12 +29,16 @@ pub struct ImageFile {
 }
 
 /// What an image is made of: its reference (the `org.opencontainers.image.ref.name` the import
-/// names it by), its entrypoint and the files of its one layer.
-#[derive(Debug, Clone)]
+/// names it by), its config (entrypoint, cmd, env, user, labels) and the files of its one layer.
+#[derive(Debug, Clone, Default)]
 pub struct ImageSpec {
     pub reference: String,
     pub entrypoint: Vec<String>,
+    pub cmd: Vec<String>,
     pub env: Vec<String>,
+    /// `uid[:gid]`; numeric, so no `/etc/passwd` is needed to resolve it.
+    pub user: Option<String>,
+    pub labels: BTreeMap<String, String>,
     pub files: Vec<ImageFile>,
 }
 
@@ -52,6 +59,7 @@ pub fn pause_image(reference: &str) -> ImageSpec {
             dest: "bin/busybox".into(),
             mode: 0o755,
         }],
+        ..ImageSpec::default()
     }
 }
 
@@ -78,47 +86,101 @@ fn sha256(bytes: &[u8]) -> String {
     format!("sha256:{:x}", Sha256::digest(bytes))
 }
 
-/// Writes `spec` as an OCI image layout archive at `out`.
-pub fn write_archive(spec: &ImageSpec, out: &Path) -> Result<()> {
+/// An image as the blobs of an OCI layout: `(path in the layout, bytes)` of `oci-layout`,
+/// `index.json` and every blob, and the manifest's digest.
+pub struct Layout {
+    pub entries: Vec<(String, Vec<u8>)>,
+    pub manifest_digest: String,
+    /// Size of the compressed layer (what a pull transfers).
+    pub layer_size: usize,
+}
+
+/// Builds the layout of `spec`.
+pub fn layout(spec: &ImageSpec) -> Result<Layout> {
     let layer_tar = layer(&spec.files)?;
     let diff_id = sha256(&layer_tar);
-    let mut gz = GzEncoder::new(Vec::new(), Compression::fast());
+    let mut gz = GzEncoder::new(Vec::new(), Compression::default());
     gz.write_all(&layer_tar)?;
     let layer = Blob::new(LAYER, gz.finish()?);
+    let mut config = json!({"Entrypoint": spec.entrypoint, "Env": spec.env});
+    if !spec.cmd.is_empty() {
+        config["Cmd"] = json!(spec.cmd);
+    }
+    if let Some(user) = &spec.user {
+        config["User"] = json!(user);
+    }
+    if !spec.labels.is_empty() {
+        config["Labels"] = json!(spec.labels);
+    }
     let config = Blob::new(
         CONFIG,
         serde_json::to_vec(&json!({
             "architecture": oci_arch(), "os": "linux",
-            "config": {"Entrypoint": spec.entrypoint, "Env": spec.env},
+            "config": config,
             "rootfs": {"type": "layers", "diff_ids": [diff_id]},
         }))?,
     );
-    let manifest = Blob::new(
-        MANIFEST,
-        serde_json::to_vec(&json!({
-            "schemaVersion": 2, "mediaType": MANIFEST,
-            "config": config.descriptor, "layers": [layer.descriptor],
-        }))?,
-    );
+    let mut manifest = json!({
+        "schemaVersion": 2, "mediaType": MANIFEST,
+        "config": config.descriptor, "layers": [layer.descriptor],
+    });
+    if !spec.labels.is_empty() {
+        manifest["annotations"] = json!(spec.labels);
+    }
+    let manifest = Blob::new(MANIFEST, serde_json::to_vec(&manifest)?);
     let mut entry = manifest.descriptor.clone();
     entry["annotations"] = json!({"org.opencontainers.image.ref.name": spec.reference});
     entry["platform"] = json!({"architecture": oci_arch(), "os": "linux"});
     let index = serde_json::to_vec(&json!({"schemaVersion": 2, "manifests": [entry]}))?;
+    let manifest_digest = manifest.descriptor["digest"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let layer_size = layer.bytes.len();
+    let mut entries = vec![
+        (
+            "oci-layout".to_owned(),
+            br#"{"imageLayoutVersion":"1.0.0"}"#.to_vec(),
+        ),
+        ("index.json".to_owned(), index),
+    ];
+    for blob in [layer, config, manifest] {
+        entries.push((blob.path(), blob.bytes));
+    }
+    Ok(Layout {
+        entries,
+        manifest_digest,
+        layer_size,
+    })
+}
 
+/// Writes `spec` as an OCI image layout archive at `out`.
+pub fn write_archive(spec: &ImageSpec, out: &Path) -> Result<()> {
+    let layout = layout(spec)?;
     let file = fs::File::create(out).with_context(|| format!("creating {}", out.display()))?;
     let mut archive = tar::Builder::new(file);
-    append(
-        &mut archive,
-        "oci-layout",
-        br#"{"imageLayoutVersion":"1.0.0"}"#,
-        0o644,
-    )?;
-    append(&mut archive, "index.json", &index, 0o644)?;
-    for blob in [&layer, &config, &manifest] {
-        append(&mut archive, &blob.path(), &blob.bytes, 0o644)?;
+    for (path, bytes) in &layout.entries {
+        append(&mut archive, path, bytes, 0o644)?;
     }
     archive.into_inner()?.sync_all()?;
     Ok(())
+}
+
+/// Writes `spec` as an OCI image layout directory at `out` (created; an existing layout there
+/// is replaced).
+pub fn write_dir(spec: &ImageSpec, out: &Path) -> Result<Layout> {
+    let layout = layout(spec)?;
+    if out.join("oci-layout").exists() {
+        fs::remove_dir_all(out).with_context(|| format!("replacing {}", out.display()))?;
+    }
+    for (path, bytes) in &layout.entries {
+        let dest = out.join(path);
+        if let Some(parent) = dest.parent() {
+            fs::create_dir_all(parent)?;
+        }
+        fs::write(&dest, bytes).with_context(|| format!("writing {}", dest.display()))?;
+    }
+    Ok(layout)
 }
 
 /// The layer: every parent directory of the files, then the files, owned by root.
@@ -137,6 +199,8 @@ fn layer(files: &[ImageFile]) -> Result<Vec<u8>> {
         header.set_size(0);
         tar.append_data(&mut header, format!("{dir}/"), std::io::empty())?;
     }
+    let mut files: Vec<&ImageFile> = files.iter().collect();
+    files.sort_by(|a, b| a.dest.cmp(&b.dest));
     for f in files {
         let bytes =
             fs::read(&f.source).with_context(|| format!("reading {}", f.source.display()))?;
@@ -209,6 +273,7 @@ mod tests {
                 dest: "bin/hello".into(),
                 mode: 0o755,
             }],
+            ..ImageSpec::default()
         };
         let out = dir.path().join("img.tar");
         write_archive(&spec, &out).unwrap();
