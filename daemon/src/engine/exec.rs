@@ -26,6 +26,7 @@ use super::error::CniCode;
 use crate::config::Config;
 use crate::metrics::Metrics;
 
+mod chroot_path;
 mod environment;
 
 /// The most a plugin may print on stdout: a CNI result is a few KiB; a plugin writing more is
@@ -419,7 +420,11 @@ fn find_in(bin_dir: &str, chroot: Option<&Path>, plugin: &str) -> Result<PathBuf
     let mut not_executable = None;
     for dir in bin_dir.split(':').filter(|d| !d.is_empty()) {
         let path = Path::new(dir).join(plugin);
-        let Ok(meta) = std::fs::metadata(host_path(chroot, &path)) else {
+        let meta = match chroot {
+            Some(root) => chroot_path::metadata_in(root, &path),
+            None => std::fs::metadata(&path).ok(),
+        };
+        let Some(meta) = meta else {
             continue;
         };
         if !meta.is_file() {
@@ -443,14 +448,6 @@ fn find_in(bin_dir: &str, chroot: Option<&Path>, plugin: &str) -> Result<PathBuf
             bin_dir: bin_dir.to_owned(),
         },
     })
-}
-
-/// Where `path` (as the plugin sees it) is in the daemon's filesystem.
-fn host_path(chroot: Option<&Path>, path: &Path) -> PathBuf {
-    match chroot {
-        Some(root) => root.join(path.strip_prefix("/").unwrap_or(path)),
-        None => path.to_owned(),
-    }
 }
 
 /// The `outcome` label of an exec for the metrics.
