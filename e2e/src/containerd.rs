@@ -151,6 +151,23 @@ impl Containerd {
     /// "node" (a bridge called directly). Only the network namespace changes (`nsenter --net`),
     /// so the sandboxes' namespace mounts stay visible to this process.
     pub fn start_in(cni: &CniSetup, netns: Option<&crate::netns::Netns>) -> Result<Self> {
+        Self::start_with(cni, netns, false)
+    }
+
+    /// containerd as a node runs it for a DaemonSet with `HostToContainer` mounts of host paths
+    /// (e.g. the host root): in `netns`, and in a mount namespace of its own whose `/` is a shared
+    /// mount, as systemd makes it on a real node (CRI refuses such a mount of a private `/`, and
+    /// this machine's is private; the machine's own mounts are not changed). The sandboxes'
+    /// namespace mounts still reach this process: the netns dir is shared before the copy.
+    pub fn start_node(cni: &CniSetup, netns: &crate::netns::Netns) -> Result<Self> {
+        Self::start_with(cni, Some(netns), true)
+    }
+
+    fn start_with(
+        cni: &CniSetup,
+        netns: Option<&crate::netns::Netns>,
+        shared_root: bool,
+    ) -> Result<Self> {
         require_tools()?;
         let dir = tempfile::Builder::new().prefix("multus-ctrd-").tempdir()?;
         for d in ["root", "state", "net.d", "bin", "pods", "opt"] {
@@ -166,14 +183,7 @@ impl Containerd {
         let config = dir.path().join("config.toml");
         fs::write(&config, config_toml(dir.path()))?;
         let log = fs::File::create(dir.path().join("containerd.log"))?;
-        let mut cmd = match netns {
-            Some(ns) => {
-                let mut c = Command::new("nsenter");
-                c.arg(format!("--net={}", ns.path())).arg("containerd");
-                c
-            }
-            None => Command::new("containerd"),
-        };
+        let mut cmd = command(netns, shared_root);
         cmd.arg("--config")
             .arg(&config)
             .stdin(Stdio::null())
@@ -515,6 +525,34 @@ impl Containerd {
         let _ = child.kill();
         let _ = child.wait();
     }
+}
+
+/// `containerd`, behind `nsenter --net` for `netns` and `unshare --mount` with `/` made shared
+/// for `shared_root`. Each step execs the next, so the child's PID is containerd's.
+fn command(netns: Option<&crate::netns::Netns>, shared_root: bool) -> Command {
+    let mut argv: Vec<String> = Vec::new();
+    if let Some(ns) = netns {
+        argv.extend(["nsenter".into(), format!("--net={}", ns.path())]);
+    }
+    if shared_root {
+        argv.extend(
+            [
+                "unshare",
+                "--mount",
+                "--propagation",
+                "unchanged",
+                "sh",
+                "-c",
+                r#"mount --make-shared / && exec "$@""#,
+                "containerd-node",
+            ]
+            .map(String::from),
+        );
+    }
+    argv.push("containerd".into());
+    let mut cmd = Command::new(&argv[0]);
+    cmd.args(&argv[1..]);
+    cmd
 }
 
 /// Bind-mounts `dir` onto itself and marks it shared, so namespace mounts made in it later

@@ -25,10 +25,11 @@ use serde_json::{Value, json};
 /// The Kubernetes version the cluster reports (the chart needs >= 1.25).
 const KUBE_VERSION: (&str, &str) = ("1", "31");
 
-/// The Python driver: one `Install` with release storage in memory, printing the release.
+/// The Python driver: one `Install`, printing the release. (Release storage is chosen by
+/// `HELM_DRIVER`, which the Go runtime reads from the process's initial environment: it is set
+/// on the command, not from Python.)
 const DRIVER: &str = r#"
-import asyncio, json, os, sys
-os.environ["HELM_DRIVER"] = "memory"
+import asyncio, json, sys
 import helm_sdkpy as helm
 chart, kubeconfig, namespace, release, values_file = sys.argv[1:6]
 with open(values_file) as f:
@@ -97,6 +98,8 @@ pub fn install(release: &str, namespace: &str, values: &Value) -> Result<Rendere
         .arg(release)
         .arg(&values_file)
         .env("PYTHONPATH", &lib)
+        // The release record in memory, not as a Secret in the cluster.
+        .env("HELM_DRIVER", "memory")
         .env("HELM_CACHE_HOME", home("cache"))
         .env("HELM_CONFIG_HOME", home("config"))
         .env("HELM_DATA_HOME", home("data"))

@@ -123,6 +123,10 @@ pub fn plan(containerd: &Containerd, daemonset: &Value, node: &Node) -> Result<P
         &format!("uid-{pod_name}"),
         &annotations(template),
     );
+    if spec["hostNetwork"].as_bool() == Some(true) {
+        // The kubelet sets no hostname for a host-network pod: it has the node's UTS namespace.
+        sandbox.hostname.clear();
+    }
     sandbox.linux = Some(cri::LinuxPodSandboxConfig {
         security_context: Some(cri::LinuxSandboxSecurityContext {
             namespace_options: Some(namespaces.clone()),

@@ -99,7 +99,7 @@ pub struct Layout {
 pub fn layout(spec: &ImageSpec) -> Result<Layout> {
     let layer_tar = layer(&spec.files)?;
     let diff_id = sha256(&layer_tar);
-    let mut gz = GzEncoder::new(Vec::new(), Compression::default());
+    let mut gz = GzEncoder::new(Vec::new(), Compression::fast());
     gz.write_all(&layer_tar)?;
     let layer = Blob::new(LAYER, gz.finish()?);
     let mut config = json!({"Entrypoint": spec.entrypoint, "Env": spec.env});
@@ -155,32 +155,45 @@ pub fn layout(spec: &ImageSpec) -> Result<Layout> {
 }
 
 /// Writes `spec` as an OCI image layout archive at `out`.
-pub fn write_archive(spec: &ImageSpec, out: &Path) -> Result<()> {
+pub fn write_archive(spec: &ImageSpec, out: &Path) -> Result<Layout> {
     let layout = layout(spec)?;
-    let file = fs::File::create(out).with_context(|| format!("creating {}", out.display()))?;
-    let mut archive = tar::Builder::new(file);
-    for (path, bytes) in &layout.entries {
-        append(&mut archive, path, bytes, 0o644)?;
-    }
-    archive.into_inner()?.sync_all()?;
-    Ok(())
+    layout.write_archive(out)?;
+    Ok(layout)
 }
 
-/// Writes `spec` as an OCI image layout directory at `out` (created; an existing layout there
-/// is replaced).
+/// Writes `spec` as an OCI image layout directory at `out`.
 pub fn write_dir(spec: &ImageSpec, out: &Path) -> Result<Layout> {
     let layout = layout(spec)?;
-    if out.join("oci-layout").exists() {
-        fs::remove_dir_all(out).with_context(|| format!("replacing {}", out.display()))?;
-    }
-    for (path, bytes) in &layout.entries {
-        let dest = out.join(path);
-        if let Some(parent) = dest.parent() {
-            fs::create_dir_all(parent)?;
-        }
-        fs::write(&dest, bytes).with_context(|| format!("writing {}", dest.display()))?;
-    }
+    layout.write_dir(out)?;
     Ok(layout)
+}
+
+impl Layout {
+    /// The layout as one tar archive at `out`.
+    pub fn write_archive(&self, out: &Path) -> Result<()> {
+        let file = fs::File::create(out).with_context(|| format!("creating {}", out.display()))?;
+        let mut archive = tar::Builder::new(file);
+        for (path, bytes) in &self.entries {
+            append(&mut archive, path, bytes, 0o644)?;
+        }
+        archive.into_inner()?.sync_all()?;
+        Ok(())
+    }
+
+    /// The layout as a directory at `out` (created; a layout already there is replaced).
+    pub fn write_dir(&self, out: &Path) -> Result<()> {
+        if out.join("oci-layout").exists() {
+            fs::remove_dir_all(out).with_context(|| format!("replacing {}", out.display()))?;
+        }
+        for (path, bytes) in &self.entries {
+            let dest = out.join(path);
+            if let Some(parent) = dest.parent() {
+                fs::create_dir_all(parent)?;
+            }
+            fs::write(&dest, bytes).with_context(|| format!("writing {}", dest.display()))?;
+        }
+        Ok(())
+    }
 }
 
 /// The layer: every parent directory of the files, then the files, owned by root.
@@ -244,6 +257,34 @@ fn oci_arch() -> &'static str {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn same_inputs_give_the_same_digests() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("f");
+        fs::write(&src, b"bytes").unwrap();
+        let spec = |reference: &str| ImageSpec {
+            reference: reference.into(),
+            entrypoint: vec!["/f".into()],
+            user: Some("0:0".into()),
+            labels: BTreeMap::from([("k".to_string(), "v".to_string())]),
+            files: vec![ImageFile {
+                source: src.clone(),
+                dest: "f".into(),
+                mode: 0o755,
+            }],
+            ..ImageSpec::default()
+        };
+        let a = layout(&spec("x:1")).unwrap();
+        let b = layout(&spec("x:1")).unwrap();
+        assert_eq!(a.manifest_digest, b.manifest_digest);
+        assert_eq!(a.entries, b.entries);
+        // The reference is the index's, not part of the image.
+        assert_eq!(
+            layout(&spec("y:2")).unwrap().manifest_digest,
+            a.manifest_digest
+        );
+    }
 
     #[test]
     fn parents_of_a_nested_path() {

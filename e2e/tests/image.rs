@@ -213,10 +213,6 @@ fn image_layout_has_the_dockerfile_config_the_binaries_and_their_c_library() {
             "{f} is not part of what distroless/cc provides"
         );
     }
-    // Reproducible: the same inputs give the same digests.
-    let again = oci::write_dir(&spec, &dir.path().join("oci2")).unwrap();
-    assert_eq!(first.manifest_digest, again.manifest_digest);
-
     let list = image::file_list(&spec).unwrap();
     let total: u64 = list.iter().map(|(_, n)| n).sum();
     eprintln!("image {reference} from {}:", image_bins().display());
@@ -265,7 +261,7 @@ fn node() -> Node {
         )],
         plugins,
     };
-    let containerd = Containerd::start_in(&cni, Some(&node)).unwrap_or_else(|e| panic!("{e:#}"));
+    let containerd = Containerd::start_node(&cni, &node).unwrap_or_else(|e| panic!("{e:#}"));
     Node {
         containerd,
         layout,

@@ -62,19 +62,15 @@ fn run() -> Result<()> {
         None => image::default_reference(&stage)?,
     };
     let spec = image::spec(&stage, &bins, &reference)?;
-    let mut layout = None;
+    let layout = oci::layout(&spec)?;
     if let Some(out) = &args.out {
-        layout = Some(oci::write_dir(&spec, out)?);
+        layout.write_dir(out)?;
         println!("layout:   {}", out.display());
     }
     if let Some(archive) = &args.archive {
-        oci::write_archive(&spec, archive)?;
+        layout.write_archive(archive)?;
         println!("archive:  {}", archive.display());
     }
-    let layout = match layout {
-        Some(l) => l,
-        None => oci::layout(&spec)?,
-    };
     println!("image:    {reference}");
     println!("manifest: {}", layout.manifest_digest);
     let files = image::file_list(&spec)?;
