@@ -68,7 +68,7 @@ fn parse(data: &[u8]) -> object::read::Result<Needs> {
     let dynamic = header.sections(endian, data)?.dynamic_table(endian, data)?;
     let mut needed = Vec::new();
     for entry in &dynamic {
-        if entry.tag == i64::from(DT_NEEDED) {
+        if entry.tag == DT_NEEDED {
             needed.push(String::from_utf8_lossy(dynamic.string(entry)?).into_owned());
         }
     }
@@ -200,7 +200,8 @@ mod tests {
     #[test]
     fn a_missing_library_names_the_binary_and_the_library() {
         let me = std::env::current_exe().unwrap();
-        let err = runtime_files(&[me.clone()], &[PathBuf::from("/nonexistent")]).unwrap_err();
+        let err =
+            runtime_files(std::slice::from_ref(&me), &[PathBuf::from("/nonexistent")]).unwrap_err();
         assert!(
             matches!(&err, ElfError::NotFound { path, .. } if *path == me),
             "{err}"
