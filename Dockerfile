@@ -33,16 +33,11 @@ ENV MULTUS_GIT_COMMIT="${REVISION:-unknown commit}" \
     MULTUS_RELEASE_STATUS=${RELEASE_STATUS} \
     MULTUS_BUILD_DATE="${BUILD_DATE:-unknown date}"
 # protobuf is compiled by build.rs with protox: no system protoc needed.
-# The daemon and install_multus run in this image. The shim and passthru run on the HOST
-# (install_multus copies them into the host's CNI bin dir), whose C library may be older than
-# bookworm's: they are linked statically (they use no NSS), for the build machine's architecture.
+# e2e/build-release-bins is the recipe (the daemon dynamically linked, the shim and passthru
+# static for the host), shared with CI's docker-free image build so the two cannot differ.
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
-    cargo build --release --locked -p multus-daemon \
- && triple="$(uname -m)-unknown-linux-gnu" \
- && RUSTFLAGS="-C target-feature=+crt-static" cargo build --release --locked -p multus-shim -p multus-passthru --target "$triple" \
- && mkdir -p /out \
- && cp target/release/multus-daemon target/release/install_multus "target/$triple/release/multus-shim" "target/$triple/release/passthru" /out/
+    e2e/build-release-bins /out
 
 # distroless/cc: glibc and libgcc only, no shell or package manager (the probes use
 # install_multus, not a shell). The default (root) variant, see above.

@@ -52,15 +52,18 @@ fn yaml_file(path: &Path) -> Value {
     serde_yaml_ng::from_str(&fs::read_to_string(path).unwrap()).unwrap()
 }
 
-/// The Dockerfile's build stage copies exactly the files the final stage takes from `/out/`.
-fn build_stage_outputs(dockerfile: &str) -> BTreeSet<String> {
-    let cp = dockerfile
+/// The files the release recipe (`e2e/build-release-bins`, the Dockerfile's build stage)
+/// copies into its output directory.
+fn recipe_outputs() -> BTreeSet<String> {
+    let script = multus_e2e::bins::workspace_root().join("e2e/build-release-bins");
+    let text = fs::read_to_string(&script).unwrap();
+    let cp = text
         .lines()
         .map(str::trim)
-        .find(|l| l.starts_with("&& cp ") && l.ends_with("/out/"))
-        .expect("the build stage's `cp ... /out/` line");
+        .find(|l| l.starts_with("cp ") && l.ends_with("\"$out/\""))
+        .expect("the recipe's `cp ... \"$out/\"` line");
     cp.split_whitespace()
-        .filter(|w| !w.starts_with('&') && *w != "cp" && *w != "/out/")
+        .filter(|w| *w != "cp" && *w != "\"$out/\"")
         .map(|w| {
             Path::new(w.trim_matches('"'))
                 .file_name()
@@ -88,8 +91,13 @@ fn dockerfile_final_stage_is_what_the_writer_reads_and_the_chart_expects() {
             "upstream's path"
         );
     }
+    // The build stage runs the recipe CI runs, into the /out/ the final stage copies from.
     let text = fs::read_to_string(image::dockerfile_path()).unwrap();
-    assert_eq!(build_stage_outputs(&text), expected, "build stage vs COPY");
+    assert!(
+        text.contains("    e2e/build-release-bins /out\n"),
+        "the build stage's RUN"
+    );
+    assert_eq!(recipe_outputs(), expected, "recipe vs COPY");
     let path = stage.env_var("PATH").unwrap();
     for dir in [
         "/usr/local/sbin",
@@ -136,6 +144,47 @@ fn dockerfile_final_stage_is_what_the_writer_reads_and_the_chart_expects() {
             "label {label}"
         );
     }
+}
+
+#[test]
+fn helm_renders_the_chart_with_test_values_and_reports_its_failures() {
+    let values =
+        json!({"hostPaths": {"socketDir": "/tmp/x-sock"}, "daemonConfig": {"logLevel": "debug"}});
+    let rendered = helm::install("multus-rs", "kube-system", &values).unwrap();
+    let kinds: BTreeSet<&str> = rendered
+        .objects
+        .iter()
+        .filter_map(|o| o["kind"].as_str())
+        .collect();
+    for kind in [
+        "CustomResourceDefinition",
+        "ConfigMap",
+        "DaemonSet",
+        "ClusterRole",
+        "ServiceAccount",
+    ] {
+        assert!(kinds.contains(kind), "{kind} in {kinds:?}");
+    }
+    let ds = rendered.one("DaemonSet").unwrap();
+    assert_eq!(ds["metadata"]["namespace"], "kube-system");
+    let socket = ds["spec"]["template"]["spec"]["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == "socket-dir")
+        .unwrap();
+    assert_eq!(socket["hostPath"]["path"], "/tmp/x-sock");
+    let cm = rendered.config_map("multus-rs-daemon-config").unwrap();
+    let config: Value =
+        serde_json::from_str(cm["data"]["daemon-config.json"].as_str().unwrap()).unwrap();
+    assert_eq!(config["logLevel"], "debug");
+    assert_eq!(config["daemonSocketDir"], "/tmp/x-sock");
+
+    // A template's `fail` is Helm's error, and reaches the caller.
+    let err = helm::install("multus-rs", "kube-system", &json!({"hostPID": false}))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("set hostPID: true"), "{err}");
 }
 
 /// Reads a layout directory back: the image config and the layer's entries (path -> mode, size).
