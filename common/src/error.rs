@@ -64,16 +64,19 @@ impl CniError {
     }
 
     /// Encodes the error for the `details` of a gRPC status (see `multus.cni.v1.CniError`).
+    #[cfg(feature = "proto")]
     pub fn to_wire(&self) -> Vec<u8> {
         multus_proto::encode(&multus_proto::v1::CniError::from(self))
     }
 
     /// Decodes the `details` of a gRPC status written by [`CniError::to_wire`].
+    #[cfg(feature = "proto")]
     pub fn from_wire(bytes: &[u8]) -> Option<Self> {
         multus_proto::decode::<multus_proto::v1::CniError>(bytes).map(Self::from)
     }
 }
 
+#[cfg(feature = "proto")]
 impl From<multus_proto::v1::CniError> for CniError {
     fn from(e: multus_proto::v1::CniError) -> Self {
         Self {
@@ -84,6 +87,7 @@ impl From<multus_proto::v1::CniError> for CniError {
     }
 }
 
+#[cfg(feature = "proto")]
 impl From<&CniError> for multus_proto::v1::CniError {
     fn from(e: &CniError) -> Self {
         Self {
