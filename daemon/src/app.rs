@@ -60,6 +60,7 @@ pub struct App {
     layers: Layers,
     http: HttpApi,
     metrics_task: Option<AbortHandle>,
+    background: Vec<AbortHandle>,
     config_writer: Option<Arc<ConfigWriter>>,
 }
 
@@ -73,6 +74,27 @@ impl App {
         let engine = Arc::new(
             Engine::new(Arc::clone(&config), source, devices)?.with_metrics(metrics.clone()),
         );
+        let readiness = engine.readiness();
+        // The indicator file's inotify watch and the startup sync's log line; both end with
+        // the process (or at `run`'s end).
+        let mut background: Vec<AbortHandle> = readiness.watch().into_iter().collect();
+        background.push(
+            tokio::spawn(async move { readiness.log_startup_sync().await }).abort_handle(),
+        );
+        if config.reconcile_interval_seconds > 0 {
+            let every = Duration::from_secs(config.reconcile_interval_seconds);
+            tracing::info!(
+                interval_seconds = every.as_secs(),
+                collect = config.reconcile_collect,
+                "stale-state reconcile enabled"
+            );
+            let run = crate::engine::reconcile::every(
+                Arc::clone(&engine),
+                every,
+                config.reconcile_collect,
+            );
+            background.push(tokio::spawn(run).abort_handle());
+        }
         let metrics_task = match config.metrics_port {
             Some(port) => {
                 let l = listener::bind(config.metrics_bind_address, port).await?;
@@ -102,6 +124,7 @@ impl App {
             layers,
             http,
             metrics_task,
+            background,
             config_writer: None,
         })
     }
@@ -125,6 +148,7 @@ impl App {
             layers,
             http,
             metrics_task,
+            background,
             config_writer,
         } = self;
         let cni = CniService::new(engine);
@@ -148,6 +172,9 @@ impl App {
         }
         drop(socket);
         if let Some(task) = metrics_task {
+            task.abort();
+        }
+        for task in background {
             task.abort();
         }
         tracing::info!("multus-daemon stopped");
@@ -195,4 +222,36 @@ async fn inner_source(config: &Config) -> Result<Sources, AppError> {
     let kube = KubeSource::connect(settings).await?;
     let devices = Arc::new(KubeletWithDra::new(kubelet, kube.dra()));
     Ok((Arc::new(kube), "kubernetes", devices))
+}
+
+/// `multus-daemon --reconcile-once [--collect]`: one reconcile over this node's `cniDir` and
+/// device-info copies, each stale entry printed as a line on stdout, then the counts. Needs no
+/// cluster connection; collection runs the delegates' DEL as GC does. Returns whether every
+/// collection succeeded.
+pub async fn reconcile_once(config: Config, collect: bool) -> Result<bool, AppError> {
+    let config = Arc::new(config);
+    let devices = Arc::new(Kubelet::from_config(&config));
+    let engine = Engine::new(
+        Arc::clone(&config),
+        Arc::new(crate::source::offline::Offline),
+        devices,
+    )?;
+    let report = engine
+        .reconcile(collect, |stale, outcome| {
+            let done = match outcome {
+                crate::engine::reconcile::Outcome::Reported => "reported".to_owned(),
+                crate::engine::reconcile::Outcome::Collected => "collected".to_owned(),
+                crate::engine::reconcile::Outcome::Failed(e) => format!("not collected: {e}"),
+            };
+            println!(
+                "{kind}\t{path}\tcontainer={cid}\t{reason}\t{done}",
+                kind = stale.kind.label(),
+                path = stale.path.display(),
+                cid = stale.container_id.as_deref().unwrap_or("-"),
+                reason = stale.reason,
+            );
+        })
+        .await?;
+    println!("{}", report.summary());
+    Ok(report.failed == 0)
 }

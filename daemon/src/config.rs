@@ -120,6 +120,15 @@ pub struct Config {
     pub delegate_concurrency: u32,
     /// How long a request may wait for a delegate slot before it fails with code 11.
     pub admission_timeout_seconds: u64,
+    /// How long an ADD waits for the pod and NAD caches' first listing (after a daemon start)
+    /// before it fails with code 11; health is NOT_SERVING until they have synced.
+    pub cache_sync_timeout_seconds: u64,
+    /// How often the stale-state reconcile runs (records of containers whose network namespace
+    /// is gone and that the runtime no longer knows); 0, the default, never.
+    pub reconcile_interval_seconds: u64,
+    /// The reconcile also collects what it finds (tears stale records down as GC does, removes
+    /// the other files); off, the default, it only reports.
+    pub reconcile_collect: bool,
     /// How long one delegate plugin may run before it is killed.
     pub delegate_timeout_seconds: u64,
     /// How long one Kubernetes API call may take (pod/NAD GET, network-status PATCH).
@@ -274,6 +283,9 @@ impl Default for Config {
             network_status_dir: None,
             delegate_concurrency: 8,
             admission_timeout_seconds: 30,
+            cache_sync_timeout_seconds: 20,
+            reconcile_interval_seconds: 0,
+            reconcile_collect: false,
             delegate_timeout_seconds: 60,
             kube_api_timeout_seconds: 10,
             kube_api_retry_seconds: 30,

@@ -32,6 +32,7 @@ use crate::engine::{CniCall, Engine, HotplugCall, HotplugNetwork};
 use crate::layers::auth::{self, AuthPolicy};
 use crate::layers::{BoxFuture, Deadlines, timeout, trace};
 use crate::metrics::Metrics;
+use crate::readiness::Readiness;
 use crate::service;
 
 /// The largest request body read (upstream reads without a bound; a CNI config is a few KiB).
@@ -62,6 +63,21 @@ impl HttpApi {
         Arc::clone(&self.draining)
     }
 
+    /// What `/readyz` and gRPC health both answer from.
+    pub fn readiness(&self) -> Arc<Readiness> {
+        self.engine.readiness()
+    }
+
+    pub fn metrics(&self) -> Metrics {
+        self.metrics.clone()
+    }
+
+    /// `/readyz`: 200 while gRPC health is SERVING (caches synced, indicator file present, not
+    /// draining), else 500 as upstream answers during its drain.
+    fn ready(&self) -> bool {
+        !self.draining.load(Ordering::Relaxed) && self.engine.readiness().serving()
+    }
+
     async fn handle(&self, req: Request<Body>) -> Response<Body> {
         let peer = auth::peer(&req);
         if !self.policy.allows(peer) {
@@ -86,9 +102,7 @@ impl HttpApi {
         } else {
             match handler.as_str() {
                 "/healthz" => empty(StatusCode::OK),
-                "/readyz" if self.draining.load(Ordering::Relaxed) => {
-                    empty(StatusCode::INTERNAL_SERVER_ERROR)
-                }
+                "/readyz" if !self.ready() => empty(StatusCode::INTERNAL_SERVER_ERROR),
                 "/readyz" => empty(StatusCode::OK),
                 "/cni" => return self.cni(req).await,
                 "/delegate" => return self.delegate(req).await,

@@ -19,6 +19,7 @@ pub mod load;
 pub mod metrics;
 mod netns;
 mod otel;
+mod readiness;
 mod server;
 mod service;
 pub mod signal;

@@ -261,13 +261,30 @@ pub fn unimplemented_keys(c: &Config) -> Vec<(&'static str, &'static str)> {
     out
 }
 
+/// What the command line asks for (besides `-version`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Flags {
+    pub config: PathBuf,
+    /// `-reconcile-once`: one stale-state reconcile, a report on stdout, exit.
+    pub reconcile_once: bool,
+    /// `-collect` (with `-reconcile-once`): also collect what it finds.
+    pub collect: bool,
+}
+
 /// The daemon's flags in Go `flag` spellings (`-config x`, `--config=x`, `-version`,
-/// `-version=true`): the config file path, or `None` when `-version` is set. As Go's `flag`, every
-/// flag is parsed before `-version` is acted on (a bad flag after it is still a usage error), and
-/// parsing stops at `--` or the first argument that is not a flag.
-pub fn parse_flags(mut args: impl Iterator<Item = String>) -> Result<Option<PathBuf>, String> {
-    let mut config = PathBuf::from(constants::DEFAULT_DAEMON_CONFIG);
+/// `-version=true`, `-reconcile-once`, `-collect`): `None` when `-version` is set. As Go's
+/// `flag`, every flag is parsed before `-version` is acted on (a bad flag after it is still a
+/// usage error), and parsing stops at `--` or the first argument that is not a flag.
+pub fn parse_flags(mut args: impl Iterator<Item = String>) -> Result<Option<Flags>, String> {
+    let mut flags = Flags {
+        config: PathBuf::from(constants::DEFAULT_DAEMON_CONFIG),
+        reconcile_once: false,
+        collect: false,
+    };
     let mut version = false;
+    let boolean = |name: &str, v: &str| {
+        go_bool(v).ok_or_else(|| format!("invalid boolean value {v:?} for -{name}"))
+    };
     while let Some(arg) = args.next() {
         if arg == "--" || arg == "-" || !arg.starts_with('-') {
             break;
@@ -275,18 +292,22 @@ pub fn parse_flags(mut args: impl Iterator<Item = String>) -> Result<Option<Path
         let flag = arg.strip_prefix("--").unwrap_or(&arg[1..]);
         match flag.split_once('=') {
             None if flag == "version" => version = true,
-            Some(("version", v)) => {
-                version =
-                    go_bool(v).ok_or_else(|| format!("invalid boolean value {v:?} for -version"))?
-            }
+            Some(("version", v)) => version = boolean("version", v)?,
+            None if flag == "reconcile-once" => flags.reconcile_once = true,
+            Some(("reconcile-once", v)) => flags.reconcile_once = boolean("reconcile-once", v)?,
+            None if flag == "collect" => flags.collect = true,
+            Some(("collect", v)) => flags.collect = boolean("collect", v)?,
             None if flag == "config" => {
-                config = args.next().ok_or("flag needs an argument: -config")?.into()
+                flags.config = args.next().ok_or("flag needs an argument: -config")?.into()
             }
-            Some(("config", v)) => config = v.into(),
+            Some(("config", v)) => flags.config = v.into(),
             _ => return Err(format!("flag provided but not defined: {arg}")),
         }
     }
-    Ok((!version).then_some(config))
+    if flags.collect && !flags.reconcile_once {
+        return Err("-collect needs -reconcile-once".into());
+    }
+    Ok((!version).then_some(flags))
 }
 
 /// Go's `strconv.ParseBool`, which `flag` uses for `-name=value` of a bool flag.

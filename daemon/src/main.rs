@@ -16,8 +16,8 @@ fn fail(code: u8, e: impl std::fmt::Display) -> ExitCode {
 }
 
 fn main() -> ExitCode {
-    let config_path = match load::parse_flags(std::env::args().skip(1)) {
-        Ok(Some(path)) => path,
+    let flags = match load::parse_flags(std::env::args().skip(1)) {
+        Ok(Some(flags)) => flags,
         Ok(None) => {
             println!("multus-daemon: {}", build_info::version_string());
             return ExitCode::from(build_info::VERSION_EXIT_CODE);
@@ -25,10 +25,13 @@ fn main() -> ExitCode {
         Err(e) => {
             return fail(
                 2,
-                format!("{e}\nusage: multus-daemon [-config <path>] [-version]"),
+                format!(
+                    "{e}\nusage: multus-daemon [-config <path>] [-version] [-reconcile-once [-collect]]"
+                ),
             );
         }
     };
+    let config_path = flags.config.clone();
     let config = match load::load(&config_path, std::env::vars()) {
         Ok(c) => c,
         Err(e) => return fail(1, e),
@@ -63,6 +66,9 @@ fn main() -> ExitCode {
             Err(e) => return fail(1, e),
         }
     };
+    if flags.reconcile_once {
+        return reconcile_once(&runtime, config, flags.collect);
+    }
     // upstream reads the file again for the generator: which keys are present matters there.
     let writer = match ConfigWriter::plan(&config_path, &config, std::env::vars()) {
         Ok(w) => w,
@@ -113,4 +119,14 @@ fn serve(
         .await?;
         Ok(())
     })
+}
+
+/// `-reconcile-once`: the report on stdout; exit 0, or 3 when something could not be collected
+/// (or the scan failed).
+fn reconcile_once(runtime: &tokio::runtime::Runtime, config: Config, collect: bool) -> ExitCode {
+    match runtime.block_on(multus_daemon::app::reconcile_once(config, collect)) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(3),
+        Err(e) => fail(e.exit_code(), e),
+    }
 }

@@ -86,6 +86,23 @@ struct UpstreamRequest {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PathLabels {
+    path: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CacheLabels {
+    cache: String,
+}
+
+/// What a stale-state reconcile found: `own` record, upstream `scratch` record, `libcni_result`,
+/// `device_info` copy, quarantined `corrupt` record, leftover `temp` file.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabels {
+    kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct BuildLabels {
     version: String,
 }
@@ -115,6 +132,11 @@ struct Families {
     up_lookups: Family<PluginOutcome, Counter>,
     up_execs: Family<PluginCommandOutcome, Counter>,
     up_exec_duration: Histograms<PluginCommand>,
+    readiness_file: Family<PathLabels, Gauge>,
+    cache_synced: Family<CacheLabels, Gauge>,
+    stale: Family<KindLabels, Gauge>,
+    stale_collected: Family<KindLabels, Counter>,
+    reconciles: Family<OutcomeLabels, Counter>,
 }
 
 #[derive(Debug)]
@@ -165,6 +187,11 @@ impl Metrics {
             up_lookups: Family::default(),
             up_execs: Family::default(),
             up_exec_duration: Family::new_with_constructor(latency_buckets),
+            readiness_file: Family::default(),
+            cache_synced: Family::default(),
+            stale: Family::default(),
+            stale_collected: Family::default(),
+            reconciles: Family::default(),
         };
         let mut registry = Registry::default();
         register(&mut registry, &f);
@@ -324,6 +351,50 @@ impl Metrics {
         f.auth_rejections.get_or_create(&UidLabels { uid }).inc();
     }
 
+    /// The node's readiness as gauges: `multus_rs_cache_synced{cache}` and, when configured,
+    /// `multus_rs_readiness_indicator_file{path}` (1 present, 0 missing).
+    pub fn readiness(&self, r: &crate::readiness::Readiness) {
+        let Some(f) = self.f() else { return };
+        let synced = r.synced();
+        for (cache, done) in [("pods", synced.pods), ("nads", synced.nads)] {
+            f.cache_synced
+                .get_or_create(&CacheLabels {
+                    cache: cache.to_owned(),
+                })
+                .set(i64::from(done));
+        }
+        if let Some(i) = r.indicator() {
+            f.readiness_file
+                .get_or_create(&PathLabels {
+                    path: i.path().display().to_string(),
+                })
+                .set(i64::from(i.present()));
+        }
+    }
+
+    /// The outcome of one reconcile: what it found stale per kind (the gauge is replaced, so a
+    /// kind found no more drops to 0) and what it collected.
+    pub fn reconciled(&self, found: &[(&str, u64)], collected: &[(&str, u64)], ok: bool) {
+        let Some(f) = self.f() else { return };
+        let label = |kind: &str| KindLabels {
+            kind: kind.to_owned(),
+        };
+        for (kind, n) in found {
+            f.stale
+                .get_or_create(&label(kind))
+                .set(i64::try_from(*n).unwrap_or(i64::MAX));
+        }
+        for (kind, n) in collected {
+            f.stale_collected.get_or_create(&label(kind)).inc_by(*n);
+        }
+        let outcome = if ok { "success" } else { "error" };
+        f.reconciles
+            .get_or_create(&OutcomeLabels {
+                outcome: outcome.to_owned(),
+            })
+            .inc();
+    }
+
     /// The registry in the OpenMetrics text format.
     pub fn encode(&self) -> Result<String, std::fmt::Error> {
         let mut out = String::new();
@@ -395,6 +466,31 @@ fn register(r: &mut Registry, f: &Families) {
         "multus_rs_auth_rejections",
         "Socket callers refused by peer uid",
         f.auth_rejections.clone(),
+    );
+    r.register(
+        "multus_rs_readiness_indicator_file",
+        "Whether the readiness indicator file exists (1) or not (0); ADD fails with code 11 while it is missing",
+        f.readiness_file.clone(),
+    );
+    r.register(
+        "multus_rs_cache_synced",
+        "Whether the pod and NAD caches have synced (1); health is NOT_SERVING until both have",
+        f.cache_synced.clone(),
+    );
+    r.register(
+        "multus_rs_stale_entries",
+        "Stale state the last reconcile found by kind (records of containers that are gone)",
+        f.stale.clone(),
+    );
+    r.register(
+        "multus_rs_stale_collected",
+        "Stale state removed by reconciles, by kind",
+        f.stale_collected.clone(),
+    );
+    r.register(
+        "multus_rs_reconciles",
+        "Stale-state reconciles run, by outcome",
+        f.reconciles.clone(),
     );
     // Upstream Multus' names, so existing dashboards keep working.
     r.register(

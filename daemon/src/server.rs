@@ -3,12 +3,15 @@
 //! apart per connection, gRPC by its content type), the tower layer stack, and bounded graceful
 //! shutdown.
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use multus_proto::v1::cni_server::{Cni, CniServer};
 use tokio::net::UnixListener;
 
 use crate::http_api::{HttpApi, SplitLayer};
+use crate::metrics::Metrics;
+use crate::readiness::Readiness;
 use tokio_stream::wrappers::UnixListenerStream;
 
 /// How long in-flight requests may run on after a shutdown signal (upstream waits 10 s too).
@@ -24,8 +27,9 @@ pub enum ServerError {
 }
 
 /// Serves `cni` behind `layers` on `listener` until `shutdown` resolves, then stops accepting,
-/// lets in-flight requests finish for at most `grace`, and returns. Health turns NOT_SERVING at
-/// the signal so watchers on open connections see the drain.
+/// lets in-flight requests finish for at most `grace`, and returns. Health follows `readiness`
+/// (SERVING once the caches have synced and the indicator file exists) and turns NOT_SERVING
+/// at the signal, so watchers on open connections see the drain.
 pub async fn serve<T: Cni>(
     cni: T,
     http: HttpApi,
@@ -43,10 +47,13 @@ pub async fn serve<T: Cni>(
     // Older grpcurl releases speak only v1alpha.
     let reflection_v1alpha = reflection().build_v1alpha()?;
     let (health, health_service) = tonic_health::server::health_reporter();
-    health.set_serving::<CniServer<T>>().await;
-    health
-        .set_service_status("", tonic_health::ServingStatus::Serving)
-        .await;
+    // The reporter starts with "" SERVING: set the real state before the first connection.
+    set_health::<T>(&health, http.readiness().serving()).await;
+    let following = tokio::spawn(follow_readiness::<T>(
+        health.clone(),
+        http.readiness(),
+        http.metrics(),
+    ));
 
     // Outermost, the split: non-gRPC requests go to the HTTP API, which applies the same auth
     // policy itself (its refusals are HTTP 403, not gRPC statuses). Then `layers`
@@ -78,6 +85,9 @@ pub async fn serve<T: Cni>(
         "draining: no new connections, finishing in-flight requests"
     );
     draining.store(true, std::sync::atomic::Ordering::Relaxed);
+    following.abort();
+    // Awaited, so a health update it was making cannot land after the NOT_SERVING below.
+    let _ = following.await;
     health.set_not_serving::<CniServer<T>>().await;
     health
         .set_service_status("", tonic_health::ServingStatus::NotServing)
@@ -92,5 +102,40 @@ pub async fn serve<T: Cni>(
             );
             Ok(())
         }
+    }
+}
+
+/// Keeps gRPC health (the `Cni` service and the server as a whole) and the readiness metrics on
+/// what `readiness` says, woken by its changes only.
+async fn follow_readiness<T: Cni>(
+    health: tonic_health::server::HealthReporter,
+    readiness: Arc<Readiness>,
+    metrics: Metrics,
+) {
+    let mut changes = readiness.changes();
+    let mut last = None;
+    loop {
+        let serving = readiness.serving();
+        metrics.readiness(&readiness);
+        if last != Some(serving) {
+            set_health::<T>(&health, serving).await;
+            tracing::info!(serving, synced = readiness.synced().is_synced(), "health");
+            last = Some(serving);
+        }
+        changes.changed().await;
+    }
+}
+
+async fn set_health<T: Cni>(health: &tonic_health::server::HealthReporter, serving: bool) {
+    let status = if serving {
+        tonic_health::ServingStatus::Serving
+    } else {
+        tonic_health::ServingStatus::NotServing
+    };
+    health.set_service_status("", status).await;
+    if serving {
+        health.set_serving::<CniServer<T>>().await;
+    } else {
+        health.set_not_serving::<CniServer<T>>().await;
     }
 }

@@ -31,6 +31,10 @@ async fn add_steps(
     validate::id("container id", &call.container_id)?;
     validate::ifname(&call.ifname)?;
     let cancelled = || EngineError::Cancelled(call.container_id.clone());
+    super::ready_for_add(e, cancel).await.map_err(|err| match err {
+        EngineError::Cancelled(_) => cancelled(),
+        other => other,
+    })?;
     let lock = e
         .admission
         .lock_container(&call.container_id)
@@ -42,11 +46,6 @@ async fn add_steps(
     };
     e.metrics.queue_wait("container", waited);
     tracing::debug!(container.id = %call.container_id, queue_wait_ms = waited.as_millis() as u64, "ADD admitted");
-    if let Some(path) = &e.config.readiness_indicator_file
-        && !tokio::fs::try_exists(path).await.unwrap_or(false)
-    {
-        return Err(EngineError::NotReady(path.display().to_string()));
-    }
     // Nothing is attached before the plan: a cancellation here has nothing to roll back.
     let planned = tokio::select! {
         biased;

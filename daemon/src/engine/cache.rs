@@ -17,6 +17,9 @@
 //! retry of the DEL fail the same way (upstream MC#948 loops). The caller logs it and DEL
 //! succeeds; the `.corrupt` file stays for an operator.
 mod upstream;
+mod valid;
+
+pub use valid::Remembered;
 
 use std::fs::DirBuilder;
 use std::os::unix::fs::DirBuilderExt;

@@ -39,6 +39,9 @@ pub(super) async fn hotplug(e: &Engine, call: HotplugCall) -> Result<Option<Valu
             call.command
         )));
     }
+    if call.command == Command::Add {
+        super::ready_for_add(e, &tokio_util::sync::CancellationToken::new()).await?;
+    }
     let (_guard, waited) = e.admission.lock_container(&call.container_id).await?;
     e.metrics.queue_wait("container", waited);
     let record = match load(e, &call).await? {

@@ -23,6 +23,7 @@ pub mod netconf;
 pub mod netstatus;
 mod node;
 pub mod plan;
+pub mod reconcile;
 pub mod runtime;
 pub mod selection;
 #[cfg(test)]
@@ -51,6 +52,7 @@ use self::plan::{PlanError, UpstreamStep};
 use crate::config::Config;
 use crate::kubelet::DeviceSource;
 use crate::metrics::Metrics;
+use crate::readiness::Readiness;
 use crate::source::{ClusterSource, SourceError};
 use tokio_util::sync::CancellationToken;
 
@@ -162,6 +164,14 @@ pub enum EngineError {
     /// ADD before the readiness indicator file exists (code 11).
     #[error("readiness indicator file {0} does not exist yet")]
     NotReady(String),
+    /// ADD while the pod and NAD caches have not synced, past `cacheSyncTimeoutSeconds` (code 11).
+    #[error(
+        "{pending} not synced with the Kubernetes API yet (waited {waited_seconds} s); try again later"
+    )]
+    NotSynced {
+        pending: &'static str,
+        waited_seconds: u64,
+    },
     /// STATUS: the node cannot attach networks now (code 50).
     #[error("{0}")]
     Unavailable(String),
@@ -195,7 +205,8 @@ impl CniCode for EngineError {
             EngineError::Admission(a) => a.cni_code(),
             EngineError::ProtocolTooNew { .. }
             | EngineError::Cancelled(_)
-            | EngineError::NotReady(_) => code::TRY_AGAIN_LATER,
+            | EngineError::NotReady(_)
+            | EngineError::NotSynced { .. } => code::TRY_AGAIN_LATER,
             EngineError::Delegate { source, .. } => source.cni_code(),
             EngineError::AddDelegate { source, .. }
             | EngineError::ConfiguringPod { source, .. }
@@ -356,6 +367,7 @@ pub struct Engine {
     exec: Executor,
     cache: Cache,
     metrics: Metrics,
+    readiness: Arc<Readiness>,
 }
 
 impl Engine {
@@ -372,15 +384,26 @@ impl Engine {
         ));
         let exec = Executor::new(&config, admission.clone());
         let cache = Cache::new(config.cni_dir.clone());
+        let readiness = Arc::new(Readiness::new(
+            source.sync(),
+            config.readiness_indicator_file.as_deref(),
+            Duration::from_secs(config.cache_sync_timeout_seconds),
+        ));
         Ok(Self {
             config,
             source,
+            readiness,
             devices,
             admission,
             exec,
             cache,
             metrics: Metrics::noop(),
         })
+    }
+
+    /// The node's readiness (caches synced, indicator file), for health and `/readyz`.
+    pub fn readiness(&self) -> Arc<Readiness> {
+        Arc::clone(&self.readiness)
     }
 
     /// Records queue waits and delegate execs into `metrics`.
@@ -457,6 +480,34 @@ impl Engine {
             .await
             .map_err(|source| EngineError::Task { what, source })
     }
+}
+
+/// What must hold before an ADD (also a hot-plug ADD) plans anything: the readiness indicator
+/// file exists (else code 11 at once), and the pod and NAD caches have synced (waited for up to
+/// `cacheSyncTimeoutSeconds`, then code 11 naming what has not). Checked before the container
+/// lock, so a DEL of the same container never waits behind it.
+async fn ready_for_add(e: &Engine, cancel: &CancellationToken) -> Result<(), EngineError> {
+    if let Some(path) = e.readiness.missing_indicator().await {
+        return Err(EngineError::NotReady(path.display().to_string()));
+    }
+    if e.readiness.synced().is_synced() {
+        return Ok(());
+    }
+    let waited = std::time::Instant::now();
+    let outcome = tokio::select! {
+        biased;
+        () = cancel.cancelled() => return Err(EngineError::Cancelled(String::new())),
+        r = e.readiness.wait_synced() => r,
+    };
+    tracing::debug!(
+        waited_ms = waited.elapsed().as_millis() as u64,
+        synced = outcome.is_ok(),
+        "ADD waited for the caches to sync"
+    );
+    outcome.map_err(|pending| EngineError::NotSynced {
+        pending: pending.pending(),
+        waited_seconds: e.readiness.sync_timeout().as_secs(),
+    })
 }
 
 /// The one way the engine touches files from async code: on tokio's blocking pool, never on an

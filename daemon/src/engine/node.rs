@@ -17,12 +17,17 @@ use super::plan;
 use super::{CniCall, Delegate, Engine, EngineError};
 
 pub(super) async fn status(e: &Engine, call: CniCall) -> Result<(), EngineError> {
-    if let Some(path) = &e.config.readiness_indicator_file
-        && !tokio::fs::try_exists(path).await.unwrap_or(false)
-    {
+    if let Some(path) = e.readiness.missing_indicator().await {
         return Err(EngineError::Unavailable(format!(
             "readiness indicator file {} does not exist",
             path.display()
+        )));
+    }
+    let synced = e.readiness.synced();
+    if !synced.is_synced() {
+        return Err(EngineError::Unavailable(format!(
+            "{} not synced with the Kubernetes API yet",
+            synced.pending()
         )));
     }
     let Some((name, config)) = plan::cluster_network(&e.config, &*e.source, &call.config).await?
@@ -66,6 +71,14 @@ pub(super) async fn gc(e: &Engine, call: CniCall) -> Result<(), EngineError> {
         return Ok(());
     };
     let live: HashSet<&str> = valid.iter().map(|a| a.container_id.as_str()).collect();
+    // For the stale-state reconcile: which containers the runtime knew, and when.
+    let ids: Vec<String> = live.iter().map(|id| (*id).to_owned()).collect();
+    if let Err(err) = e
+        .blocking(move |c| c.remember_valid(ids.iter().map(String::as_str)))
+        .await
+    {
+        tracing::warn!(error = %err, "GC valid list not remembered");
+    }
     let mut errors = Vec::new();
     let mut networks: BTreeMap<String, (Delegate, Vec<ValidAttachment>)> = BTreeMap::new();
     for id in e.blocking(|c| c.list()).await? {
@@ -116,7 +129,11 @@ async fn read(e: &Engine, id: &str) -> Option<Record> {
 
 /// Tears down a stale container's attachments (as DEL, with the recorded netns) and drops its
 /// record; returns the record so its networks still get GC.
-async fn collect(e: &Engine, id: &str, errors: &mut Vec<EngineError>) -> Option<Record> {
+pub(super) async fn collect(
+    e: &Engine,
+    id: &str,
+    errors: &mut Vec<EngineError>,
+) -> Option<Record> {
     let _guard = match e.admission.lock_container(id).await {
         Ok((g, _)) => g,
         Err(err) => {

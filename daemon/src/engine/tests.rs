@@ -12,6 +12,7 @@ use crate::source::{NadInfo, PodInfo};
 mod default_route;
 mod devices;
 mod ifname_check;
+mod stale_state;
 mod upstream_words;
 
 use crate::source::memory::MemSource as Mem;

@@ -182,10 +182,26 @@ fn flags_in_go_spellings() {
     ];
     for (args, want) in cases {
         let got = parse(args)
-            .map(|p| p.map(|p| p.display().to_string()))
+            .map(|p| p.map(|p| p.config.display().to_string()))
             .map_err(|_| ());
         assert_eq!(got, want.map(|p| p.map(str::to_owned)), "{args:?}");
     }
+}
+
+#[test]
+fn reconcile_once_and_collect_flags() {
+    let parse = |args: &[&str]| parse_flags(args.iter().map(|s| s.to_string()));
+    let once = parse(&["-reconcile-once", "-config", "/a"]).unwrap().unwrap();
+    assert!(once.reconcile_once && !once.collect);
+    assert_eq!(once.config, PathBuf::from("/a"));
+    let both = parse(&["--reconcile-once", "--collect"]).unwrap().unwrap();
+    assert!(both.reconcile_once && both.collect);
+    let off = parse(&["-reconcile-once=false"]).unwrap().unwrap();
+    assert!(!off.reconcile_once);
+    assert!(parse(&[]).unwrap().is_some_and(|f| !f.reconcile_once));
+    // Collecting is only ever asked for together with the one-shot run.
+    assert!(parse(&["-collect"]).is_err());
+    assert!(parse(&["-reconcile-once=maybe"]).is_err());
 }
 
 #[test]

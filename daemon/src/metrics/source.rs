@@ -40,6 +40,10 @@ impl MeteredSource {
 
 #[async_trait]
 impl ClusterSource for MeteredSource {
+    fn sync(&self) -> tokio::sync::watch::Receiver<crate::source::SyncState> {
+        self.inner.sync()
+    }
+
     async fn pod(&self, namespace: &str, name: &str) -> Result<Option<PodInfo>, SourceError> {
         let started = Instant::now();
         let span = tracing::info_span!("pod.lookup", pod.namespace = %namespace, pod.name = %name, source = self.source);

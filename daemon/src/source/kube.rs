@@ -50,7 +50,7 @@ pub use retry::Budget;
 use retry::{found, with_retries};
 use status::StatusWriter;
 
-use super::{ClusterSource, EventType, NadInfo, PodInfo, SourceError};
+use super::{ClusterSource, EventType, NadInfo, PodInfo, SourceError, SyncState};
 use crate::config::Config;
 use certificate::{Active, CertSettings, CertificateError, PerNodeOptions};
 
@@ -123,6 +123,8 @@ pub struct KubeSource {
     certificate: Option<tokio::sync::watch::Receiver<Active>>,
     /// Merge patch, or upstream's update of `pods/status` once RBAC refused a patch.
     status: StatusWriter,
+    /// Which reflector has listed everything once (set by the tasks in `follow_sync`).
+    sync: tokio::sync::watch::Receiver<SyncState>,
 }
 
 impl Drop for KubeSource {
@@ -134,8 +136,9 @@ impl Drop for KubeSource {
 }
 
 impl KubeSource {
-    /// Builds the client and starts the reflectors (they fill in the background; lookups fall
-    /// back to live GETs until then). Must be called inside a tokio runtime.
+    /// Builds the client and starts the reflectors (they fill in the background; ADD waits for
+    /// their first listing, see `sync`, and a miss after it is a live GET). Must be called
+    /// inside a tokio runtime.
     pub async fn connect(settings: KubeSettings) -> Result<Self, KubeSourceError> {
         if let Some(opts) = &settings.per_node_certificate {
             // Checked before anything else so a missing key is the startup error.
@@ -196,9 +199,12 @@ impl KubeSource {
         .default_backoff()
         .modify(NetworkAttachmentDefinition::strip)
         .reflect(nad_writer);
+        let (sync_tx, sync) = tokio::sync::watch::channel(SyncState::PENDING);
         let reflectors = vec![
             tokio::spawn(drive(pod_stream, "pods")),
             tokio::spawn(drive(nad_stream, "network-attachment-definitions")),
+            tokio::spawn(follow_sync(pods.clone(), sync_tx.clone(), |s| s.pods = true)),
+            tokio::spawn(follow_sync(nads.clone(), sync_tx, |s| s.nads = true)),
         ];
         Self {
             client,
@@ -209,6 +215,7 @@ impl KubeSource {
             reflectors,
             certificate: None,
             status: StatusWriter::default(),
+            sync,
         }
     }
 
@@ -262,6 +269,21 @@ impl KubeSource {
     }
 }
 
+/// Marks the store synced once its reflector has listed everything (a store stays ready after
+/// that, also through re-lists). No timer: the store wakes this task.
+async fn follow_sync<K>(
+    store: Store<K>,
+    state: tokio::sync::watch::Sender<SyncState>,
+    mark: fn(&mut SyncState),
+) where
+    K: ::kube::Resource + Clone + 'static,
+    K::DynamicType: std::hash::Hash + Eq + Clone,
+{
+    if store.wait_until_ready().await.is_ok() {
+        state.send_modify(mark);
+    }
+}
+
 /// Keeps a reflector's stream running; the watcher retries with back-off after every error.
 async fn drive<S, T>(stream: S, resource: &'static str)
 where
@@ -303,6 +325,10 @@ async fn client_config(kubeconfig: Option<&PathBuf>) -> Result<::kube::Config, K
 
 #[async_trait]
 impl ClusterSource for KubeSource {
+    fn sync(&self) -> tokio::sync::watch::Receiver<SyncState> {
+        self.sync.clone()
+    }
+
     async fn pod(&self, namespace: &str, name: &str) -> Result<Option<PodInfo>, SourceError> {
         if let Some(pod) = self.pods.get(&ObjectRef::new(name).within(namespace)) {
             tracing::debug!(

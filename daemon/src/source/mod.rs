@@ -3,12 +3,14 @@
 //! every test run the same code whichever is behind it.
 pub mod files;
 pub mod kube;
+pub mod offline;
 #[cfg(test)]
 pub(crate) mod memory;
 
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
+use tokio::sync::watch;
 
 /// What the daemon needs to know of a pod (nothing more is kept, so caches stay small).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -83,9 +85,48 @@ pub enum SourceError {
     },
 }
 
+/// Which of a source's caches hold a complete first listing. A lookup before that would be a
+/// live API call (or a wrong "not found"), so ADD waits for it and health reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SyncState {
+    pub pods: bool,
+    pub nads: bool,
+}
+
+impl SyncState {
+    /// A source without caches (standalone files, tests): synced from the start.
+    pub const SYNCED: Self = Self {
+        pods: true,
+        nads: true,
+    };
+    pub const PENDING: Self = Self {
+        pods: false,
+        nads: false,
+    };
+
+    pub fn is_synced(&self) -> bool {
+        self.pods && self.nads
+    }
+
+    /// What has not synced, in words for an error message or a log line.
+    pub fn pending(&self) -> &'static str {
+        match (self.pods, self.nads) {
+            (false, false) => "the pod cache and the NetworkAttachmentDefinition cache",
+            (false, true) => "the pod cache",
+            (true, false) => "the NetworkAttachmentDefinition cache",
+            (true, true) => "nothing",
+        }
+    }
+}
+
 /// Pods and NADs, looked up by namespace and name.
 #[async_trait]
 pub trait ClusterSource: Send + Sync + 'static {
+    /// Follows the sync of the source's caches. The default is a source without caches, synced
+    /// from the start.
+    fn sync(&self) -> watch::Receiver<SyncState> {
+        watch::channel(SyncState::SYNCED).1
+    }
     /// The pod, or `None` when it does not exist.
     async fn pod(&self, namespace: &str, name: &str) -> Result<Option<PodInfo>, SourceError>;
     /// The NAD, or `None` when it does not exist.
