@@ -78,9 +78,8 @@ impl App {
         // The indicator file's inotify watch and the startup sync's log line; both end with
         // the process (or at `run`'s end).
         let mut background: Vec<AbortHandle> = readiness.watch().into_iter().collect();
-        background.push(
-            tokio::spawn(async move { readiness.log_startup_sync().await }).abort_handle(),
-        );
+        background
+            .push(tokio::spawn(async move { readiness.log_startup_sync().await }).abort_handle());
         if config.reconcile_interval_seconds > 0 {
             let every = Duration::from_secs(config.reconcile_interval_seconds);
             tracing::info!(

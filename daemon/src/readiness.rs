@@ -135,7 +135,10 @@ impl Readiness {
         if rx.borrow().is_synced() {
             return;
         }
-        tracing::info!(timeout_seconds = self.sync_timeout.as_secs(), "waiting for the pod and NAD caches to sync; health is NOT_SERVING until then");
+        tracing::info!(
+            timeout_seconds = self.sync_timeout.as_secs(),
+            "waiting for the pod and NAD caches to sync; health is NOT_SERVING until then"
+        );
         let within = tokio::time::timeout(self.sync_timeout, rx.wait_for(SyncState::is_synced));
         if within.await.is_err() {
             let pending = self.synced().pending();

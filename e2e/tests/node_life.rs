@@ -50,7 +50,12 @@ fn readyz(socket: &Path) -> u16 {
 }
 
 /// Waits (bounded) until health is `want`; how long it took.
-fn until_health(socket: &Path, want: ServingStatus, within: Duration, log: impl Fn() -> String) -> Duration {
+fn until_health(
+    socket: &Path,
+    want: ServingStatus,
+    within: Duration,
+    log: impl Fn() -> String,
+) -> Duration {
     let started = Instant::now();
     while health(socket) != want {
         assert!(
@@ -88,7 +93,10 @@ fn kube_node(
 fn put_pod(api: &ApiServer, name: &str, networks: &str) {
     let mut ann = BTreeMap::new();
     if !networks.is_empty() {
-        ann.insert("k8s.v1.cni.cncf.io/networks".to_owned(), networks.to_owned());
+        ann.insert(
+            "k8s.v1.cni.cncf.io/networks".to_owned(),
+            networks.to_owned(),
+        );
     }
     let mut p = pod_json("default", name, KUBE_NODE, &ann);
     p["metadata"]["uid"] = json!(format!("uid-{name}"));
@@ -110,7 +118,12 @@ fn health_waits_for_the_cache_sync_and_an_add_meanwhile_is_served_from_the_cache
         |_| {},
     );
     let socket = k.daemon.socket();
-    assert_eq!(health(&socket), ServingStatus::NotServing, "{}", k.daemon.log_text());
+    assert_eq!(
+        health(&socket),
+        ServingStatus::NotServing,
+        "{}",
+        k.daemon.log_text()
+    );
     assert_eq!(readyz(&socket), 500, "/readyz agrees with gRPC health");
 
     let pod_ns = Netns::new("mrspod").unwrap();
@@ -123,13 +136,21 @@ fn health_waits_for_the_cache_sync_and_an_add_meanwhile_is_served_from_the_cache
     assert!(!add.is_finished(), "the ADD did not wait for the caches");
     assert_eq!(health(&socket), ServingStatus::NotServing);
 
-    until_health(&socket, ServingStatus::Serving, Duration::from_secs(30), || k.daemon.log_text());
+    until_health(
+        &socket,
+        ServingStatus::Serving,
+        Duration::from_secs(30),
+        || k.daemon.log_text(),
+    );
     assert_eq!(readyz(&socket), 200);
     let out = add.join().unwrap();
     assert!(out.success(), "{out:?}\n{}", k.daemon.log_text());
     assert!(multus_e2e::probe::addr_of(&pod_ns, "net1")[0].starts_with("10.89.7."));
     // Served from the caches: no live GET of the pod or the NAD.
-    assert_eq!(k.api.requests(&Method::GET, &pod_path("default", "early")), 0);
+    assert_eq!(
+        k.api.requests(&Method::GET, &pod_path("default", "early")),
+        0
+    );
     assert_eq!(
         k.api.requests(
             &Method::GET,
@@ -137,7 +158,11 @@ fn health_waits_for_the_cache_sync_and_an_add_meanwhile_is_served_from_the_cache
         ),
         0
     );
-    assert!(k.daemon.log_text().contains("pod and NAD caches synced"), "{}", k.daemon.log_text());
+    assert!(
+        k.daemon.log_text().contains("pod and NAD caches synced"),
+        "{}",
+        k.daemon.log_text()
+    );
     let del = inv.with_command("DEL").run().unwrap();
     assert!(del.success(), "{del:?}");
 }
@@ -147,7 +172,9 @@ fn an_add_past_the_sync_bound_fails_with_code_11_naming_the_cache_then_succeeds(
     let k = kube_node(
         |api| {
             put_pod(api, "late", "");
-            api.inject(Fault::new(Method::GET, NADS, Action::Delay(Duration::from_secs(6))).times(1));
+            api.inject(
+                Fault::new(Method::GET, NADS, Action::Delay(Duration::from_secs(6))).times(1),
+            );
         },
         |c| {
             c.insert("cacheSyncTimeoutSeconds".into(), json!(1));
@@ -162,10 +189,18 @@ fn an_add_past_the_sync_bound_fails_with_code_11_naming_the_cache_then_succeeds(
         msg.contains("NetworkAttachmentDefinition cache") && msg.contains("not synced"),
         "{msg}"
     );
-    assert!(!msg.contains("pod cache"), "the pod cache had synced: {msg}");
+    assert!(
+        !msg.contains("pod cache"),
+        "the pod cache had synced: {msg}"
+    );
     assert_eq!(k.layout.cache_records().unwrap(), Vec::<String>::new());
 
-    until_health(&k.daemon.socket(), ServingStatus::Serving, Duration::from_secs(30), || k.daemon.log_text());
+    until_health(
+        &k.daemon.socket(),
+        ServingStatus::Serving,
+        Duration::from_secs(30),
+        || k.daemon.log_text(),
+    );
     let out = inv.run().unwrap();
     assert!(out.success(), "{out:?}\n{}", k.daemon.log_text());
     assert!(inv.with_command("DEL").run().unwrap().success());
@@ -204,25 +239,41 @@ fn the_readiness_indicator_file_gates_add_and_status_as_it_comes_and_goes() {
     assert_eq!(health(&socket), ServingStatus::NotServing);
     refused(11, &inv.run().unwrap());
     refused(50, &status.run().unwrap());
-    assert_eq!(cluster.layout.cache_records().unwrap(), Vec::<String>::new());
+    assert_eq!(
+        cluster.layout.cache_records().unwrap(),
+        Vec::<String>::new()
+    );
 
     std::fs::create_dir_all(flag.parent().unwrap()).unwrap();
     std::fs::write(&flag, b"").unwrap();
     // No restart: the watch sees the file, health and ADD follow.
-    until_health(&socket, ServingStatus::Serving, Duration::from_secs(10), || cluster.daemon.log_text());
+    until_health(
+        &socket,
+        ServingStatus::Serving,
+        Duration::from_secs(10),
+        || cluster.daemon.log_text(),
+    );
     let out = inv.run().unwrap();
     assert!(out.success(), "{out:?}\n{}", cluster.daemon.log_text());
     assert!(status.run().unwrap().success());
 
     std::fs::remove_file(&flag).unwrap();
-    until_health(&socket, ServingStatus::NotServing, Duration::from_secs(10), || cluster.daemon.log_text());
+    until_health(
+        &socket,
+        ServingStatus::NotServing,
+        Duration::from_secs(10),
+        || cluster.daemon.log_text(),
+    );
     let again = Netns::new("mrspod").unwrap();
     let second = cluster.invocation("9a11c0de04", &again, "default", "gated", "uid-gated");
     refused(11, &second.run().unwrap());
     refused(50, &status.run().unwrap());
     // DEL never waits for readiness: the pod attached before goes cleanly.
     assert!(inv.with_command("DEL").run().unwrap().success());
-    assert_eq!(cluster.layout.cache_records().unwrap(), Vec::<String>::new());
+    assert_eq!(
+        cluster.layout.cache_records().unwrap(),
+        Vec::<String>::new()
+    );
     let log = cluster.daemon.log_text();
     assert!(log.contains("readiness indicator file present"), "{log}");
     assert!(log.contains("readiness indicator file missing"), "{log}");
@@ -261,8 +312,10 @@ fn reconcile_once(node: &Netns, config: &Path, collect: bool) -> (Option<i32>, S
 fn reconcile_once_reports_then_collects_only_the_pod_whose_namespace_is_gone() {
     let cluster = Cluster::start(|_| {}).unwrap();
     let l = &cluster.layout;
-    l.put_manifest("live.json", &pod("default", "live", "uid-live", "")).unwrap();
-    l.put_manifest("gone.json", &pod("default", "gone", "uid-gone", "")).unwrap();
+    l.put_manifest("live.json", &pod("default", "live", "uid-live", ""))
+        .unwrap();
+    l.put_manifest("gone.json", &pod("default", "gone", "uid-gone", ""))
+        .unwrap();
     let live_ns = Netns::new("mrspod").unwrap();
     let live = cluster.invocation("9a11c0de05", &live_ns, "default", "live", "uid-live");
     assert!(live.run().unwrap().success());
@@ -279,14 +332,22 @@ fn reconcile_once_reports_then_collects_only_the_pod_whose_namespace_is_gone() {
     assert_eq!(code, Some(0), "{stdout}\n{stderr}");
     let stale: Vec<&str> = stdout.lines().filter(|l| l.starts_with("own\t")).collect();
     assert_eq!(stale.len(), 1, "{stdout}");
-    assert!(stale[0].contains("container=9a11c0de06") && stale[0].ends_with("reported"), "{stdout}");
+    assert!(
+        stale[0].contains("container=9a11c0de06") && stale[0].ends_with("reported"),
+        "{stdout}"
+    );
     assert!(stdout.contains("own=1"), "{stdout}");
     assert_eq!(l.cache_records().unwrap(), ["9a11c0de05", "9a11c0de06"]);
     assert_eq!(l.leases().unwrap().len(), 2, "reporting released a lease");
 
     let (code, stdout, stderr) = reconcile_once(&cluster.node, &config, true);
     assert_eq!(code, Some(0), "{stdout}\n{stderr}");
-    assert!(stdout.lines().any(|l| l.contains("container=9a11c0de06") && l.ends_with("collected")), "{stdout}");
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.contains("container=9a11c0de06") && l.ends_with("collected")),
+        "{stdout}"
+    );
     assert_eq!(l.cache_records().unwrap(), ["9a11c0de05"]);
     // Collected as GC collects: the bridge's DEL released the pod's address.
     assert_eq!(l.leases().unwrap().len(), 1);
@@ -307,8 +368,10 @@ fn the_periodic_reconcile_collects_a_pod_whose_namespace_went() {
     })
     .unwrap();
     let l = &cluster.layout;
-    l.put_manifest("live.json", &pod("default", "live", "uid-live", "")).unwrap();
-    l.put_manifest("gone.json", &pod("default", "gone", "uid-gone", "")).unwrap();
+    l.put_manifest("live.json", &pod("default", "live", "uid-live", ""))
+        .unwrap();
+    l.put_manifest("gone.json", &pod("default", "gone", "uid-gone", ""))
+        .unwrap();
     let live_ns = Netns::new("mrspod").unwrap();
     let live = cluster.invocation("9a11c0de07", &live_ns, "default", "live", "uid-live");
     assert!(live.run().unwrap().success());

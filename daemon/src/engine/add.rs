@@ -31,10 +31,12 @@ async fn add_steps(
     validate::id("container id", &call.container_id)?;
     validate::ifname(&call.ifname)?;
     let cancelled = || EngineError::Cancelled(call.container_id.clone());
-    super::ready_for_add(e, cancel).await.map_err(|err| match err {
-        EngineError::Cancelled(_) => cancelled(),
-        other => other,
-    })?;
+    super::ready_for_add(e, cancel)
+        .await
+        .map_err(|err| match err {
+            EngineError::Cancelled(_) => cancelled(),
+            other => other,
+        })?;
     let lock = e
         .admission
         .lock_container(&call.container_id)

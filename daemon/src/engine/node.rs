@@ -129,11 +129,7 @@ async fn read(e: &Engine, id: &str) -> Option<Record> {
 
 /// Tears down a stale container's attachments (as DEL, with the recorded netns) and drops its
 /// record; returns the record so its networks still get GC.
-pub(super) async fn collect(
-    e: &Engine,
-    id: &str,
-    errors: &mut Vec<EngineError>,
-) -> Option<Record> {
+pub(super) async fn collect(e: &Engine, id: &str, errors: &mut Vec<EngineError>) -> Option<Record> {
     let _guard = match e.admission.lock_container(id).await {
         Ok((g, _)) => g,
         Err(err) => {

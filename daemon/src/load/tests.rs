@@ -191,7 +191,9 @@ fn flags_in_go_spellings() {
 #[test]
 fn reconcile_once_and_collect_flags() {
     let parse = |args: &[&str]| parse_flags(args.iter().map(|s| s.to_string()));
-    let once = parse(&["-reconcile-once", "-config", "/a"]).unwrap().unwrap();
+    let once = parse(&["-reconcile-once", "-config", "/a"])
+        .unwrap()
+        .unwrap();
     assert!(once.reconcile_once && !once.collect);
     assert_eq!(once.config, PathBuf::from("/a"));
     let both = parse(&["--reconcile-once", "--collect"]).unwrap().unwrap();

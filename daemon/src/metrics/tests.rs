@@ -196,21 +196,42 @@ async fn readiness_and_reconcile_gauges_follow_what_they_are_told() {
         value(s, "multus_rs_readiness_indicator_file", &[("path", &path)])
     };
     assert_eq!(file(&s), Some(0.0));
-    assert_eq!(value(&s, "multus_rs_cache_synced", &[("cache", "pods")]), Some(0.0));
+    assert_eq!(
+        value(&s, "multus_rs_cache_synced", &[("cache", "pods")]),
+        Some(0.0)
+    );
     std::fs::write(&flag, b"").unwrap();
     assert!(r.missing_indicator().await.is_none());
     tx.send_modify(|st| st.pods = true);
     m.readiness(&r);
     let s = scrape(&m);
     assert_eq!(file(&s), Some(1.0));
-    assert_eq!(value(&s, "multus_rs_cache_synced", &[("cache", "pods")]), Some(1.0));
-    assert_eq!(value(&s, "multus_rs_cache_synced", &[("cache", "nads")]), Some(0.0));
+    assert_eq!(
+        value(&s, "multus_rs_cache_synced", &[("cache", "pods")]),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(&s, "multus_rs_cache_synced", &[("cache", "nads")]),
+        Some(0.0)
+    );
 
     m.reconciled(&[("own", 3), ("temp", 1)], &[("own", 2)], true);
     m.reconciled(&[("own", 0), ("temp", 1)], &[("own", 1)], false);
     let s = scrape(&m);
-    assert_eq!(value(&s, "multus_rs_stale_entries", &[("kind", "own")]), Some(0.0));
-    assert_eq!(value(&s, "multus_rs_stale_entries", &[("kind", "temp")]), Some(1.0));
-    assert_eq!(value(&s, "multus_rs_stale_collected_total", &[("kind", "own")]), Some(3.0));
-    assert_eq!(value(&s, "multus_rs_reconciles_total", &[("outcome", "error")]), Some(1.0));
+    assert_eq!(
+        value(&s, "multus_rs_stale_entries", &[("kind", "own")]),
+        Some(0.0)
+    );
+    assert_eq!(
+        value(&s, "multus_rs_stale_entries", &[("kind", "temp")]),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(&s, "multus_rs_stale_collected_total", &[("kind", "own")]),
+        Some(3.0)
+    );
+    assert_eq!(
+        value(&s, "multus_rs_reconciles_total", &[("outcome", "error")]),
+        Some(1.0)
+    );
 }

@@ -56,7 +56,9 @@ impl Indicator {
     }
 
     fn set(&self, present: bool) {
-        let changed = self.state.send_if_modified(|s| std::mem::replace(s, present) != present);
+        let changed = self
+            .state
+            .send_if_modified(|s| std::mem::replace(s, present) != present);
         if !changed {
             return;
         }

@@ -203,7 +203,9 @@ impl KubeSource {
         let reflectors = vec![
             tokio::spawn(drive(pod_stream, "pods")),
             tokio::spawn(drive(nad_stream, "network-attachment-definitions")),
-            tokio::spawn(follow_sync(pods.clone(), sync_tx.clone(), |s| s.pods = true)),
+            tokio::spawn(follow_sync(pods.clone(), sync_tx.clone(), |s| {
+                s.pods = true
+            })),
             tokio::spawn(follow_sync(nads.clone(), sync_tx, |s| s.nads = true)),
         ];
         Self {

@@ -3,9 +3,9 @@
 //! every test run the same code whichever is behind it.
 pub mod files;
 pub mod kube;
-pub mod offline;
 #[cfg(test)]
 pub(crate) mod memory;
+pub mod offline;
 
 use std::collections::BTreeMap;
 

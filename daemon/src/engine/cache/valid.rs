@@ -36,10 +36,7 @@ impl Cache {
 
     /// Remembers the runtime's valid containers (written atomically). A list longer than
     /// [`MAX_REMEMBERED`] is not kept, and the previous one is removed.
-    pub fn remember_valid<'a>(
-        &self,
-        ids: impl Iterator<Item = &'a str>,
-    ) -> Result<(), CacheError> {
+    pub fn remember_valid<'a>(&self, ids: impl Iterator<Item = &'a str>) -> Result<(), CacheError> {
         let mut ids: Vec<String> = ids.map(str::to_owned).collect();
         ids.sort();
         ids.dedup();

@@ -166,7 +166,8 @@ fn is_temp(name: &str) -> bool {
         return false;
     };
     let mut parts = tail.split('-');
-    let digits = |p: Option<&str>| p.is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+    let digits =
+        |p: Option<&str>| p.is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
     digits(parts.next()) && digits(parts.next()) && parts.next().is_none()
 }
 
@@ -196,7 +197,13 @@ impl Scanner<'_> {
         true
     }
 
-    fn send(&mut self, kind: Kind, path: PathBuf, container_id: Option<&str>, reason: &'static str) -> bool {
+    fn send(
+        &mut self,
+        kind: Kind,
+        path: PathBuf,
+        container_id: Option<&str>,
+        reason: &'static str,
+    ) -> bool {
         let stale = Stale {
             kind,
             path,
@@ -272,7 +279,14 @@ impl Scanner<'_> {
         self.container(Kind::Scratch, entry.path(), &name, &netns, &meta)
     }
 
-    fn container(&mut self, kind: Kind, path: PathBuf, id: &str, netns: &str, meta: &Metadata) -> bool {
+    fn container(
+        &mut self,
+        kind: Kind,
+        path: PathBuf,
+        id: &str,
+        netns: &str,
+        meta: &Metadata,
+    ) -> bool {
         let known = runtime_knows(self.valid, id, modified(meta));
         match verdict(netns_state(netns), known) {
             Verdict::Stale(reason) => self.send(kind, path, Some(id), reason),
@@ -285,7 +299,12 @@ impl Scanner<'_> {
     fn side_file(&mut self, entry: &DirEntry, name: &str, meta: &Metadata) -> bool {
         if is_temp(name) {
             if self.old_enough(meta) {
-                self.send(Kind::Temp, entry.path(), None, "temp file of an interrupted write");
+                self.send(
+                    Kind::Temp,
+                    entry.path(),
+                    None,
+                    "temp file of an interrupted write",
+                );
             }
             return true;
         }
@@ -299,7 +318,12 @@ impl Scanner<'_> {
         // while the runtime still lists the container or a newer record exists for it.
         let listed = self.valid.is_some_and(|v| v.ids.contains(id));
         if !listed && !self.has_record(id) && self.old_enough(meta) {
-            self.send(Kind::Corrupt, entry.path(), Some(id), "quarantined record of a container torn down");
+            self.send(
+                Kind::Corrupt,
+                entry.path(),
+                Some(id),
+                "quarantined record of a container torn down",
+            );
         }
         true
     }
@@ -308,8 +332,8 @@ impl Scanner<'_> {
         let Some((_, meta)) = Self::file_meta(entry) else {
             return true;
         };
-        let Some(cached) = read_small(&entry.path())
-            .and_then(|b| serde_json::from_slice::<LibcniEntry>(&b).ok())
+        let Some(cached) =
+            read_small(&entry.path()).and_then(|b| serde_json::from_slice::<LibcniEntry>(&b).ok())
         else {
             return true;
         };
@@ -328,7 +352,10 @@ impl Scanner<'_> {
         if candidates.is_empty() || candidates.iter().any(|id| self.has_record(id)) {
             return true;
         }
-        if candidates.iter().any(|id| self.valid.is_some_and(|v| v.ids.contains(*id))) {
+        if candidates
+            .iter()
+            .any(|id| self.valid.is_some_and(|v| v.ids.contains(*id)))
+        {
             return self.keep(true);
         }
         if !self.old_enough(&meta) {
@@ -336,7 +363,12 @@ impl Scanner<'_> {
         }
         let id = candidates.iter().next().copied();
         let id = if candidates.len() == 1 { id } else { None };
-        self.send(Kind::DeviceInfo, entry.path(), id, "no record names its container")
+        self.send(
+            Kind::DeviceInfo,
+            entry.path(),
+            id,
+            "no record names its container",
+        )
     }
 }
 

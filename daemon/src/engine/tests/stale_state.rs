@@ -60,11 +60,7 @@ async fn run(f: &Fixture, collect: bool) -> (crate::engine::reconcile::Report, V
     let report = f
         .engine
         .reconcile(collect, |s, o| {
-            assert_eq!(
-                matches!(o, Outcome::Collected),
-                collect,
-                "{s:?}: {o:?}"
-            );
+            assert_eq!(matches!(o, Outcome::Collected), collect, "{s:?}: {o:?}");
             seen.push(s.clone());
         })
         .await
@@ -85,7 +81,10 @@ async fn a_live_pod_s_record_stays_and_a_stale_one_is_reported_then_collected() 
             .collect()
     };
     let live_before = live_files(&f);
-    assert!(live_before.len() >= 2, "record and scratch copy: {live_before:?}");
+    assert!(
+        live_before.len() >= 2,
+        "record and scratch copy: {live_before:?}"
+    );
     let everything = files(f.cni_dir.path());
     let adds = f.plugins.calls().len();
 
@@ -94,8 +93,16 @@ async fn a_live_pod_s_record_stays_and_a_stale_one_is_reported_then_collected() 
     assert_eq!(report.total_found(), 1, "{}", report.summary());
     assert_eq!(report.kept.live, 1);
     assert_eq!(seen[0].container_id.as_deref(), Some("gone1"));
-    assert!(seen[0].reason.contains("namespace gone"), "{}", seen[0].reason);
-    assert_eq!(files(f.cni_dir.path()), everything, "reporting changed files");
+    assert!(
+        seen[0].reason.contains("namespace gone"),
+        "{}",
+        seen[0].reason
+    );
+    assert_eq!(
+        files(f.cni_dir.path()),
+        everything,
+        "reporting changed files"
+    );
     assert_eq!(f.plugins.calls().len(), adds, "reporting ran a plugin");
 
     let (report, _) = run(&f, true).await;
@@ -108,7 +115,10 @@ async fn a_live_pod_s_record_stays_and_a_stale_one_is_reported_then_collected() 
             .all(|(p, _)| !p.to_string_lossy().contains("gone1")),
         "scratch copy or libcni result of gone1 left"
     );
-    assert_eq!(dels(&f), ["DEL third net2", "DEL second net1", "DEL first eth0"]);
+    assert_eq!(
+        dels(&f),
+        ["DEL third net2", "DEL second net1", "DEL first eth0"]
+    );
     assert_eq!(live_files(&f), live_before, "the live pod's files changed");
 
     let (report, _) = run(&f, true).await;
@@ -124,12 +134,17 @@ async fn quarantined_temp_device_info_and_orphan_results_go_only_past_their_grac
     let own = cni.join("multus-rs");
     let dev = devinfo.path().join("cni");
     let gone = cni.join("netns-gone").display().to_string();
-    let result = json!({"kind": "cniCacheV1", "containerId": "dead4", "netns": gone, "ifName": "eth0"});
+    let result =
+        json!({"kind": "cniCacheV1", "containerId": "dead4", "netns": gone, "ifName": "eth0"});
     let stale = [
         put(&own.join(".dead0.tmp-99-1"), b"{", true),
         put(&cni.join("dead1.corrupt"), b"not json", true),
         put(&dev.join("default-sriov-dead2_net1"), b"{}", true),
-        put(&cni.join("results").join("net-dead4-eth0"), result.to_string().as_bytes(), false),
+        put(
+            &cni.join("results").join("net-dead4-eth0"),
+            result.to_string().as_bytes(),
+            false,
+        ),
     ];
     let kept = [
         put(&own.join(".fresh.tmp-99-2"), b"{", false),
@@ -148,10 +163,18 @@ async fn quarantined_temp_device_info_and_orphan_results_go_only_past_their_grac
     let mut want = stale.to_vec();
     want.sort();
     assert_eq!(paths, want);
-    assert!(stale.iter().chain(&kept).all(|p| p.exists()), "reporting removed a file");
+    assert!(
+        stale.iter().chain(&kept).all(|p| p.exists()),
+        "reporting removed a file"
+    );
 
     let (report, _) = run(&f, true).await;
-    assert_eq!(report.collected.iter().sum::<u64>(), 4, "{}", report.summary());
+    assert_eq!(
+        report.collected.iter().sum::<u64>(),
+        4,
+        "{}",
+        report.summary()
+    );
     assert!(stale.iter().all(|p| !p.exists()));
     assert!(kept.iter().all(|p| p.exists()));
     assert!(record(&f, "live1").is_some());
@@ -170,7 +193,11 @@ async fn the_runtime_s_last_gc_list_keeps_what_it_named_and_condemns_what_it_for
         true,
     );
     let (report, _) = run(&f, false).await;
-    assert_eq!(report.found(Kind::Own), 1, "no list yet: the namespace decides");
+    assert_eq!(
+        report.found(Kind::Own),
+        1,
+        "no list yet: the namespace decides"
+    );
     assert_eq!(report.found(Kind::Scratch), 0, "{}", report.summary());
 
     let mut gc = call(Command::Gc, "");
