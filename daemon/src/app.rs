@@ -74,6 +74,14 @@ impl App {
         let engine = Arc::new(
             Engine::new(Arc::clone(&config), source, devices)?.with_metrics(metrics.clone()),
         );
+        let add_deadline = config.request_timeouts.add;
+        if config.cluster_state_dir.is_none() && config.cache_sync_timeout_seconds >= add_deadline {
+            tracing::warn!(
+                cache_sync_timeout_seconds = config.cache_sync_timeout_seconds,
+                add_deadline_seconds = add_deadline,
+                "cacheSyncTimeoutSeconds is not below requestTimeouts.add: an ADD waiting for the caches ends at its deadline instead"
+            );
+        }
         let readiness = engine.readiness();
         // The indicator file's inotify watch and the startup sync's log line; both end with
         // the process (or at `run`'s end).

@@ -9,7 +9,10 @@
 //! seen at the next request, which checks the disk whenever the watched state says missing.
 use std::path::{Path, PathBuf};
 
-use notify::event::{AccessKind, AccessMode};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use notify::event::{AccessKind, AccessMode, ModifyKind};
 use notify::{Event, EventKind, RecommendedWatcher, RecursiveMode, Watcher};
 use tokio::sync::{mpsc, watch};
 
@@ -105,16 +108,35 @@ fn relevant(event: &notify::Result<Event>, dir: &Path, next: &Path) -> bool {
     event.paths.is_empty() || event.paths.iter().any(|p| p == next || p == dir)
 }
 
+/// The watched directory itself was removed or moved: its inotify watch is gone with it (a new
+/// directory at the same path may even get the same inode number, so identity cannot tell).
+fn ends_watch(event: &notify::Result<Event>, dir: &Path) -> bool {
+    let Ok(event) = event else {
+        return false;
+    };
+    let gone = matches!(
+        event.kind,
+        EventKind::Remove(_) | EventKind::Modify(ModifyKind::Name(_))
+    );
+    gone && event.paths.iter().any(|p| p == dir)
+}
+
 /// The current inotify watch: on which directory (and its identity), for which entry.
 struct Current {
     _watcher: RecommendedWatcher,
     dir: PathBuf,
     id: Option<(u64, u64)>,
+    ended: Arc<AtomicBool>,
 }
 
 fn watch_on(dir: &Path, next: &Path, wake: &mpsc::Sender<()>) -> notify::Result<Current> {
     let (d, n, tx) = (dir.to_owned(), next.to_owned(), wake.clone());
+    let ended = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&ended);
     let handler = move |event: notify::Result<Event>| {
+        if ends_watch(&event, &d) {
+            flag.store(true, Ordering::SeqCst);
+        }
         if relevant(&event, &d, &n) {
             // One slot: a pending wake-up already covers every later event.
             let _ = tx.try_send(());
@@ -126,20 +148,35 @@ fn watch_on(dir: &Path, next: &Path, wake: &mpsc::Sender<()>) -> notify::Result<
         _watcher: watcher,
         dir: dir.to_owned(),
         id: identity(dir),
+        ended,
     })
+}
+
+/// How often in a row the directories on the way may change under a watch being set before the
+/// watch stays where it is (each retry moves it one level, so this bounds a path's depth, not a
+/// wait).
+const MAX_RETRIES: u32 = 64;
+
+fn vanished(e: &notify::Error) -> bool {
+    match &e.kind {
+        notify::ErrorKind::PathNotFound => true,
+        notify::ErrorKind::Io(io) => io.kind() == std::io::ErrorKind::NotFound,
+        _ => false,
+    }
 }
 
 /// Follows the file until the task is aborted. If inotify cannot be used (e.g. the node's
 /// `max_user_watches` is exhausted), it says so and stops: requests then check the disk
 /// themselves whenever the last seen state is "missing".
-pub(super) async fn follow(indicator: std::sync::Arc<Indicator>) {
+pub(super) async fn follow(indicator: Arc<Indicator>) {
     let (wake, mut woken) = mpsc::channel(1);
     let mut current: Option<Current> = None;
+    let mut retries = 0;
     loop {
         let (dir, next) = anchor(&indicator.path);
-        let stale = current
-            .as_ref()
-            .is_none_or(|c| c.dir != dir || c.id != identity(&dir));
+        let stale = current.as_ref().is_none_or(|c| {
+            c.ended.load(Ordering::SeqCst) || c.dir != dir || c.id != identity(&dir)
+        });
         if stale {
             // Dropping the old watcher removes its inotify watch.
             drop(current.take());
@@ -148,6 +185,11 @@ pub(super) async fn follow(indicator: std::sync::Arc<Indicator>) {
                     tracing::debug!(dir = %dir.display(), path = %indicator.path.display(), "watching for the readiness indicator file");
                     current = Some(c);
                 }
+                // The directory went between the look and the watch: look again, higher up.
+                Err(e) if vanished(&e) && retries < MAX_RETRIES => {
+                    retries += 1;
+                    continue;
+                }
                 Err(e) => {
                     tracing::warn!(dir = %dir.display(), error = %e, "cannot watch for the readiness indicator file; requests check it on disk instead");
                     indicator.set(indicator.path.exists());
@@ -155,7 +197,13 @@ pub(super) async fn follow(indicator: std::sync::Arc<Indicator>) {
                 }
             }
         }
-        // Looked at after the watch is in place, so no change between the two is missed.
+        // Looked at again once the watch is in place, so no change between the look and the
+        // watch is missed: a directory on the way made meanwhile moves the watch down now.
+        if anchor(&indicator.path).0 != dir && retries < MAX_RETRIES {
+            retries += 1;
+            continue;
+        }
+        retries = 0;
         indicator.set(indicator.path.exists());
         if woken.recv().await.is_none() {
             return;

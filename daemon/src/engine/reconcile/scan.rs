@@ -244,8 +244,8 @@ impl Scanner<'_> {
         let Some((name, meta)) = Self::file_meta(entry) else {
             return true;
         };
-        if self.side_file(entry, &name, &meta) {
-            return true;
+        if let Some(go_on) = self.side_file(entry, &name, &meta) {
+            return go_on;
         }
         if validate::id("container id", &name).is_err() {
             return true;
@@ -264,7 +264,10 @@ impl Scanner<'_> {
         let Some((name, meta)) = Self::file_meta(entry) else {
             return true;
         };
-        if self.side_file(entry, &name, &meta) || validate::id("container id", &name).is_err() {
+        if let Some(go_on) = self.side_file(entry, &name, &meta) {
+            return go_on;
+        }
+        if validate::id("container id", &name).is_err() {
             return true;
         }
         // Written beside our record: it goes with it.
@@ -295,43 +298,49 @@ impl Scanner<'_> {
         }
     }
 
-    /// Quarantined records and temp files, in either directory; true when `name` was one.
-    fn side_file(&mut self, entry: &DirEntry, name: &str, meta: &Metadata) -> bool {
+    /// Quarantined records and temp files, in either directory: `None` when `name` is neither,
+    /// else whether to go on.
+    fn side_file(&mut self, entry: &DirEntry, name: &str, meta: &Metadata) -> Option<bool> {
         if is_temp(name) {
-            if self.old_enough(meta) {
-                self.send(
-                    Kind::Temp,
-                    entry.path(),
-                    None,
-                    "temp file of an interrupted write",
-                );
-            }
-            return true;
+            return Some(self.temp(entry, meta));
         }
-        let Some(id) = name.strip_suffix(CORRUPT_SUFFIX) else {
-            return false;
-        };
-        if validate::id("container id", id).is_err() {
-            return false;
-        }
+        let id = name
+            .strip_suffix(CORRUPT_SUFFIX)
+            .filter(|id| validate::id("container id", id).is_ok())?;
         // Its DEL already ran (quarantining is how it ended); kept a while for an operator, and
         // while the runtime still lists the container or a newer record exists for it.
         let listed = self.valid.is_some_and(|v| v.ids.contains(id));
-        if !listed && !self.has_record(id) && self.old_enough(meta) {
-            self.send(
-                Kind::Corrupt,
-                entry.path(),
-                Some(id),
-                "quarantined record of a container torn down",
-            );
+        if listed || self.has_record(id) || !self.old_enough(meta) {
+            return Some(true);
         }
-        true
+        Some(self.send(
+            Kind::Corrupt,
+            entry.path(),
+            Some(id),
+            "quarantined record of a container torn down",
+        ))
+    }
+
+    fn temp(&mut self, entry: &DirEntry, meta: &Metadata) -> bool {
+        if !self.old_enough(meta) {
+            return true;
+        }
+        self.send(
+            Kind::Temp,
+            entry.path(),
+            None,
+            "temp file of an interrupted write",
+        )
     }
 
     fn result(&mut self, entry: &DirEntry) -> bool {
-        let Some((_, meta)) = Self::file_meta(entry) else {
+        let Some((name, meta)) = Self::file_meta(entry) else {
             return true;
         };
+        // Our libcni results are written through temp files too.
+        if is_temp(&name) {
+            return self.temp(entry, &meta);
+        }
         let Some(cached) =
             read_small(&entry.path()).and_then(|b| serde_json::from_slice::<LibcniEntry>(&b).ok())
         else {

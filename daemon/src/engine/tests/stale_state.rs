@@ -138,6 +138,11 @@ async fn quarantined_temp_device_info_and_orphan_results_go_only_past_their_grac
         json!({"kind": "cniCacheV1", "containerId": "dead4", "netns": gone, "ifName": "eth0"});
     let stale = [
         put(&own.join(".dead0.tmp-99-1"), b"{", true),
+        put(
+            &cni.join("results").join(".net-dead5-eth0.tmp-99-3"),
+            b"{",
+            true,
+        ),
         put(&cni.join("dead1.corrupt"), b"not json", true),
         put(&dev.join("default-sriov-dead2_net1"), b"{}", true),
         put(
@@ -157,7 +162,7 @@ async fn quarantined_temp_device_info_and_orphan_results_go_only_past_their_grac
     let (report, seen) = run(&f, false).await;
     let kinds: Vec<_> = Kind::ALL.iter().map(|k| report.found(*k)).collect();
     // own, scratch, libcni_result, device_info, corrupt, temp
-    assert_eq!(kinds, [0, 0, 1, 1, 1, 1], "{}\n{seen:?}", report.summary());
+    assert_eq!(kinds, [0, 0, 1, 1, 1, 2], "{}\n{seen:?}", report.summary());
     let mut paths: Vec<_> = seen.iter().map(|s| s.path.clone()).collect();
     paths.sort();
     let mut want = stale.to_vec();
@@ -171,7 +176,7 @@ async fn quarantined_temp_device_info_and_orphan_results_go_only_past_their_grac
     let (report, _) = run(&f, true).await;
     assert_eq!(
         report.collected.iter().sum::<u64>(),
-        4,
+        5,
         "{}",
         report.summary()
     );
