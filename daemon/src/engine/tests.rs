@@ -401,6 +401,46 @@ async fn status_checks_readiness_then_the_cluster_network() {
 }
 
 #[tokio::test]
+async fn add_and_hotplug_add_wait_for_the_readiness_file_del_does_not() {
+    let ready = tempfile::tempdir().unwrap();
+    let flag = ready.path().join("ready");
+    let f = fixture(mem(), |c| c.readiness_indicator_file = Some(flag.clone()));
+    let err = f.engine.add(call(Command::Add, "c1")).await.unwrap_err();
+    assert!(matches!(err, EngineError::NotReady(_)), "{err}");
+    assert_eq!(err.cni_code(), 11);
+    assert!(
+        err.to_string().contains(&flag.display().to_string()),
+        "{err}"
+    );
+    assert!(f.plugins.calls().is_empty(), "a delegate ran");
+    std::fs::write(&flag, b"").unwrap();
+    f.engine.add(call(Command::Add, "c1")).await.unwrap();
+
+    std::fs::remove_file(&flag).unwrap();
+    // Only a watch notices a removal; without one the state is what was last seen. The daemon
+    // always runs the watch (`Readiness::watch`), so follow it here too.
+    let _watch = f.engine.readiness().watch();
+    let mut present = f.engine.readiness().indicator().unwrap().subscribe();
+    tokio::time::timeout(Duration::from_secs(5), present.wait_for(|p| !*p))
+        .await
+        .unwrap()
+        .unwrap();
+    let add = call(Command::Add, "c1");
+    let hotplug = HotplugCall {
+        command: Command::Add,
+        container_id: "c1".into(),
+        netns: add.netns.clone(),
+        ifname: "net9".into(),
+        args: add.args.clone(),
+        network: HotplugNetwork::Selection("sec1@net9".into()),
+    };
+    let err = f.engine.hotplug(hotplug).await.unwrap_err();
+    assert!(matches!(err, EngineError::NotReady(_)), "{err}");
+    f.engine.del(call(Command::Del, "c1")).await.unwrap();
+    assert!(record(&f, "c1").is_none());
+}
+
+#[tokio::test]
 async fn second_add_tears_down_what_the_first_left() {
     let f = fixture(mem(), |_| {});
     f.engine.add(call(Command::Add, "c1")).await.unwrap();
