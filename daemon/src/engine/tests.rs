@@ -406,7 +406,7 @@ async fn add_and_hotplug_add_wait_for_the_readiness_file_del_does_not() {
     let flag = ready.path().join("ready");
     let f = fixture(mem(), |c| c.readiness_indicator_file = Some(flag.clone()));
     let err = f.engine.add(call(Command::Add, "c1")).await.unwrap_err();
-    assert!(matches!(err, EngineError::NotReady(_)), "{err}");
+    assert!(matches!(err.cause(), EngineError::NotReady(_)), "{err}");
     assert_eq!(err.cni_code(), 11);
     assert!(
         err.to_string().contains(&flag.display().to_string()),
@@ -435,7 +435,7 @@ async fn add_and_hotplug_add_wait_for_the_readiness_file_del_does_not() {
         network: HotplugNetwork::Selection("sec1@net9".into()),
     };
     let err = f.engine.hotplug(hotplug).await.unwrap_err();
-    assert!(matches!(err, EngineError::NotReady(_)), "{err}");
+    assert!(matches!(err.cause(), EngineError::NotReady(_)), "{err}");
     f.engine.del(call(Command::Del, "c1")).await.unwrap();
     assert!(record(&f, "c1").is_none());
 }
