@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 pub mod apiserver;
+pub mod bench;
 pub mod bins;
 pub mod containerd;
 pub mod daemon;

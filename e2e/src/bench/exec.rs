@@ -1,0 +1,151 @@
+//! Section 1: what one exec of the shim costs. `CNI_COMMAND=VERSION` (answered by the shim
+//! itself, no daemon) next to `/bin/true` (the floor: exec + exit of a dynamically linked C
+//! program) and a Go reference plugin (Debian's loopback), rounds rotating the order; the shim as
+//! the image ships it (static, `+crt-static`) and as `cargo build --release` links it.
+use std::{
+    ffi::OsStr,
+    io::Write,
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result, bail, ensure};
+
+use super::{Bench, report::Section, stats::Series};
+use crate::{CNI_BIN_DIR, bins};
+
+/// 1.5 MB, the issue's limit on the shim binary.
+const SHIM_SIZE_LIMIT: f64 = 1.5e6;
+
+/// Builds the shim as the Dockerfile does (static C runtime, explicit target) and returns it.
+pub fn static_shim() -> Result<PathBuf> {
+    let triple = format!("{}-unknown-linux-gnu", std::env::consts::ARCH);
+    let status = Command::new(env!("CARGO"))
+        .args([
+            "build",
+            "--quiet",
+            "--release",
+            "-p",
+            "multus-shim",
+            "--target",
+            &triple,
+        ])
+        .env("RUSTFLAGS", "-C target-feature=+crt-static")
+        .current_dir(bins::workspace_root())
+        .status()
+        .context("cargo build of the static shim")?;
+    ensure!(
+        status.success(),
+        "cargo build of the static shim failed: {status}"
+    );
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| bins::workspace_root().join("target"));
+    Ok(target.join(triple).join("release").join("multus-shim"))
+}
+
+fn size(path: &Path) -> Result<f64> {
+    #[allow(clippy::cast_precision_loss)]
+    Ok(std::fs::metadata(path)
+        .with_context(|| format!("{}", path.display()))?
+        .len() as f64)
+}
+
+/// One exec: spawn, stdin written (a broken pipe ignored, as libcni does), wait.
+fn time_exec(bin: &OsStr, version: bool) -> Result<Duration> {
+    let start = Instant::now();
+    let mut cmd = Command::new(bin);
+    cmd.env_clear()
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if version {
+        cmd.env("CNI_COMMAND", "VERSION");
+    }
+    let mut child = cmd.spawn().with_context(|| format!("spawning {bin:?}"))?;
+    if let Some(mut s) = child.stdin.take() {
+        match s.write_all(br#"{"cniVersion":"1.0.0"}"#) {
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+            other => other?,
+        }
+    }
+    let out = child.wait_with_output()?;
+    let took = start.elapsed();
+    if !out.status.success() {
+        bail!("{bin:?} failed: {}", String::from_utf8_lossy(&out.stdout));
+    }
+    Ok(took)
+}
+
+pub fn run(b: &Bench, s: &mut Section) -> Result<()> {
+    b.stage("building the static shim (as the image ships it)");
+    let shim_static = static_shim()?;
+    let shim = bins::shim()?;
+    let loopback = PathBuf::from(CNI_BIN_DIR).join("loopback");
+    let true_bin = PathBuf::from("/bin/true");
+    for (label, p) in [
+        ("multus-shim, static (image)", &shim_static),
+        ("multus-shim, cargo build --release", &shim),
+        ("passthru, cargo build --release", &bins::passthru()?),
+        ("multus-daemon, cargo build --release", &bins::daemon()?),
+        ("Go loopback plugin (Debian)", &loopback),
+        (
+            "Go bridge plugin (Debian)",
+            &PathBuf::from(CNI_BIN_DIR).join("bridge"),
+        ),
+        ("/bin/true", &true_bin),
+    ] {
+        s.figure(&format!("size: {label}"), size(p)? / 1e6, "MB");
+    }
+    s.target(
+        "shim binary (static, as shipped)",
+        size(&shim_static)? / 1e6,
+        "MB",
+        SHIM_SIZE_LIMIT / 1e6,
+    );
+
+    b.stage("1. VERSION execs");
+    let sides: [(&str, &Path, bool); 4] = [
+        ("multus-shim static VERSION", &shim_static, true),
+        ("multus-shim VERSION", &shim, true),
+        ("Go loopback VERSION", &loopback, true),
+        ("/bin/true", &true_bin, false),
+    ];
+    let mut times: Vec<Vec<Duration>> = vec![Vec::new(); sides.len()];
+    for round in 0..b.opts.exec_rounds() {
+        for k in 0..sides.len() {
+            let i = (round + k) % sides.len();
+            let (_, bin, version) = sides[i];
+            times[i].push(time_exec(bin.as_os_str(), version)?);
+        }
+        b.step();
+    }
+    let series: Vec<Series> = sides
+        .iter()
+        .zip(&times)
+        .map(|((label, _, _), t)| s.series(Series::new(*label, t)))
+        .collect();
+    let floor = &series[3];
+    let c_static = s.compare("shim (static) VERSION vs /bin/true", &series[0], floor);
+    let c_dyn = s.compare("shim (dynamic) VERSION vs /bin/true", &series[1], floor);
+    s.compare("Go loopback VERSION vs /bin/true", &series[2], floor);
+    s.target(
+        "shim VERSION exec (static, as shipped) / /bin/true, median",
+        c_static.ratio_p50,
+        "×",
+        1.2,
+    );
+    s.figure(
+        "shim VERSION exec (dynamic) / /bin/true, median",
+        c_dyn.ratio_p50,
+        "×",
+    );
+    s.note(
+        "Each round execs every side once, the order rotating by one each round. `/bin/true` is \
+         Debian's coreutils binary (dynamically linked), the floor any exec pays; the Go plugin is \
+         what the runtime execs for each network without multus.",
+    );
+    Ok(())
+}

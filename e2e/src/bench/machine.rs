@@ -1,0 +1,92 @@
+//! The machine a run was made on, read from the machine itself: CPU, cores, kernel, memory,
+//! load, and the versions of what the figures depend on (containerd, runc, the CNI plugins).
+use std::{fs, process::Command};
+
+use serde::Serialize;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Machine {
+    pub cpu: String,
+    pub cores: usize,
+    pub kernel: String,
+    pub memory_gib: f64,
+    pub load_at_start: String,
+    pub load_at_end: String,
+    pub containerd: String,
+    pub runc: String,
+    pub cni_plugins: String,
+    pub rustc: String,
+    pub commit: String,
+}
+
+/// The first line of a command's stdout, or what went wrong.
+fn first_line(cmd: &str, args: &[&str]) -> String {
+    match Command::new(cmd).args(args).output() {
+        Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_owned(),
+        Ok(o) => format!(
+            "({cmd} failed: {})",
+            String::from_utf8_lossy(&o.stderr).trim()
+        ),
+        Err(e) => format!("({cmd}: {e})"),
+    }
+}
+
+pub fn load() -> String {
+    fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
+impl Machine {
+    pub fn describe() -> Self {
+        let cpuinfo = fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let cpu = cpuinfo
+            .lines()
+            .find_map(|l| l.strip_prefix("model name")?.split_once(':'))
+            .map(|(_, v)| v.trim().to_owned())
+            .unwrap_or_else(|| "unknown".into());
+        let mem_kb: f64 = fs::read_to_string("/proc/meminfo")
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| l.strip_prefix("MemTotal:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0.0);
+        let root = crate::bins::workspace_root();
+        Self {
+            cpu,
+            cores: std::thread::available_parallelism().map_or(0, usize::from),
+            kernel: fs::read_to_string("/proc/sys/kernel/osrelease")
+                .unwrap_or_default()
+                .trim()
+                .to_owned(),
+            memory_gib: mem_kb / 1024.0 / 1024.0,
+            load_at_start: load(),
+            load_at_end: String::new(),
+            containerd: first_line("containerd", &["--version"]),
+            runc: first_line("runc", &["--version"]),
+            cni_plugins: format!(
+                "containernetworking-plugins {}",
+                first_line(
+                    "dpkg-query",
+                    &["-W", "-f", "${Version}", "containernetworking-plugins"]
+                )
+            ),
+            rustc: first_line("rustc", &["--version"]),
+            commit: first_line(
+                "git",
+                &[
+                    "-C",
+                    &root.to_string_lossy(),
+                    "describe",
+                    "--always",
+                    "--dirty",
+                ],
+            ),
+        }
+    }
+}
