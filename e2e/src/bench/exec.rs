@@ -81,7 +81,10 @@ fn time_exec(bin: &OsStr, version: bool) -> Result<Duration> {
 
 pub fn run(b: &Bench, s: &mut Section) -> Result<()> {
     b.stage("building the static shim (as the image ships it)");
-    let shim_static = static_shim()?;
+    let shim_static = match &b.opts.static_shim {
+        Some(p) => p.clone(),
+        None => static_shim()?,
+    };
     let shim = bins::shim()?;
     let loopback = PathBuf::from(CNI_BIN_DIR).join("loopback");
     let true_bin = PathBuf::from("/bin/true");

@@ -15,6 +15,7 @@ pub mod memory;
 pub mod nodethread;
 pub mod plot;
 pub mod procstat;
+pub mod release_build;
 pub mod report;
 pub mod spans;
 pub mod stats;
@@ -40,6 +41,8 @@ pub enum Part {
     Containerd,
     Burst,
     Memory,
+    /// The workspace's release build from scratch (only with `--only build`: minutes of every core).
+    Build,
 }
 
 pub const ALL_PARTS: [Part; 6] = [
@@ -77,7 +80,11 @@ pub struct Opts {
     /// ADD/DEL cycles of the leak check (default 10000, --quick 500).
     #[arg(long)]
     pub cycles: Option<usize>,
-    /// Only these sections (comma-separated).
+    /// A static shim already built (as the Dockerfile builds it) instead of building one.
+    #[arg(long)]
+    pub static_shim: Option<PathBuf>,
+    /// Only these sections (comma-separated; `build`, the release build from scratch, runs only
+    /// when named here).
     #[arg(long, value_enum, value_delimiter = ',')]
     pub only: Vec<Part>,
 }
@@ -89,6 +96,7 @@ impl Opts {
         } else {
             ALL_PARTS
                 .into_iter()
+                .chain([Part::Build])
                 .filter(|p| self.only.contains(p))
                 .collect()
         }
@@ -126,6 +134,7 @@ impl Opts {
             Part::Containerd => r,
             Part::Burst => self.burst as u64 * 2 + self.settle_window().as_secs(),
             Part::Memory => self.cycles() as u64 + self.idle_window().as_secs() + 2,
+            Part::Build => 1,
         }
     }
 }

@@ -43,6 +43,16 @@ pub fn reset_peak(pid: u32) -> Result<()> {
 
 /// utime + stime of the process itself (not its reaped children), as a duration.
 pub fn cpu_time(pid: u32) -> Result<Duration> {
+    stat_ticks(pid, 11)
+}
+
+/// cutime + cstime: the CPU time of the process's waited-for children (and theirs).
+pub fn children_cpu_time(pid: u32) -> Result<Duration> {
+    stat_ticks(pid, 13)
+}
+
+/// Fields `at` and `at + 1` of /proc/<pid>/stat counted after the command name, as time.
+fn stat_ticks(pid: u32, at: usize) -> Result<Duration> {
     let text = fs::read_to_string(format!("/proc/{pid}/stat"))
         .with_context(|| format!("reading /proc/{pid}/stat"))?;
     // The command name (field 2) may hold spaces: fields are counted after its ')'.
@@ -51,14 +61,15 @@ pub fn cpu_time(pid: u32) -> Result<Duration> {
         .map(|(_, r)| r)
         .context("malformed /proc/<pid>/stat")?;
     let fields: Vec<&str> = rest.split_whitespace().collect();
-    // After ')': state is field 3, so utime (14) and stime (15) are at 11 and 12.
+    // After ')': state is field 3, so utime (14) and stime (15) are at 11 and 12, cutime (16)
+    // and cstime (17) at 13 and 14.
     let tick = |i: usize| -> Result<u64> {
         fields
             .get(i)
             .and_then(|f| f.parse().ok())
             .context("utime/stime missing in /proc/<pid>/stat")
     };
-    let ticks = tick(11)? + tick(12)?;
+    let ticks = tick(at)? + tick(at + 1)?;
     let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
         .ok()
         .flatten()

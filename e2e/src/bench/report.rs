@@ -145,6 +145,9 @@ impl Report {
                 ""
             }
         );
+        if let Some(note) = self.load_note() {
+            let _ = writeln!(o, "{note}\n");
+        }
         self.machine_md(&mut o);
         self.targets_md(&mut o);
         let _ = writeln!(o, "![latency distributions (CDF per side)]({svg_name})\n");
@@ -152,6 +155,28 @@ impl Report {
             section_md(&mut o, s);
         }
         o
+    }
+
+    /// A warning when the 1-minute load exceeded the core count at start or end: other work
+    /// shared the CPU (and the disk), so the figures carry its noise.
+    fn load_note(&self) -> Option<String> {
+        let first = |l: &str| l.split_whitespace().next()?.parse::<f64>().ok();
+        let m = &self.machine;
+        #[allow(clippy::cast_precision_loss)]
+        let cores = m.cores as f64;
+        let worst = [first(&m.load_at_start), first(&m.load_at_end)]
+            .into_iter()
+            .flatten()
+            .fold(0.0_f64, f64::max);
+        (worst > cores).then(|| {
+            format!(
+                "**The machine was busy with other work during this run** (1-minute load up to \
+                 {worst:.1} on {} cores): both sides of each comparison shared that load (the \
+                 rounds alternate), but absolute times, fsync-bound steps and the p99s carry \
+                 its noise.",
+                m.cores
+            )
+        })
     }
 
     fn machine_md(&self, o: &mut String) {

@@ -19,7 +19,7 @@ use multus_e2e::{
     bench::{
         Bench, Opts, Part, attach, burst, cri, exec, kube,
         machine::{self, Machine},
-        memory, plot,
+        memory, plot, release_build,
         report::{Report, Section},
     },
     bins,
@@ -37,6 +37,7 @@ fn title(part: Part) -> &'static str {
         Part::Containerd => "2c. containerd RunPodSandbox / StopPodSandbox with and without multus",
         Part::Burst => "3. Burst of concurrent pods",
         Part::Memory => "4. Memory, leaks and idle CPU",
+        Part::Build => "6. Release build of the workspace",
     }
 }
 
@@ -48,6 +49,7 @@ fn run_part(b: &Bench, part: Part, s: &mut Section) -> Result<()> {
         Part::Containerd => cri::run(b, s),
         Part::Burst => burst::run(b, s),
         Part::Memory => memory::run(b, s),
+        Part::Build => release_build::run(b, s),
     }
 }
 
