@@ -81,8 +81,12 @@ pub struct Opts {
     #[arg(long)]
     pub cycles: Option<usize>,
     /// A static shim already built (as the Dockerfile builds it) instead of building one.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "no_static_shim")]
     pub static_shim: Option<PathBuf>,
+    /// Leave the static shim out (no extra build); the shim targets are then judged on the
+    /// `cargo build --release` shim, and the report says so.
+    #[arg(long)]
+    pub no_static_shim: bool,
     /// Only these sections (comma-separated; `build`, the release build from scratch, runs only
     /// when named here).
     #[arg(long, value_enum, value_delimiter = ',')]
