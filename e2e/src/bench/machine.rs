@@ -56,7 +56,6 @@ impl Machine {
             .find_map(|l| l.strip_prefix("MemTotal:"))
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
             .unwrap_or(0.0);
-        let root = crate::bins::workspace_root();
         Self {
             cpu,
             cores: std::thread::available_parallelism().map_or(0, usize::from),
@@ -77,16 +76,8 @@ impl Machine {
                 )
             ),
             rustc: first_line("rustc", &["--version"]),
-            commit: first_line(
-                "git",
-                &[
-                    "-C",
-                    &root.to_string_lossy(),
-                    "describe",
-                    "--always",
-                    "--dirty",
-                ],
-            ),
+            // The checkout the command runs from (the binaries may come from a copy of it).
+            commit: first_line("git", &["describe", "--always", "--dirty"]),
         }
     }
 }
