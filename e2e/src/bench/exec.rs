@@ -18,14 +18,16 @@ use crate::{CNI_BIN_DIR, bins};
 /// 1.5 MB, the limit on the shim binary.
 const SHIM_SIZE_LIMIT: f64 = 1.5e6;
 
-/// Builds the shim as the Dockerfile does (static C runtime, explicit target) and returns it.
+/// Builds the shim as the Dockerfile does (the release-small profile, static C runtime, explicit
+/// target) and returns it.
 pub fn static_shim() -> Result<PathBuf> {
     let triple = format!("{}-unknown-linux-gnu", std::env::consts::ARCH);
     let status = Command::new(env!("CARGO"))
         .args([
             "build",
             "--quiet",
-            "--release",
+            "--profile",
+            "release-small",
             "-p",
             "multus-shim",
             "--target",
@@ -42,7 +44,10 @@ pub fn static_shim() -> Result<PathBuf> {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| bins::workspace_root().join("target"));
-    Ok(target.join(triple).join("release").join("multus-shim"))
+    Ok(target
+        .join(triple)
+        .join("release-small")
+        .join("multus-shim"))
 }
 
 fn size(path: &Path) -> Result<f64> {

@@ -61,8 +61,17 @@ fn main() -> Result<()> {
     );
     std::fs::create_dir_all(&opts.out)
         .with_context(|| format!("creating {}", opts.out.display()))?;
+    // What was run, as it was run: binaries from elsewhere and a debug harness are said.
+    let bin_dir = std::env::var("MULTUS_E2E_BIN_DIR")
+        .map(|d| format!("MULTUS_E2E_BIN_DIR={d} "))
+        .unwrap_or_default();
+    let profile = if cfg!(debug_assertions) {
+        ""
+    } else {
+        "--release "
+    };
     let command = format!(
-        "cargo run --release -p multus-e2e --bin bench -- {}",
+        "{bin_dir}cargo run {profile}-p multus-e2e --bin bench -- {}",
         std::env::args().skip(1).collect::<Vec<_>>().join(" ")
     );
     let started = Instant::now();
