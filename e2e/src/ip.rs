@@ -85,3 +85,12 @@ fn parse_addresses(v: &Value) -> Vec<(String, Vec<String>)> {
 pub fn links(ns: &str) -> Result<Vec<String>> {
     Ok(addresses(ns)?.into_iter().map(|(n, _)| n).collect())
 }
+
+/// The IPv4 addresses (with prefix) `addresses_at` listed for `ifname`; none if it is absent.
+pub fn ipv4_of(addrs: &[(String, Vec<String>)], ifname: &str) -> Vec<String> {
+    addrs
+        .iter()
+        .find(|(n, _)| n == ifname)
+        .map(|(_, a)| a.iter().filter(|a| !a.contains(':')).cloned().collect())
+        .unwrap_or_default()
+}

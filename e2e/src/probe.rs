@@ -3,11 +3,14 @@
 #![allow(clippy::unwrap_used)]
 
 use std::fs;
+use std::path::Path;
 use std::io::{Read, Write};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
+pub use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 
 use crate::{
     ip,
@@ -121,4 +124,38 @@ pub fn dnat_rules_to(
         .filter(|l| l.contains(&to) && l.contains(&dport))
         .map(str::to_owned)
         .collect()
+}
+
+/// The daemon's overall gRPC health over its socket, as the chart's readiness probe asks it.
+pub fn health(socket: &Path) -> ServingStatus {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let channel = multus_proto::channel::unix(socket, Duration::from_secs(5))
+            .await
+            .unwrap();
+        let reply = HealthClient::new(channel)
+            .check(HealthCheckRequest::default())
+            .await
+            .unwrap();
+        ServingStatus::try_from(reply.into_inner().status).unwrap()
+    })
+}
+
+/// Asserts the sandbox netns holds exactly eth0 on the cluster network (10.88.0.0/16) and net1
+/// and net2 on the two NADs' (10.89, 10.90) the containerd tests select; eth0's address (no
+/// prefix) is returned, for the pod IP the runtime must report.
+pub fn assert_cluster_and_two_nads(netns: &Path) -> String {
+    let addrs = ip::addresses_at(netns).unwrap();
+    let mut names: Vec<&str> = addrs.iter().map(|(n, _)| n.as_str()).collect();
+    names.sort_unstable();
+    assert_eq!(names, ["eth0", "net1", "net2"], "{addrs:?}");
+    for (ifname, net) in [("eth0", "10.88.0."), ("net1", "10.89.0."), ("net2", "10.90.0.")] {
+        let v4 = ip::ipv4_of(&addrs, ifname);
+        assert!(v4.first().is_some_and(|a| a.starts_with(net)), "{ifname}: {addrs:?}");
+    }
+    let eth0 = ip::ipv4_of(&addrs, "eth0").remove(0);
+    eth0.split('/').next().unwrap_or_default().to_owned()
 }

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use multus_e2e::{
     containerd::{CniSetup, Containerd},
     daemon::Layout,
-    ip,
+    ip, probe,
     netns::Netns,
     scenario::{Cluster, host_local, nad, pod, three_nads},
 };
@@ -46,14 +46,6 @@ fn pod_sandbox(
         .unwrap();
     let annotations = HashMap::from([(NETWORKS.to_string(), networks.to_string())]);
     containerd.sandbox_config("default", name, &uid, &annotations)
-}
-
-fn ipv4_of(addrs: &[(String, Vec<String>)], ifname: &str) -> Vec<String> {
-    addrs
-        .iter()
-        .find(|(n, _)| n == ifname)
-        .map(|(_, a)| a.iter().filter(|a| !a.contains(':')).cloned().collect())
-        .unwrap_or_default()
 }
 
 /// Files of the CNI result cache containerd's libcni keeps (`/var/lib/cni/results`) that name
@@ -114,23 +106,10 @@ fn sandbox_gets_cluster_network_and_two_nads_and_stop_remove_leaves_nothing() {
         "{}",
         netns.display()
     );
-    let addrs = ip::addresses_at(&netns).unwrap();
-    let mut names: Vec<&str> = addrs.iter().map(|(n, _)| n.as_str()).collect();
-    names.sort_unstable();
-    assert_eq!(names, ["eth0", "net1", "net2"], "{addrs:?}");
-    let eth0 = ipv4_of(&addrs, "eth0");
-    assert!(eth0[0].starts_with("10.88.0."), "{addrs:?}");
-    assert!(
-        ipv4_of(&addrs, "net1")[0].starts_with("10.89.0."),
-        "{addrs:?}"
-    );
-    assert!(
-        ipv4_of(&addrs, "net2")[0].starts_with("10.90.0."),
-        "{addrs:?}"
-    );
+    let eth0 = probe::assert_cluster_and_two_nads(&netns);
     // The IP the runtime reports (the kubelet's podIP) is the cluster network's.
     let pod_ip = containerd.pod_ip(&id).unwrap();
-    assert_eq!(eth0[0].split('/').next(), Some(pod_ip.as_str()));
+    assert_eq!(eth0, pod_ip);
     assert_eq!(cluster.layout.leases().unwrap().len(), 3);
     assert_eq!(
         cluster.layout.cache_records().unwrap(),
@@ -231,7 +210,7 @@ fn burst_of_twenty_sandboxes_all_get_their_networks_and_all_go_away() {
     let mut seen = std::collections::BTreeSet::new();
     for id in &ids {
         let addrs = ip::addresses_at(&containerd.netns_path(id).unwrap()).unwrap();
-        let (eth0, net1) = (ipv4_of(&addrs, "eth0"), ipv4_of(&addrs, "net1"));
+        let (eth0, net1) = (ip::ipv4_of(&addrs, "eth0"), ip::ipv4_of(&addrs, "net1"));
         let pod_ip = containerd.pod_ip(id).unwrap();
         assert_eq!(
             eth0[0].split('/').next(),

@@ -6,27 +6,7 @@ use std::time::Duration;
 
 use multus_e2e::{daemon::Daemon, daemon::Layout, netns::Netns};
 use serde_json::json;
-use tonic_health::pb::{
-    HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
-};
-
-/// The daemon's overall health status, asked over its socket as a kubelet probe would.
-fn health(socket: &Path) -> ServingStatus {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let channel = multus_proto::channel::unix(socket, Duration::from_secs(5))
-            .await
-            .unwrap();
-        let reply = HealthClient::new(channel)
-            .check(HealthCheckRequest::default())
-            .await
-            .unwrap();
-        ServingStatus::try_from(reply.into_inner().status).unwrap()
-    })
-}
+use multus_e2e::probe::{ServingStatus, health};
 
 /// D-7: at `logLevel: error` (and `panic`, `warn`) the daemon used to exit 0 at once, because
 /// the shutdown signal was awaited inside a `tracing::info!` field that is not evaluated when

@@ -22,7 +22,7 @@ use multus_e2e::{
     containerd::{CniSetup, Containerd},
     daemon::Layout,
     dockerfile::FinalStage,
-    helm, image, ip,
+    helm, image, ip, probe,
     kubelet::{self, RunningPod},
     netns::Netns,
     oci,
@@ -357,14 +357,6 @@ fn values(n: &Node) -> Value {
     })
 }
 
-fn ipv4_of(addrs: &[(String, Vec<String>)], ifname: &str) -> Vec<String> {
-    addrs
-        .iter()
-        .find(|(n, _)| n == ifname)
-        .map(|(_, a)| a.iter().filter(|a| !a.contains(':')).cloned().collect())
-        .unwrap_or_default()
-}
-
 /// Waits until containerd's CRI has loaded the CNI network `name` (it follows its conf dir).
 fn wait_cni_network(containerd: &Containerd, name: &str) {
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -504,22 +496,9 @@ fn chart_daemonset_runs_the_image_and_a_sandbox_gets_its_networks_through_it() {
         )
     });
     let netns = n.containerd.netns_path(&id).unwrap();
-    let addrs = ip::addresses_at(&netns).unwrap();
-    let mut names: Vec<&str> = addrs.iter().map(|(n, _)| n.as_str()).collect();
-    names.sort_unstable();
-    assert_eq!(names, ["eth0", "net1", "net2"], "{addrs:?}");
-    let eth0 = ipv4_of(&addrs, "eth0");
-    assert!(eth0[0].starts_with("10.88.0."), "{addrs:?}");
-    assert!(
-        ipv4_of(&addrs, "net1")[0].starts_with("10.89.0."),
-        "{addrs:?}"
-    );
-    assert!(
-        ipv4_of(&addrs, "net2")[0].starts_with("10.90.0."),
-        "{addrs:?}"
-    );
+    let eth0 = probe::assert_cluster_and_two_nads(&netns);
     let pod_ip = n.containerd.pod_ip(&id).unwrap();
-    assert_eq!(eth0[0].split('/').next(), Some(pod_ip.as_str()));
+    assert_eq!(eth0, pod_ip);
     let status = l.network_status("default", "web").unwrap().unwrap();
     assert_eq!(status.as_array().unwrap().len(), 3, "{status}");
     assert_eq!(l.leases().unwrap().len(), 3);

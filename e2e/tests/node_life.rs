@@ -18,30 +18,10 @@ use multus_e2e::netns::Netns;
 use multus_e2e::scenario::{Cluster, KUBE_NODE, KubeCluster, NodeApiServer, host_local, pod};
 use multus_e2e::shim::{Invocation, multus_conf};
 use serde_json::{Map, Value, json};
-use tonic_health::pb::{
-    HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
-};
+use multus_e2e::probe::{ServingStatus, health};
 
 const PODS: &str = "/api/v1/pods";
 const NADS: &str = "/apis/k8s.cni.cncf.io/v1/network-attachment-definitions";
-
-/// The daemon's overall gRPC health, as the chart's readiness probe asks it.
-fn health(socket: &Path) -> ServingStatus {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let channel = multus_proto::channel::unix(socket, Duration::from_secs(5))
-            .await
-            .unwrap();
-        let reply = HealthClient::new(channel)
-            .check(HealthCheckRequest::default())
-            .await
-            .unwrap();
-        ServingStatus::try_from(reply.into_inner().status).unwrap()
-    })
-}
 
 fn readyz(socket: &Path) -> u16 {
     multus_e2e::http::request(socket, "GET", "/readyz", None)
