@@ -3,8 +3,8 @@
 #![allow(clippy::unwrap_used)]
 
 use std::fs;
-use std::path::Path;
 use std::io::{Read, Write};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -152,9 +152,16 @@ pub fn assert_cluster_and_two_nads(netns: &Path) -> String {
     let mut names: Vec<&str> = addrs.iter().map(|(n, _)| n.as_str()).collect();
     names.sort_unstable();
     assert_eq!(names, ["eth0", "net1", "net2"], "{addrs:?}");
-    for (ifname, net) in [("eth0", "10.88.0."), ("net1", "10.89.0."), ("net2", "10.90.0.")] {
+    for (ifname, net) in [
+        ("eth0", "10.88.0."),
+        ("net1", "10.89.0."),
+        ("net2", "10.90.0."),
+    ] {
         let v4 = ip::ipv4_of(&addrs, ifname);
-        assert!(v4.first().is_some_and(|a| a.starts_with(net)), "{ifname}: {addrs:?}");
+        assert!(
+            v4.first().is_some_and(|a| a.starts_with(net)),
+            "{ifname}: {addrs:?}"
+        );
     }
     let eth0 = ip::ipv4_of(&addrs, "eth0").remove(0);
     eth0.split('/').next().unwrap_or_default().to_owned()

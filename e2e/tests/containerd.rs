@@ -9,8 +9,9 @@ use std::collections::HashMap;
 use multus_e2e::{
     containerd::{CniSetup, Containerd},
     daemon::Layout,
-    ip, probe,
+    ip,
     netns::Netns,
+    probe,
     scenario::{Cluster, host_local, nad, pod, three_nads},
 };
 use serde_json::json;

@@ -4,9 +4,9 @@
 use std::path::Path;
 use std::time::Duration;
 
+use multus_e2e::probe::{ServingStatus, health};
 use multus_e2e::{daemon::Daemon, daemon::Layout, netns::Netns};
 use serde_json::json;
-use multus_e2e::probe::{ServingStatus, health};
 
 /// D-7: at `logLevel: error` (and `panic`, `warn`) the daemon used to exit 0 at once, because
 /// the shutdown signal was awaited inside a `tracing::info!` field that is not evaluated when

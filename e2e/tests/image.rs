@@ -22,10 +22,10 @@ use multus_e2e::{
     containerd::{CniSetup, Containerd},
     daemon::Layout,
     dockerfile::FinalStage,
-    helm, image, ip, probe,
+    helm, image, ip,
     kubelet::{self, RunningPod},
     netns::Netns,
-    oci,
+    oci, probe,
     scenario::{bridge_conflist, host_local, nad, pod},
 };
 use serde_json::{Value, json};

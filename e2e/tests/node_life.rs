@@ -15,10 +15,10 @@ use axum::http::Method;
 use multus_e2e::apiserver::{Action, ApiServer, Fault, nad_json, pod_json, pod_path};
 use multus_e2e::daemon::Layout;
 use multus_e2e::netns::Netns;
+use multus_e2e::probe::{ServingStatus, health};
 use multus_e2e::scenario::{Cluster, KUBE_NODE, KubeCluster, NodeApiServer, host_local, pod};
 use multus_e2e::shim::{Invocation, multus_conf};
 use serde_json::{Map, Value, json};
-use multus_e2e::probe::{ServingStatus, health};
 
 const PODS: &str = "/api/v1/pods";
 const NADS: &str = "/apis/k8s.cni.cncf.io/v1/network-attachment-definitions";
