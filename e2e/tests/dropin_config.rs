@@ -1,7 +1,6 @@
 //! Daemon configs that upstream Multus accepts run our daemon too (drop-in item D-7).
 #![allow(clippy::unwrap_used)]
 
-use std::path::Path;
 use std::time::Duration;
 
 use multus_e2e::probe::{ServingStatus, health};
