@@ -22,7 +22,7 @@ use multus_e2e::{
     containerd::{CniSetup, Containerd},
     daemon::Layout,
     dockerfile::FinalStage,
-    helm, image, ip,
+    helm, image,
     kubelet::{self, RunningPod},
     netns::Netns,
     oci, probe,
