@@ -166,3 +166,13 @@ pub fn assert_cluster_and_two_nads(netns: &Path) -> String {
     let eth0 = ip::ipv4_of(&addrs, "eth0").remove(0);
     eth0.split('/').next().unwrap_or_default().to_owned()
 }
+
+/// The `name` of every entry of a network-status annotation, in order.
+pub fn status_names(status: &serde_json::Value) -> Vec<&str> {
+    status
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap())
+        .collect()
+}

@@ -52,12 +52,7 @@ fn add_attaches_four_networks_and_del_removes_everything() {
         .network_status("default", "web")
         .unwrap()
         .expect("network-status written");
-    let names: Vec<&str> = status
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["name"].as_str().unwrap())
-        .collect();
+    let names = multus_e2e::probe::status_names(&status);
     assert_eq!(
         names,
         [

@@ -134,12 +134,7 @@ fn links(ns: &Netns) -> Vec<String> {
 fn assert_attached(k: &KubeCluster, pod_ns: &Netns, name: &str) {
     assert_eq!(links(pod_ns), ["eth0", "net1", "net2"]);
     let status = k.network_status("default", name).expect("network-status");
-    let names: Vec<&str> = status
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["name"].as_str().unwrap())
-        .collect();
+    let names = multus_e2e::probe::status_names(&status);
     assert_eq!(
         names,
         ["cluster", "default/ptp-a", "default/ptp-b"],

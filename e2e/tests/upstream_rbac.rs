@@ -72,12 +72,7 @@ fn assert_attached(k: &KubeCluster, pod_ns: &Netns, name: &str) {
     let status = k
         .network_status("default", name)
         .expect("network-status written");
-    let names: Vec<&str> = status
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["name"].as_str().unwrap())
-        .collect();
+    let names = multus_e2e::probe::status_names(&status);
     assert_eq!(
         names,
         ["cluster", "default/ptp-a", "default/ptp-b"],
