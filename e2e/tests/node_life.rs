@@ -15,7 +15,7 @@ use axum::http::Method;
 use multus_e2e::apiserver::{Action, ApiServer, Fault, nad_json, pod_json, pod_path};
 use multus_e2e::daemon::Layout;
 use multus_e2e::netns::Netns;
-use multus_e2e::probe::{ServingStatus, health};
+use multus_e2e::probe::{ServingStatus, health, wait_for};
 use multus_e2e::scenario::{Cluster, KUBE_NODE, KubeCluster, NodeApiServer, host_local, pod};
 use multus_e2e::shim::{Invocation, multus_conf};
 use serde_json::{Map, Value, json};
@@ -370,6 +370,10 @@ fn the_periodic_reconcile_collects_a_pod_whose_namespace_went() {
         std::thread::sleep(Duration::from_millis(100));
     }
     assert_eq!(l.leases().unwrap().len(), 1);
-    assert!(cluster.daemon.log_text().contains("reconcile: stale state"));
+    // The run's summary line is logged after its last collection: the record can be gone a
+    // moment before the line is there.
+    wait_for("the reconcile's summary line", || {
+        cluster.daemon.log_text().contains("reconcile: stale state")
+    });
     assert!(live.with_command("DEL").run().unwrap().success());
 }
