@@ -1,6 +1,12 @@
 //! The one way the daemon and `install_multus` replace a file: a temporary file in the same
-//! directory, written, fsynced, renamed over the target, the directory fsynced, with exactly the
-//! given mode. A reader sees the old bytes or the new ones, never half, also after a crash.
+//! directory, written, renamed over the target, with exactly the given mode. A reader sees the
+//! old bytes or the new ones, never half, also after the process crashes.
+//!
+//! [`write`] also makes the new bytes durable before it returns (the temp file fsynced before
+//! the rename, the directory after it): for configs and binaries, written rarely, which must
+//! survive a power cut whole. [`replace`] skips both fsyncs and [`sync`] makes a replaced file
+//! durable later: for the per-container cache records, rewritten after every delegate, whose
+//! durability the ADD waits for once, in parallel with the delegates (see `engine::cache`).
 use std::fs::{self, OpenOptions, Permissions};
 use std::io::{self, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
@@ -14,16 +20,43 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// Not the `atomic-write-file` crate: it renames while its descriptor is still open for
 /// writing, so an exec of a just-installed shim in that window fails with ETXTBSY.
 pub fn write(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
+    put(path, bytes, mode, Durable::Yes)?;
+    // The rename is durable only once the directory entry is.
+    sync_dir(path)
+}
+
+/// As [`write`], without either fsync: atomic against a crash of the process (the page cache
+/// survives it), not yet against a power cut. [`sync`] makes it durable.
+pub fn replace(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
+    put(path, bytes, mode, Durable::No)
+}
+
+/// Makes what [`replace`] left at `path` durable: the file's data, then its directory entry.
+pub fn sync(path: &Path) -> io::Result<()> {
+    fs::File::open(path)?.sync_all()?;
+    sync_dir(path)
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Durable {
+    Yes,
+    No,
+}
+
+fn put(path: &Path, bytes: &[u8], mode: u32, durable: Durable) -> io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let temp = temp_path(dir, path)?;
-    let written = write_synced(&temp, bytes, mode).and_then(|()| fs::rename(&temp, path));
+    let written = write_new(&temp, bytes, mode, durable).and_then(|()| fs::rename(&temp, path));
     if let Err(e) = written {
         // Best effort: the error that matters is the write's.
         let _ = fs::remove_file(&temp);
         return Err(e);
     }
-    // The rename is durable only once the directory entry is.
-    fs::File::open(dir)?.sync_all()
+    Ok(())
+}
+
+fn sync_dir(path: &Path) -> io::Result<()> {
+    fs::File::open(path.parent().unwrap_or(Path::new(".")))?.sync_all()
 }
 
 fn temp_path(dir: &Path, path: &Path) -> io::Result<PathBuf> {
@@ -38,9 +71,9 @@ fn temp_path(dir: &Path, path: &Path) -> io::Result<PathBuf> {
     Ok(dir.join(temp))
 }
 
-/// Writes and syncs a new file; it is closed on return, so nothing holds it open for writing
-/// when it is renamed into place (an exec of it would fail with ETXTBSY).
-fn write_synced(temp: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
+/// Writes a new file (and syncs it when asked); it is closed on return, so nothing holds it open
+/// for writing when it is renamed into place (an exec of it would fail with ETXTBSY).
+fn write_new(temp: &Path, bytes: &[u8], mode: u32, durable: Durable) -> io::Result<()> {
     // A stale temp file of a killed earlier process with our pid would make create_new fail.
     let _ = fs::remove_file(temp);
     let mut file = OpenOptions::new()
@@ -51,7 +84,10 @@ fn write_synced(temp: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
     file.write_all(bytes)?;
     // The umask may have narrowed the creation mode.
     file.set_permissions(Permissions::from_mode(mode))?;
-    file.sync_all()
+    match durable {
+        Durable::Yes => file.sync_all(),
+        Durable::No => Ok(()),
+    }
 }
 
 #[cfg(test)]
@@ -80,6 +116,20 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names, vec![std::ffi::OsString::from("record")]);
+    }
+
+    #[test]
+    fn replace_then_sync_leaves_the_bytes_and_mode_and_no_temp_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("record");
+        replace(&path, b"first", 0o600).unwrap();
+        replace(&path, b"second", 0o600).unwrap();
+        sync(&path).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"second");
+        assert_eq!(mode_of(&path), 0o600);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+        // Nothing to make durable is an error the caller sees, not a silent success.
+        assert!(sync(&dir.path().join("absent")).is_err());
     }
 
     #[test]

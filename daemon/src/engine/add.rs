@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use super::cache::{Entry, Loaded, PodRef, Record, SCHEMA_VERSION, State};
+use super::cache::{Entry, Loaded, PodRef, Record, SCHEMA_VERSION, State, Written};
 use super::conflist::{self, Attachment};
 use super::plan::{self, Plan, Planned};
 use super::{CniCall, Delegate, Engine, EngineError, del, events, gateway, netstatus};
@@ -126,10 +126,13 @@ async fn attach(
     };
     // Before the first exec: a crash from here on leaves a record DEL can tear down. Without
     // it nothing may run (a crash would leak what ran), so a failed write ends the ADD here.
-    if let Err(err) = save(e, &record).await {
+    let mut written = Written::default();
+    if let Err(err) = save_tracked(e, &record, &mut written).await {
         forget_unrecorded(e, call, &record).await;
         return Err(EngineError::NotRecorded(Box::new(err)));
     }
+    // Durable against a power cut while the delegates run; waited for before the answer.
+    let durable = e.sync_record(&call.container_id);
     let at = Attachment {
         container_id: &call.container_id,
         netns: &call.netns,
@@ -152,7 +155,7 @@ async fn attach(
             Ok(result) => {
                 record.delegates[i].state = State::Added;
                 record.delegates[i].result = Some(result);
-                save(e, &record).await.err()
+                save_tracked(e, &record, &mut written).await.err()
             }
             Err(source) => {
                 let d = &record.delegates[i].delegate;
@@ -165,7 +168,11 @@ async fn attach(
         }
     }
     let last = record.delegates.len().saturating_sub(1);
-    if let Err(err) = default_routes(e, call, &mut record).await {
+    if let Err(err) = default_routes(e, call, &mut record, &mut written).await {
+        rollback(e, call, &record, last).await;
+        return Err(err);
+    }
+    if let Err(err) = durable.wait().await {
         rollback(e, call, &record, last).await;
         return Err(err);
     }
@@ -185,12 +192,13 @@ async fn default_routes(
     e: &Engine,
     call: &CniCall,
     record: &mut Record,
+    written: &mut Written,
 ) -> Result<(), EngineError> {
     let applied = gateway::apply(&call.netns, &mut record.delegates)
         .await
         .map_err(|err| EngineError::DefaultRoute(Box::new(err)))?;
     if applied {
-        save(e, record).await?;
+        save_tracked(e, record, written).await?;
     }
     Ok(())
 }
@@ -267,11 +275,35 @@ async fn teardown_stale(e: &Engine, call: &CniCall) -> Result<(), EngineError> {
     e.blocking(move |c| c.remove(&stale)).await
 }
 
+/// Writes the record and everything beside it, durable before it returns (hot-plug: one
+/// delegate, nothing to overlap the sync with).
 pub(super) async fn save(e: &Engine, record: &Record) -> Result<(), EngineError> {
     let record = record.clone();
-    e.blocking(move |c| c.write(&record))
+    e.blocking(move |c| {
+        c.write(&record)?;
+        c.sync(&record.container_id)
+    })
+    .instrument(tracing::info_span!("cache.write", sync = true))
+    .await
+}
+
+/// Writes the record, not yet durable, and of the files beside it only what changed since the
+/// last write of this ADD.
+async fn save_tracked(
+    e: &Engine,
+    record: &Record,
+    written: &mut Written,
+) -> Result<(), EngineError> {
+    let (cache, owned, mut memo) = (e.cache.clone(), record.clone(), std::mem::take(written));
+    let (memo, outcome) = e
+        .blocking_io("cache", move || {
+            let outcome = cache.write_tracked(&owned, &mut memo);
+            (memo, outcome)
+        })
         .instrument(tracing::info_span!("cache.write"))
-        .await
+        .await?;
+    *written = memo;
+    Ok(outcome?)
 }
 
 /// Removes what a failed first write may have left (the record without its scratch copy, a

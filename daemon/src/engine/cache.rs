@@ -1,6 +1,14 @@
 //! The per-container record under `cniDir`: everything DEL, CHECK and GC need, so they never ask
-//! the cluster. File `<cniDir>/multus-rs/<containerId>`, JSON with `schemaVersion`, written
-//! atomically (temp file, fsync, rename, fsync dir; dirs 0700, files 0600).
+//! the cluster. File `<cniDir>/multus-rs/<containerId>`, JSON with `schemaVersion`, replaced
+//! atomically (temp file, rename; dirs 0700, files 0600).
+//!
+//! Durability: a rewrite is atomic against a crash of the daemon (the page cache outlives it),
+//! and [`Cache::sync`] makes the record durable against a power cut. ADD writes the planned
+//! record before the first delegate runs, syncs it *while* the delegates run, and waits for that
+//! sync before it answers: the fsyncs cost no latency unless they outlast the delegates. The
+//! rewrites after each delegate are not synced: if power goes, the durable planned record still
+//! names every delegate, which is all a DEL needs (their results only serve CHECK and DEL's
+//! `prevResult`, and the plugins' own state, host-local's leases for one, is not fsynced either).
 //!
 //! Beside it, for the way back to Go Multus (D-6), every write also leaves what upstream's DEL
 //! and GC read, where they read it: `<cniDir>/<containerId>` in upstream's scratch format (a
@@ -21,6 +29,7 @@ mod valid;
 
 pub use valid::Remembered;
 
+use std::collections::HashMap;
 use std::fs::DirBuilder;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
@@ -53,6 +62,11 @@ pub enum CacheError {
     },
     #[error("encoding cache record: {0}")]
     Encode(serde_json::Error),
+    #[error("syncing cache file {path} to disk: {source}")]
+    Sync {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("writing cache file {path}: {source}")]
     Write {
         path: PathBuf,
@@ -85,7 +99,9 @@ impl CacheError {
     /// The file system holding the cache is full (or the quota spent): worth a retry later.
     pub fn is_out_of_space(&self) -> bool {
         match self {
-            CacheError::Write { source, .. } | CacheError::CreateDir { source, .. } => {
+            CacheError::Write { source, .. }
+            | CacheError::Sync { source, .. }
+            | CacheError::CreateDir { source, .. } => {
                 matches!(
                     source.raw_os_error(),
                     Some(nix::libc::ENOSPC | nix::libc::EDQUOT)
@@ -153,6 +169,15 @@ pub enum Loaded {
     Corrupt(PathBuf),
 }
 
+/// What earlier writes of one container's record left beside it (the scratch record and the
+/// libcni result files, by content), so that the next write skips the unchanged ones without
+/// reading them back. One ADD keeps one; it dies with the ADD.
+#[derive(Debug, Default)]
+pub struct Written {
+    scratch: Option<Vec<u8>>,
+    results: HashMap<String, Vec<u8>>,
+}
+
 /// The cache directory.
 #[derive(Debug, Clone)]
 pub struct Cache {
@@ -180,20 +205,41 @@ impl Cache {
         Ok(self.dir.join(container_id))
     }
 
-    /// Replaces the container's record atomically, then what upstream reads beside it (D-6):
-    /// the scratch record and the libcni result of every added delegate.
+    /// Replaces the container's record atomically, then everything upstream reads beside it.
     pub fn write(&self, record: &Record) -> Result<(), CacheError> {
+        self.write_tracked(record, &mut Written::default())
+    }
+
+    /// Replaces the container's record atomically, then what upstream reads beside it (D-6):
+    /// the scratch record and the libcni result of every added delegate, each only when it
+    /// differs from what `written` says an earlier write of this record left.
+    pub fn write_tracked(&self, record: &Record, written: &mut Written) -> Result<(), CacheError> {
         let path = self.path(&record.container_id)?;
         let bytes = serde_json::to_vec(record).map_err(CacheError::Encode)?;
         write_atomic(&path, &bytes)?;
-        // A record is rewritten after every delegate; these change far less often, so only a
-        // changed file costs a write and its fsyncs.
+        // A record is rewritten after every delegate; these change far less often.
         let scratch = upstream::encode(record).map_err(CacheError::Encode)?;
-        write_if_changed(&self.upstream_path(&record.container_id)?, &scratch)?;
+        if written.scratch.as_ref() != Some(&scratch) {
+            write_atomic(&self.upstream_path(&record.container_id)?, &scratch)?;
+            written.scratch = Some(scratch);
+        }
         for (name, bytes) in upstream::libcni_results(record).map_err(CacheError::Encode)? {
-            write_if_changed(&self.dir.join(RESULTS_DIR).join(name), &bytes)?;
+            if written.results.get(&name) != Some(&bytes) {
+                write_atomic(&self.dir.join(RESULTS_DIR).join(&name), &bytes)?;
+                written.results.insert(name, bytes);
+            }
         }
         Ok(())
+    }
+
+    /// Makes the container's record, as last written, durable (file, then its directory, then
+    /// `cniDir`, which holds the directory). What upstream reads beside it is not synced: it is
+    /// only for a node switched back to Go Multus, which never synced its own either.
+    pub fn sync(&self, container_id: &str) -> Result<(), CacheError> {
+        let path = self.path(container_id)?;
+        let synced = crate::atomic_file::sync(&path)
+            .and_then(|()| std::fs::File::open(&self.dir)?.sync_all());
+        synced.map_err(|source| CacheError::Sync { path, source })
     }
 
     /// Reads the container's record. `ifname` and `args` are the DEL request's, needed only to
@@ -339,16 +385,8 @@ fn remove_file(path: &Path) -> Result<(), CacheError> {
     }
 }
 
-/// As [`write_atomic`], unless the file already holds exactly `bytes`.
-fn write_if_changed(path: &Path, bytes: &[u8]) -> Result<(), CacheError> {
-    if read_file(path).ok().flatten().as_deref() == Some(bytes) {
-        return Ok(());
-    }
-    write_atomic(path, bytes)
-}
-
 /// Replaces `path` through `atomic_file` (its temp name starts with a dot, never a valid container
-/// id, so `list` never mistakes one), mode 0600; the directory is created 0700.
+/// id, so `list` never mistakes one), mode 0600, not yet durable; the directory is created 0700.
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), CacheError> {
     let dir = path.parent().unwrap_or(Path::new("."));
     DirBuilder::new()
@@ -359,7 +397,7 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), CacheError> {
             path: dir.to_owned(),
             source,
         })?;
-    crate::atomic_file::write(path, bytes, 0o600).map_err(|source| CacheError::Write {
+    crate::atomic_file::replace(path, bytes, 0o600).map_err(|source| CacheError::Write {
         path: path.to_owned(),
         source,
     })

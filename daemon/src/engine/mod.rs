@@ -55,6 +55,7 @@ use crate::metrics::Metrics;
 use crate::readiness::Readiness;
 use crate::source::{ClusterSource, SourceError};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 /// Why a verb failed; [`CniCode`] gives its CNI code (noted on each variant).
 #[derive(Debug, thiserror::Error)]
@@ -470,6 +471,13 @@ impl Engine {
             .map_err(EngineError::from)
     }
 
+    /// Starts making the container's record, as last written, durable (see `cache`): the fsyncs
+    /// run on a blocking thread while the caller goes on; [`RecordSync::wait`] joins them.
+    fn sync_record(&self, container_id: &str) -> RecordSync {
+        let (cache, id) = (self.cache.clone(), container_id.to_owned());
+        RecordSync(tokio::task::spawn_blocking(move || cache.sync(&id)))
+    }
+
     /// Runs other blocking file I/O (device-info files) off the async workers.
     async fn blocking_io<T: Send + 'static>(
         &self,
@@ -479,6 +487,24 @@ impl Engine {
         blocking(f)
             .await
             .map_err(|source| EngineError::Task { what, source })
+    }
+}
+
+/// A record's fsyncs under way. Dropped unjoined (an ADD that failed first), they finish on
+/// their own: syncing a record that a rollback removes meanwhile only fails unseen.
+struct RecordSync(tokio::task::JoinHandle<Result<(), CacheError>>);
+
+impl RecordSync {
+    /// Waits for the fsyncs; the span is what the caller paid for them beyond its own work.
+    async fn wait(self) -> Result<(), EngineError> {
+        self.0
+            .instrument(tracing::info_span!("cache.sync"))
+            .await
+            .map_err(|source| EngineError::Task {
+                what: "cache sync",
+                source,
+            })?
+            .map_err(EngineError::from)
     }
 }
 

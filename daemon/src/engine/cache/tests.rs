@@ -522,26 +522,48 @@ fn d6_previous_builds_record_and_scratch_fallback_still_del() {
     assert_eq!(cache.list().unwrap(), ["d6cid", "old1"]);
 }
 
-/// The files beside our record are rewritten only when their content changes (a record is
-/// rewritten after every delegate; each unchanged file would cost a write and two fsyncs).
+/// The files beside our record are rewritten only when their content changes since the last
+/// write of the same ADD (a record is rewritten after every delegate), known without reading
+/// them back.
 #[test]
 fn d6_unchanged_scratch_and_result_files_are_not_rewritten() {
     use std::os::unix::fs::MetadataExt;
     let tmp = tempfile::tempdir().unwrap();
     let cache = Cache::new(tmp.path());
     let mut rec = d6_record();
-    cache.write(&rec).unwrap();
+    let mut written = Written::default();
+    cache.write_tracked(&rec, &mut written).unwrap();
     let inode = |p: &Path| std::fs::metadata(p).unwrap().ino();
     let scratch = tmp.path().join("d6cid");
     let master = tmp.path().join("results/cbr0-d6cid-eth0");
     let (scratch_ino, master_ino) = (inode(&scratch), inode(&master));
     rec.delegates[1].result = Some(json!({"cniVersion": "0.3.1", "ips": []}));
-    cache.write(&rec).unwrap();
+    cache.write_tracked(&rec, &mut written).unwrap();
     assert_eq!(inode(&scratch), scratch_ino, "scratch record rewritten");
     assert_eq!(inode(&master), master_ino, "unchanged result rewritten");
     let sriov = tmp.path().join("results/sriov-net-d6cid-sriov1");
     let back: Value = serde_json::from_slice(&std::fs::read(sriov).unwrap()).unwrap();
     assert_eq!(back["result"]["ips"], json!([]), "changed result rewritten");
+    // Without the memo everything is written again (what another writer may have changed).
+    cache.write(&rec).unwrap();
+    assert_ne!(
+        inode(&scratch),
+        scratch_ino,
+        "an untracked write rewrites the scratch record"
+    );
+}
+
+/// `sync` makes the record as last written durable; for a container without a record it is an
+/// error (an ADD waiting on it must not believe a record is safe that is not there).
+#[test]
+fn sync_of_a_written_record_succeeds_and_of_a_missing_one_fails() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = Cache::new(tmp.path());
+    cache.write(&record("sync1")).unwrap();
+    cache.sync("sync1").unwrap();
+    let err = cache.sync("nosuch").unwrap_err();
+    assert!(matches!(err, CacheError::Sync { .. }), "{err}");
+    assert!(err.to_string().contains("nosuch"), "{err}");
 }
 
 /// Issue 12, fuzzing the cache record decoder. The libFuzzer targets (`e2e/fuzz`) cannot link
