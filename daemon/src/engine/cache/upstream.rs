@@ -97,7 +97,13 @@ pub(super) fn parse(
             result,
         });
     }
-    Some(Record {
+    Some(rebuilt(container_id, ifname, delegates, true))
+}
+
+/// A record rebuilt from files other than ours: no netns, pod or result version known (DEL
+/// takes them from its request).
+fn rebuilt(container_id: &str, ifname: &str, delegates: Vec<Entry>, from_upstream: bool) -> Record {
+    Record {
         schema_version: SCHEMA_VERSION,
         container_id: container_id.to_owned(),
         netns: String::new(),
@@ -105,8 +111,8 @@ pub(super) fn parse(
         pod: None,
         result_version: String::new(),
         delegates,
-        from_upstream: true,
-    })
+        from_upstream,
+    }
 }
 
 /// `Bytes` (the exact config) when present, else the parsed `ConfList` or `Conf`; `None` when
@@ -373,16 +379,7 @@ pub(super) fn from_libcni_results(
         (!a.delegate.is_default, &a.delegate.ifname)
             .cmp(&(!b.delegate.is_default, &b.delegate.ifname))
     });
-    Some(Record {
-        schema_version: SCHEMA_VERSION,
-        container_id: container_id.to_owned(),
-        netns: String::new(),
-        ifname: ifname.to_owned(),
-        pod: None,
-        result_version: String::new(),
-        delegates,
-        from_upstream: false,
-    })
+    Some(rebuilt(container_id, ifname, delegates, false))
 }
 
 fn salvage_entry(bytes: &[u8], container_id: &str, ifname: &str) -> Option<Entry> {
