@@ -48,13 +48,14 @@ pub fn is_supported(v: &str) -> bool {
     SUPPORTED_VERSIONS.contains(&v)
 }
 
-/// The VERSION result: `{"cniVersion": <current>, "supportedVersions": [...]}`.
+/// The VERSION result, `{"cniVersion": <current>, "supportedVersions": [...]}`, as static text:
+/// the shim prints it with no JSON value built (no allocation, no hash-map seed from the
+/// kernel's random source). A test checks it against the two constants above.
+pub const VERSION_RESULT: &str = r#"{"cniVersion":"1.1.0","supportedVersions":["0.1.0","0.2.0","0.3.0","0.3.1","0.4.0","1.0.0","1.1.0"]}"#;
+
+/// The VERSION result as an owned string ([`VERSION_RESULT`]).
 pub fn version_result() -> String {
-    serde_json::json!({
-        "cniVersion": CURRENT_VERSION,
-        "supportedVersions": SUPPORTED_VERSIONS,
-    })
-    .to_string()
+    VERSION_RESULT.to_owned()
 }
 
 #[cfg(test)]
@@ -77,5 +78,20 @@ mod tests {
         let v: serde_json::Value = serde_json::from_str(&version_result()).expect("json");
         assert_eq!(v["cniVersion"], "1.1.0");
         assert_eq!(v["supportedVersions"].as_array().map(Vec::len), Some(7));
+    }
+
+    #[test]
+    fn version_result_is_the_constants() {
+        let built = serde_json::json!({
+            "cniVersion": CURRENT_VERSION,
+            "supportedVersions": SUPPORTED_VERSIONS,
+        });
+        let text: serde_json::Value = serde_json::from_str(VERSION_RESULT).expect("json");
+        assert_eq!(text, built);
+        assert_eq!(
+            VERSION_RESULT,
+            built.to_string(),
+            "compact, in this key order"
+        );
     }
 }

@@ -4,10 +4,21 @@ use std::io;
 use std::path::Path;
 use std::time::Duration;
 
+use hyper::client::conn::http2;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use multus_common::{CniError, Command, code};
 use multus_proto::v1::{CniRequest, cni_client::CniClient};
 use tokio::net::UnixStream;
-use tonic::transport::Channel;
+use tonic::codegen::http::{Request, Uri};
+
+/// The `:authority` of every call: never dialled (the bytes go down the unix stream), the same
+/// placeholder `multus_proto::channel` uses.
+const ORIGIN: &str = "http://[::1]:50051";
+
+/// The shim's transport: hyper's HTTP/2 connection over the one unix stream, no tonic
+/// `Channel` (its buffer task, reconnect and balancing machinery serve long-lived clients, not
+/// one call: with the static VERSION answer, 87,936 bytes off the shipped shim).
+type Sender = http2::SendRequest<tonic::body::Body>;
 
 /// How long reaching the daemon may take before the runtime is told to try again.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
@@ -29,8 +40,13 @@ pub fn call(
             )
         })?;
     runtime.block_on(async {
-        let channel = connect(socket).await?;
-        let mut client = CniClient::new(channel);
+        let sender = connect(socket).await?;
+        let service = tower::service_fn(move |req: Request<tonic::body::Body>| {
+            let mut sender = sender.clone();
+            async move { sender.send_request(req).await }
+        });
+        let origin = Uri::from_static(ORIGIN);
+        let mut client = CniClient::with_origin(service, origin);
         let trace = traceparent(&request);
         let mut req = tonic::Request::new(request);
         req.set_timeout(timeout);
@@ -90,8 +106,9 @@ fn traceparent(request: &CniRequest) -> Option<tonic::metadata::AsciiMetadataVal
 }
 
 /// Connects the unix socket ourselves (so a missing, refused or slow socket gets its own
-/// message), then lets tonic run HTTP/2 over that one stream.
-async fn connect(socket: &Path) -> Result<Channel, CniError> {
+/// message), then lets hyper run HTTP/2 over that one stream (its connection task spawned on the
+/// runtime, ended when the runtime is dropped after the call).
+async fn connect(socket: &Path) -> Result<Sender, CniError> {
     let shown = socket.display();
     let stream = match tokio::time::timeout(CONNECT_TIMEOUT, UnixStream::connect(socket)).await {
         Err(_) => {
@@ -103,12 +120,21 @@ async fn connect(socket: &Path) -> Result<Channel, CniError> {
         Ok(Err(e)) => return Err(connect_error(socket, &e)),
         Ok(Ok(stream)) => stream,
     };
-    multus_proto::channel::over(stream, CONNECT_TIMEOUT)
-        .await
-        .map_err(|e| {
-            let msg = format!("HTTP/2 handshake with multus-daemon on {shown} failed: {e}");
-            CniError::new(code::TRY_AGAIN_LATER, msg)
-        })
+    let handshake = http2::Builder::new(TokioExecutor::new()).handshake(TokioIo::new(stream));
+    let failed = |e: &dyn std::fmt::Display| {
+        let msg = format!("HTTP/2 handshake with multus-daemon on {shown} failed: {e}");
+        CniError::new(code::TRY_AGAIN_LATER, msg)
+    };
+    let (sender, connection) = match tokio::time::timeout(CONNECT_TIMEOUT, handshake).await {
+        Err(_) => return Err(failed(&format_args!("timed out after {CONNECT_TIMEOUT:?}"))),
+        Ok(Err(e)) => return Err(failed(&e)),
+        Ok(Ok(pair)) => pair,
+    };
+    // A connection error also fails the call in flight, which reports it: nothing to do here.
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    Ok(sender)
 }
 
 fn connect_error(socket: &Path, e: &io::Error) -> CniError {

@@ -49,7 +49,7 @@ fn main() -> ExitCode {
         }
     };
     if cmd == Command::Version {
-        println!("{}", version::version_result());
+        println!("{}", version::VERSION_RESULT);
         return ExitCode::SUCCESS;
     }
     let mut stdin = Vec::new();
