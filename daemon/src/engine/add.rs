@@ -52,7 +52,7 @@ async fn add_steps(
     let planned = tokio::select! {
         biased;
         () = cancel.cancelled() => return Err(cancelled()),
-        r = plan::plan(&e.config, &*e.source, &*e.devices, call) => r?,
+        r = plan::plan(&e.config, &*e.source, &*e.devices, call).instrument(tracing::info_span!("plan")) => r?,
     };
     match planned {
         Planned::PodGone => pod_gone_result(call),
@@ -97,11 +97,11 @@ async fn attach(
 ) -> Result<Vec<u8>, EngineError> {
     teardown_stale(e, call).await?;
     // After the stale teardown (its interfaces are gone), before anything is copied or recorded.
-    check_ifnames(call, &p.delegates).await?;
-    // After the stale teardown, which removes the old record's device-info files (same names).
-    let copies = p.device_info.clone();
-    e.blocking_io("device-info copy", move || plan::copy_device_info(&copies))
+    check_ifnames(call, &p.delegates)
+        .instrument(tracing::info_span!("ifname.check"))
         .await?;
+    // After the stale teardown, which removes the old record's device-info files (same names).
+    copy_device_info(e, p.device_info).await?;
     let mut record = Record {
         schema_version: SCHEMA_VERSION,
         container_id: call.container_id.clone(),
@@ -181,10 +181,28 @@ async fn attach(
         return Err(err);
     }
     tracing::info!(container.id = %call.container_id, delegates = record.delegates.len(), "ADD done");
+    let result = {
+        let _span = tracing::info_span!("result").entered();
+        cluster_result(&record, &p.result_version)
+    };
     if let Some(pod) = p.pod {
-        events::added_interfaces(e.source.clone(), pod, &record);
+        events::added_interfaces(e.source.clone(), pod, record);
     }
-    cluster_result(&record, &p.result_version)
+    result
+}
+
+/// The device plugins' device-info files, copied for the delegates; no blocking task when
+/// there are none (most pods).
+async fn copy_device_info(
+    e: &Engine,
+    copies: Vec<plan::DeviceInfoCopy>,
+) -> Result<(), EngineError> {
+    if copies.is_empty() {
+        return Ok(());
+    }
+    e.blocking_io("device-info copy", move || plan::copy_device_info(&copies))
+        .instrument(tracing::info_span!("device_info.copy"))
+        .await
 }
 
 /// `default-route`: after every delegate succeeded, before network-status reads the results.
@@ -272,7 +290,7 @@ async fn teardown_stale(e: &Engine, call: &CniCall) -> Result<(), EngineError> {
     EngineError::from_all(del::teardown(e, &stale, &call.netns).await)?;
     // The new record replaces ours and the scratch copy, but not the old delegates' libcni
     // result files (other networks may leave other names): nothing of the old one may stay.
-    e.blocking(move |c| c.remove(&stale)).await
+    del::remove(e, &stale).await
 }
 
 /// Writes the record and everything beside it, durable before it returns (hot-plug: one
@@ -309,8 +327,7 @@ async fn save_tracked(
 /// Removes what a failed first write may have left (the record without its scratch copy, a
 /// temp file is removed by the writer) and the device-info files copied for it: nothing ran.
 async fn forget_unrecorded(e: &Engine, call: &CniCall, record: &Record) {
-    let owned = record.clone();
-    if let Err(err) = e.blocking(move |c| c.remove(&owned)).await {
+    if let Err(err) = del::remove(e, record).await {
         tracing::warn!(container.id = %call.container_id, error = %err, "removing a half-written record failed");
     }
     let all: Vec<_> = record
@@ -348,8 +365,7 @@ async fn rollback(e: &Engine, call: &CniCall, record: &Record, last: usize) {
         .collect();
     del::remove_device_info(e, &all).await;
     if clean {
-        let record = record.clone();
-        if let Err(err) = e.blocking(move |c| c.remove(&record)).await {
+        if let Err(err) = del::remove(e, record).await {
             tracing::warn!(container.id = %call.container_id, error = %err, "removing the record after rollback failed");
         }
     } else {
@@ -363,17 +379,8 @@ pub(super) async fn publish_status(
     pod: Option<&crate::source::PodInfo>,
 ) -> Result<(), EngineError> {
     let Some(pod) = pod else { return Ok(()) };
-    let entries: Vec<_> = record
-        .delegates
-        .iter()
-        .filter_map(|en| en.result.clone().map(|r| (en.delegate.clone(), r)))
-        .collect();
-    // The plugins' device-info files are read here.
-    let status = e
-        .blocking_io("network-status", move || {
-            let refs: Vec<_> = entries.iter().map(|(d, r)| (d, r)).collect();
-            netstatus::build_with(&refs, netstatus::read_device_info)
-        })
+    let status = network_status(e, record)
+        .instrument(tracing::info_span!("network_status.build"))
         .await?;
     // As upstream (D-12): no entry at all is no write (an earlier annotation stays as it was).
     if status.as_array().is_none_or(Vec::is_empty) {
@@ -392,6 +399,36 @@ pub(super) async fn publish_status(
             source,
         }),
     }
+}
+
+/// The network-status entries of the record's results. The plugins' device-info files are read
+/// on the blocking pool; without any (most pods) there is no file to read and no task to wait
+/// for.
+async fn network_status(e: &Engine, record: &Record) -> Result<Value, EngineError> {
+    let reads_files = record
+        .delegates
+        .iter()
+        .any(|en| netstatus::has_device_info_file(&en.delegate));
+    if !reads_files {
+        let refs: Vec<_> = results(record).collect();
+        return Ok(netstatus::build_with(&refs, |_| None));
+    }
+    let entries: Vec<_> = results(record)
+        .map(|(d, r)| (d.clone(), r.clone()))
+        .collect();
+    e.blocking_io("network-status", move || {
+        let refs: Vec<_> = entries.iter().map(|(d, r)| (d, r)).collect();
+        netstatus::build_with(&refs, netstatus::read_device_info)
+    })
+    .await
+}
+
+/// Each delegate that produced a result, with it, in ADD order.
+fn results(record: &Record) -> impl Iterator<Item = (&Delegate, &Value)> {
+    record
+        .delegates
+        .iter()
+        .filter_map(|en| en.result.as_ref().map(|r| (&en.delegate, r)))
 }
 
 /// The cluster network's result (else the first one), in the runtime's cniVersion.

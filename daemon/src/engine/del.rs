@@ -9,6 +9,7 @@ mod request;
 
 use multus_common::validate;
 use multus_common::version::SpecVersion;
+use tracing::Instrument;
 
 use super::cache::{Loaded, Record, State};
 use super::conflist::{self, Attachment};
@@ -21,12 +22,26 @@ pub(super) async fn load(e: &Engine, call: &CniCall) -> Result<Loaded, EngineErr
         call.ifname.clone(),
         call.args.clone(),
     );
-    e.blocking(move |c| c.read(&id, &ifname, &args)).await
+    e.blocking(move |c| c.read(&id, &ifname, &args))
+        .instrument(tracing::info_span!("cache.read"))
+        .await
+}
+
+/// Removes the record and what was written beside it (see `Cache::remove`).
+pub(super) async fn remove(e: &Engine, record: &Record) -> Result<(), EngineError> {
+    let owned = record.clone();
+    e.blocking(move |c| c.remove(&owned))
+        .instrument(tracing::info_span!("cache.remove"))
+        .await
 }
 
 pub(super) async fn del(e: &Engine, call: CniCall) -> Result<(), EngineError> {
     validate::id("container id", &call.container_id)?;
-    let (_guard, _) = e.admission.lock_container(&call.container_id).await?;
+    let (_guard, _) = e
+        .admission
+        .lock_container(&call.container_id)
+        .instrument(tracing::info_span!("admission.wait", queue = "container"))
+        .await?;
     let mut record = match load(e, &call).await? {
         Loaded::Found(r) => r,
         Loaded::Missing => {
@@ -45,8 +60,7 @@ pub(super) async fn del(e: &Engine, call: CniCall) -> Result<(), EngineError> {
     with_request(e, &call, &mut record);
     let errors = teardown(e, &record, &call.netns).await;
     if errors.is_empty() || !e.config.retry_delete_on_error {
-        let owned = record.clone();
-        e.blocking(move |c| c.remove(&owned)).await?;
+        remove(e, &record).await?;
     }
     if errors.is_empty() {
         tracing::info!(container.id = %call.container_id, delegates = record.delegates.len(), "DEL done");
@@ -57,6 +71,7 @@ pub(super) async fn del(e: &Engine, call: CniCall) -> Result<(), EngineError> {
 /// What the request adds to a cached record before its teardown (D-5, see `request`). A stdin
 /// that is not JSON carries no runtimeConfig; the teardown goes on without it.
 pub(super) fn with_request(e: &Engine, call: &CniCall, record: &mut Record) {
+    let _span = tracing::info_span!("del.request").entered();
     let stdin: serde_json::Value = serde_json::from_slice(&call.config).unwrap_or_default();
     request::apply(record, &stdin, &e.config.device_info_dir);
 }
@@ -80,7 +95,11 @@ pub(super) async fn teardown(e: &Engine, record: &Record, netns: &str) -> Vec<En
     let mut errors = Vec::new();
     for (i, entry) in record.delegates.iter().enumerate().rev() {
         let d = &entry.delegate;
-        match conflist::del(&e.exec, d, &at, entry.result.as_ref()).await {
+        let span = tracing::info_span!("delegate", network = %d.name, ifname = %d.ifname, plugin = %d.config.first_type());
+        match conflist::del(&e.exec, d, &at, entry.result.as_ref())
+            .instrument(span)
+            .await
+        {
             Ok(()) => remove_device_info(e, std::slice::from_ref(d)).await,
             Err(source) if first_planned.is_some_and(|f| i > f) => {
                 tracing::info!(container.id = %record.container_id, network = %d.name, error = %source,
@@ -116,7 +135,10 @@ pub(super) async fn remove_device_info(e: &Engine, delegates: &[super::Delegate]
             }
         }
     });
-    if let Err(err) = removed.await {
+    if let Err(err) = removed
+        .instrument(tracing::info_span!("device_info.remove"))
+        .await
+    {
         tracing::debug!(error = %err, "device-info files not removed");
     }
 }

@@ -15,14 +15,13 @@ use crate::source::{ClusterSource, EventType, PodInfo};
 /// The event reason, as upstream.
 pub const ADDED_INTERFACE: &str = "AddedInterface";
 
-/// Posts the AddedInterface events of `record` for `pod` in the background.
-pub(super) fn added_interfaces(source: Arc<dyn ClusterSource>, pod: PodInfo, record: &Record) {
-    let messages = messages(record);
-    if messages.is_empty() {
-        return;
-    }
+/// Records the AddedInterface events of `record` for `pod` from a detached task, so not even
+/// their formatting is on the ADD's path. The task is short: a source's `record_event` only
+/// queues the event (the Kubernetes source posts it from its bounded queue, see
+/// `source::kube::events`).
+pub(super) fn added_interfaces(source: Arc<dyn ClusterSource>, pod: PodInfo, record: Record) {
     tokio::spawn(async move {
-        for message in messages {
+        for message in messages(&record) {
             source
                 .record_event(&pod, EventType::Normal, ADDED_INTERFACE, &message)
                 .await;

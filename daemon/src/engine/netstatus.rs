@@ -33,13 +33,23 @@ pub fn build_with(
     Value::Array(out)
 }
 
+/// The path of the delegate's `CNIDeviceInfoFile`, when it has one.
+fn device_info_path(delegate: &Delegate) -> Option<&str> {
+    delegate
+        .capability_args
+        .get(super::netconf::capability::DEVICE_INFO_FILE)?
+        .as_str()
+}
+
+/// Whether [`read_device_info`] has a file to read for the delegate.
+pub fn has_device_info_file(delegate: &Delegate) -> bool {
+    device_info_path(delegate).is_some()
+}
+
 /// The device-info a plugin left at its `CNIDeviceInfoFile`, if any, as upstream reads it
 /// (see [`device_info::normalize`]).
 pub fn read_device_info(delegate: &Delegate) -> Option<Value> {
-    let path = delegate
-        .capability_args
-        .get(super::netconf::capability::DEVICE_INFO_FILE)?
-        .as_str()?;
+    let path = device_info_path(delegate)?;
     let bytes = std::fs::read(path).ok()?;
     let raw: Value = serde_json::from_slice(&bytes).ok()?;
     let normalized = device_info::normalize(&raw);

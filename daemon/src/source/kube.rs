@@ -123,6 +123,8 @@ pub struct KubeSource {
     certificate: Option<tokio::sync::watch::Receiver<Active>>,
     /// Merge patch, or upstream's update of `pods/status` once RBAC refused a patch.
     status: StatusWriter,
+    /// Pod events, posted in the background from a bounded queue.
+    events: events::Recorder,
     /// Which reflector has listed everything once (set by the tasks in `follow_sync`).
     sync: tokio::sync::watch::Receiver<SyncState>,
 }
@@ -208,6 +210,7 @@ impl KubeSource {
             })),
             tokio::spawn(follow_sync(nads.clone(), sync_tx, |s| s.nads = true)),
         ];
+        let events = events::Recorder::start(client.clone(), budget.per_call);
         Self {
             client,
             pods,
@@ -217,6 +220,7 @@ impl KubeSource {
             reflectors,
             certificate: None,
             status: StatusWriter::default(),
+            events,
             sync,
         }
     }
@@ -361,7 +365,7 @@ impl ClusterSource for KubeSource {
 
     async fn record_event(&self, pod: &PodInfo, kind: EventType, reason: &str, message: &str) {
         let event = events::event(pod, kind, reason, message, self.node_name.as_deref());
-        events::post(self.client.clone(), event, self.budget.per_call).await;
+        self.events.record(event);
     }
 
     async fn set_network_status(

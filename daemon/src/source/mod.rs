@@ -141,7 +141,8 @@ pub trait ClusterSource: Send + Sync + 'static {
         status_json: &str,
     ) -> Result<bool, SourceError>;
     /// Records an event of `kind` about the pod (e.g. Normal `AddedInterface`, Warning
-    /// `NoNetworkFound`). Best effort: an implementation bounds the time it takes and only logs
-    /// a failure, never returns one.
+    /// `NoNetworkFound`). Best effort: an implementation never waits for the API server here (it
+    /// queues the event, bounded, and posts it in the background) and only logs a failure,
+    /// never returns one.
     async fn record_event(&self, _pod: &PodInfo, _kind: EventType, _reason: &str, _message: &str) {}
 }
