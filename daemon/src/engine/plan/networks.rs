@@ -168,11 +168,15 @@ async fn load(
         })
 }
 
-/// A NAD's config (its spec, or the confDir file it names), loaded off the async workers.
+/// A NAD's config: its spec's, parsed in place (no file is read: no blocking task to wait
+/// for), or the confDir file a NAD without a config names, loaded off the async workers.
 async fn load_nad(
     config: &Config,
     nad: &NadInfo,
 ) -> Result<Result<NetConf, NetconfError>, PlanError> {
+    if !nad.config.trim().is_empty() {
+        return Ok(netconf::from_nad(nad, &config.conf_dir));
+    }
     let (nad, conf_dir) = (nad.clone(), config.conf_dir.clone());
     load(move || netconf::from_nad(&nad, &conf_dir)).await
 }
