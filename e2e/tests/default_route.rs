@@ -197,9 +197,11 @@ async fn added_interface_events_are_posted_and_their_failures_only_logged() {
         ..PodInfo::default()
     };
     let message = "Add net1 [10.89.0.2/24] from default/ptp-net";
+    // Recording only queues the event; the source posts it in the background.
     source
         .record_event(&web, EventType::Normal, "AddedInterface", message)
         .await;
+    until("the event to be posted", || server.events().len() == 1).await;
     let events = server.events();
     assert_eq!(events.len(), 1, "{events:?}");
     let e = &events[0];
@@ -216,18 +218,41 @@ async fn added_interface_events_are_posted_and_their_failures_only_logged() {
         json!({"component": "multus", "host": "node-a"})
     );
 
-    // A failing and a hanging API server: the call returns, nothing is stored, nothing retried.
+    // A failing and a hanging API server: nothing is stored, nothing retried, and the hanging
+    // POST is given up at the per-call timeout (the event after it is posted).
     let path = "/api/v1/namespaces/app/events";
     server.inject(Fault::new(Method::POST, path, Action::Status(500)).times(1));
     source
         .record_event(&web, EventType::Normal, "AddedInterface", message)
         .await;
+    until("the refused event's POST", || {
+        server.requests(&Method::POST, path) == 2
+    })
+    .await;
     server.inject(Fault::new(Method::POST, path, Action::Delay(Duration::from_secs(30))).times(1));
     source
         .record_event(&web, EventType::Normal, "AddedInterface", message)
         .await;
-    // Bounded by the per-call timeout: had the call waited for the late answer, the stand-in
-    // would have stored that event by now.
-    assert_eq!(server.events().len(), 1);
-    assert_eq!(server.requests(&Method::POST, path), 3);
+    source
+        .record_event(&web, EventType::Normal, "AddedInterface", "after the hang")
+        .await;
+    until("the event after the hanging one", || {
+        server.events().len() == 2
+    })
+    .await;
+    let events = server.events();
+    assert_eq!(events[1]["message"], "after the hang", "{events:?}");
+    assert_eq!(server.requests(&Method::POST, path), 4);
+}
+
+/// Polls `done` without blocking the runtime the source's event task runs on.
+async fn until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !done() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "gave up waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
