@@ -40,7 +40,7 @@ use ::kube::runtime::reflector::{self, ObjectRef, Store};
 use ::kube::runtime::{WatchStreamExt, watcher};
 use ::kube::{Client, client::ClientBuilder};
 use async_trait::async_trait;
-use futures::{Stream, StreamExt};
+use futures::{Stream, StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Pod;
 use tokio::task::JoinHandle;
 use tower::util::AndThenLayer;
@@ -113,7 +113,7 @@ pub enum KubeSourceError {
 /// Pods and NADs from the Kubernetes API.
 pub struct KubeSource {
     client: Client,
-    pods: Store<PartialObjectMeta<Pod>>,
+    pods: Store<pods::CachedPod>,
     nads: Store<NetworkAttachmentDefinition>,
     budget: Budget,
     /// Reported as the events' source host.
@@ -185,14 +185,15 @@ impl KubeSource {
             }
         };
         let (pods, pod_writer) = reflector::store();
-        // A metadata-only watch: spec and status never cross the wire.
-        let pod_stream = watcher(
+        // A metadata-only watch: spec and status never cross the wire. `reflector` (not
+        // `.reflect`, which wants a `Resource`) stores our own small pod type.
+        let pod_events = watcher(
             Api::<PartialObjectMeta<Pod>>::all(client.clone()),
             pod_config,
         )
         .default_backoff()
-        .modify(pods::strip)
-        .reflect(pod_writer);
+        .map_ok(pods::event);
+        let pod_stream = reflector::reflector(pod_writer, pod_events);
         let (nads, nad_writer) = reflector::store();
         let nad_stream = watcher(
             Api::<NetworkAttachmentDefinition>::all(client.clone()),
@@ -261,10 +262,7 @@ impl KubeSource {
         let api: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
         let what = format!("getting pod {namespace}/{name}");
         let found = found(with_retries(&what, self.budget, || api.get_metadata(name)).await)?;
-        Ok(found.map(|mut pod| {
-            pods::strip(&mut pod);
-            pods::to_info(&pod)
-        }))
+        Ok(found.map(|pod| pods::CachedPod::from(pod).to_info()))
     }
 
     async fn live_nad(&self, namespace: &str, name: &str) -> Result<Option<NadInfo>, SourceError> {
@@ -282,7 +280,7 @@ async fn follow_sync<K>(
     state: tokio::sync::watch::Sender<SyncState>,
     mark: fn(&mut SyncState),
 ) where
-    K: ::kube::Resource + Clone + 'static,
+    K: reflector::Lookup + Clone + 'static,
     K::DynamicType: std::hash::Hash + Eq + Clone,
 {
     if store.wait_until_ready().await.is_ok() {
@@ -343,7 +341,7 @@ impl ClusterSource for KubeSource {
                 lookup = "cache",
                 "pod found"
             );
-            return Ok(Some(pods::to_info(&pod)));
+            return Ok(Some(pod.to_info()));
         }
         let found = self.live_pod(namespace, name).await?;
         tracing::debug!(
