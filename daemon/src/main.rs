@@ -10,6 +10,12 @@ use multus_daemon::autoconf::ConfigWriter;
 use multus_daemon::telemetry::{self, Telemetry};
 use multus_daemon::{build_info, caps, chroot_proc, config::Config, load, signal::Shutdown};
 
+/// Threads of tokio's blocking pool (its default is 512). Every record write, netns operation and
+/// device-info copy runs there, so a burst of 200 ADDs grew the pool to one thread per request,
+/// each with its stack and allocator heap; beyond this many the work queues (it is short file and
+/// netlink work, bounded by the disk, not by threads). Idle threads still exit after tokio's 10 s.
+const MAX_BLOCKING_THREADS: usize = 16;
+
 fn fail(code: u8, e: impl std::fmt::Display) -> ExitCode {
     eprintln!("multus-daemon: {e}");
     ExitCode::from(code)
@@ -54,6 +60,7 @@ fn main() -> ExitCode {
     // The runtime before logging: the OTLP exporter's channel lives on it.
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .max_blocking_threads(MAX_BLOCKING_THREADS)
         .build()
     {
         Ok(r) => r,
