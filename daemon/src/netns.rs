@@ -2,11 +2,12 @@
 //! dedicated short-lived OS thread.
 //!
 //! `setns` changes the namespace of the calling thread only, so it never runs on a tokio worker
-//! (every later task on that worker would silently act in the pod's namespace). Each operation
-//! spawns a scoped thread, enters the namespace, opens the netlink socket there (a socket is bound
-//! to the namespace it was created in), does its work on a current-thread runtime and exits: there
-//! is nothing to restore. Async callers use [`apply_default_routes`], which runs the whole thing
-//! through `spawn_blocking`.
+//! (every later task on that worker would silently act in the pod's namespace) nor on a pooled
+//! blocking thread (the next task there would too). Each operation runs on a thread of its own,
+//! enters the namespace, opens the netlink socket there (a socket is bound to the namespace it
+//! was created in), does its work on a current-thread runtime and exits: there is nothing to
+//! restore. Async callers ([`find_existing_links`], [`apply_default_routes`]) start that thread
+//! directly and await its answer: one thread per operation, no blocking-pool hop before it.
 use std::fs::File;
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -42,6 +43,8 @@ pub enum NetnsError {
     Connect(std::io::Error),
     #[error("the network namespace thread panicked")]
     ThreadPanicked,
+    #[error("starting a network namespace thread: {0}")]
+    Thread(std::io::Error),
     #[error("interface {0:?} not found")]
     LinkNotFound(String),
     #[error("looking up interface {ifname:?}: {source}")]
@@ -168,26 +171,52 @@ where
     F: FnOnce(Handle) -> Fut + Send,
     Fut: Future<Output = Result<T, NetnsError>>,
 {
-    let file = open_netns(netns)?;
     std::thread::scope(|s| {
-        s.spawn(move || {
-            setns(&file, CloneFlags::CLONE_NEWNET).map_err(|source| NetnsError::Setns {
-                path: netns.to_owned(),
-                source,
-            })?;
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_io()
-                .build()
-                .map_err(NetnsError::Runtime)?;
-            rt.block_on(async move {
-                let (conn, handle, _) = rtnetlink::new_connection().map_err(NetnsError::Connect)?;
-                tokio::spawn(conn);
-                f(handle).await
-            })
-        })
-        .join()
-        .map_err(|_| NetnsError::ThreadPanicked)?
+        s.spawn(move || in_netns(netns, f))
+            .join()
+            .map_err(|_| NetnsError::ThreadPanicked)?
     })
+}
+
+/// Moves the CALLING thread into the namespace at `netns` for good and runs `f` there with a
+/// netlink handle: only for a thread that exits afterwards ([`with_netlink`], [`on_own_thread`]).
+fn in_netns<T, F, Fut>(netns: &Path, f: F) -> Result<T, NetnsError>
+where
+    F: FnOnce(Handle) -> Fut,
+    Fut: Future<Output = Result<T, NetnsError>>,
+{
+    let file = open_netns(netns)?;
+    setns(&file, CloneFlags::CLONE_NEWNET).map_err(|source| NetnsError::Setns {
+        path: netns.to_owned(),
+        source,
+    })?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+        .map_err(NetnsError::Runtime)?;
+    rt.block_on(async move {
+        let (conn, handle, _) = rtnetlink::new_connection().map_err(NetnsError::Connect)?;
+        tokio::spawn(conn);
+        f(handle).await
+    })
+}
+
+/// Runs `f` on a new OS thread that exits after it, and awaits its result: async callers start
+/// it straight from the worker (a thread start is not blocking work) rather than from a
+/// blocking-pool task that would start it and wait, a thread hop and a wake-up more per request.
+/// A dropped caller leaves the thread to finish on its own, as a blocking task would.
+async fn on_own_thread<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, NetnsError> + Send + 'static,
+) -> Result<T, NetnsError> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("multus-netns".into())
+        .spawn(move || {
+            // The receiver is gone only when the request was dropped: nobody to answer.
+            let _ = tx.send(f());
+        })
+        .map_err(NetnsError::Thread)?;
+    rx.await.map_err(|_| NetnsError::ThreadPanicked)?
 }
 
 /// Opens the namespace file at `netns` only once it is known to be one: its filesystem is nsfs
@@ -232,59 +261,58 @@ pub fn routes(netns: &Path, family: Family) -> Result<Vec<Route>, NetnsError> {
 /// Which of `names` already name a link in the namespace at `netns` (one link dump; upstream's
 /// `validateIfName` looks each name up before its plugin runs).
 pub fn existing_links(netns: &Path, names: &[String]) -> Result<Vec<String>, NetnsError> {
-    with_netlink(netns, |h| async move {
-        let links: Vec<LinkMessage> = h
-            .link()
-            .get()
-            .execute()
-            .try_collect()
-            .await
-            .map_err(NetnsError::ListLinks)?;
-        let present: std::collections::HashSet<&str> = links
-            .iter()
-            .flat_map(|l| l.attributes.iter())
-            .filter_map(|a| match a {
-                LinkAttribute::IfName(n) => Some(n.as_str()),
-                _ => None,
-            })
-            .collect();
-        Ok(names
-            .iter()
-            .filter(|n| present.contains(n.as_str()))
-            .cloned()
-            .collect())
-    })
+    with_netlink(netns, |h| present_links(h, names))
 }
 
-/// [`existing_links`] for async callers (the namespace thread starts from a blocking task).
+async fn present_links(h: Handle, names: &[String]) -> Result<Vec<String>, NetnsError> {
+    let links: Vec<LinkMessage> = h
+        .link()
+        .get()
+        .execute()
+        .try_collect()
+        .await
+        .map_err(NetnsError::ListLinks)?;
+    let present: std::collections::HashSet<&str> = links
+        .iter()
+        .flat_map(|l| l.attributes.iter())
+        .filter_map(|a| match a {
+            LinkAttribute::IfName(n) => Some(n.as_str()),
+            _ => None,
+        })
+        .collect();
+    Ok(names
+        .iter()
+        .filter(|n| present.contains(n.as_str()))
+        .cloned()
+        .collect())
+}
+
+/// [`existing_links`] for async callers (see [`on_own_thread`]).
 pub async fn find_existing_links(
     netns: PathBuf,
     names: Vec<String>,
 ) -> Result<Vec<String>, NetnsError> {
-    tokio::task::spawn_blocking(move || existing_links(&netns, &names))
-        .await
-        .map_err(|_| NetnsError::ThreadPanicked)?
+    on_own_thread(move || in_netns(&netns, |h| async move { present_links(h, &names).await })).await
 }
 
 /// Applies `changes` in order inside the namespace at `netns` (one thread for all of them).
 pub fn set_default_routes(netns: &Path, changes: &[DefaultRouteChange]) -> Result<(), NetnsError> {
-    with_netlink(netns, |h| async move {
-        for change in changes {
-            apply_one(&h, change).await?;
-        }
-        Ok(())
-    })
+    with_netlink(netns, |h| apply_all(h, changes))
 }
 
-/// [`set_default_routes`] for async callers: the namespace thread is started from a blocking
-/// task, never from a runtime worker.
+async fn apply_all(h: Handle, changes: &[DefaultRouteChange]) -> Result<(), NetnsError> {
+    for change in changes {
+        apply_one(&h, change).await?;
+    }
+    Ok(())
+}
+
+/// [`set_default_routes`] for async callers (see [`on_own_thread`]).
 pub async fn apply_default_routes(
     netns: PathBuf,
     changes: Vec<DefaultRouteChange>,
 ) -> Result<(), NetnsError> {
-    tokio::task::spawn_blocking(move || set_default_routes(&netns, &changes))
-        .await
-        .map_err(|_| NetnsError::ThreadPanicked)?
+    on_own_thread(move || in_netns(&netns, |h| async move { apply_all(h, &changes).await })).await
 }
 
 async fn apply_one(h: &Handle, change: &DefaultRouteChange) -> Result<(), NetnsError> {
