@@ -164,7 +164,9 @@ pub struct DefaultRouteChange {
     pub gateway: Option<IpAddr>,
 }
 
-/// Runs `f` with a netlink handle opened inside the namespace at `netns`, on its own thread.
+/// Runs `f` with a netlink handle opened inside the namespace at `netns`, on its own thread
+/// (the sync API the tests use; async callers go through [`on_own_thread`]).
+#[cfg(test)]
 fn with_netlink<T, F, Fut>(netns: &Path, f: F) -> Result<T, NetnsError>
 where
     T: Send,
@@ -179,7 +181,7 @@ where
 }
 
 /// Moves the CALLING thread into the namespace at `netns` for good and runs `f` there with a
-/// netlink handle: only for a thread that exits afterwards ([`with_netlink`], [`on_own_thread`]).
+/// netlink handle: only for a thread that exits afterwards ([`on_own_thread`], `with_netlink`).
 fn in_netns<T, F, Fut>(netns: &Path, f: F) -> Result<T, NetnsError>
 where
     F: FnOnce(Handle) -> Fut,
@@ -260,6 +262,7 @@ pub fn routes(netns: &Path, family: Family) -> Result<Vec<Route>, NetnsError> {
 
 /// Which of `names` already name a link in the namespace at `netns` (one link dump; upstream's
 /// `validateIfName` looks each name up before its plugin runs).
+#[cfg(test)]
 pub fn existing_links(netns: &Path, names: &[String]) -> Result<Vec<String>, NetnsError> {
     with_netlink(netns, |h| present_links(h, names))
 }
@@ -296,6 +299,7 @@ pub async fn find_existing_links(
 }
 
 /// Applies `changes` in order inside the namespace at `netns` (one thread for all of them).
+#[cfg(test)]
 pub fn set_default_routes(netns: &Path, changes: &[DefaultRouteChange]) -> Result<(), NetnsError> {
     with_netlink(netns, |h| apply_all(h, changes))
 }
