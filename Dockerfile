@@ -19,6 +19,9 @@
 ARG RUST_VERSION=1
 FROM docker.io/library/rust:${RUST_VERSION}-bookworm AS build
 WORKDIR /src
+# The shim and passthru are static musl binaries (see e2e/build-release-bins, which adds the
+# target itself when missing): added here, before the source, so the layer outlives code changes.
+RUN rustup target add "$(uname -m)-unknown-linux-musl"
 COPY . .
 # `multus-daemon -version` prints these in upstream's shape (upstream sets them with -ldflags -X):
 #   docker build --build-arg REVISION="$(git rev-parse HEAD)" \
@@ -33,8 +36,9 @@ ENV MULTUS_GIT_COMMIT="${REVISION:-unknown commit}" \
     MULTUS_RELEASE_STATUS=${RELEASE_STATUS} \
     MULTUS_BUILD_DATE="${BUILD_DATE:-unknown date}"
 # protobuf is compiled by build.rs with protox: no system protoc needed.
-# e2e/build-release-bins is the recipe (the daemon dynamically linked, the shim and passthru
-# static for the host), shared with CI's docker-free image build so the two cannot differ.
+# e2e/build-release-bins is the recipe (the daemon dynamically linked against the image's
+# glibc, the shim and passthru static musl for the host), shared with CI's docker-free image
+# build so the two cannot differ.
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
     e2e/build-release-bins /out
