@@ -20,7 +20,7 @@ use crate::{CNI_BIN_DIR, bins};
 const SHIM_SIZE_LIMIT: f64 = 1.5e6;
 
 /// What the report calls the shipped shim.
-const SHIPPED: &str = "static release-small, e2e/build-release-bins";
+const SHIPPED: &str = "static musl, release-small, e2e/build-release-bins";
 
 /// Builds the host binaries with the Dockerfile's own recipe (`e2e/build-release-bins --host`:
 /// release-small, static C runtime, explicit target) and returns the shim it built, so the
@@ -90,7 +90,10 @@ pub fn run(b: &Bench, s: &mut Section) -> Result<()> {
     let true_bin = PathBuf::from("/bin/true");
     let mut sizes: Vec<(&str, PathBuf)> = Vec::new();
     if let Some(p) = &shim_static {
-        sizes.push(("multus-shim as shipped (static release-small)", p.clone()));
+        sizes.push((
+            "multus-shim as shipped (static musl, release-small)",
+            p.clone(),
+        ));
     }
     sizes.extend([
         ("multus-shim, cargo build --release", shim.clone()),
