@@ -2,15 +2,15 @@
 //! PodResources socket): tonic dials TCP only, so a connector hands it the unix stream.
 use std::io;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hyper_util::rt::TokioIo;
 use tokio::net::UnixStream;
 use tonic::transport::{Channel, Endpoint, Error, Uri};
 
-/// Never dialled: the connector decides where the bytes go; it is only the HTTP/2 `:authority`.
-const PLACEHOLDER: &str = "http://[::1]:50051";
+/// Never dialled: the connector decides where the bytes go; it is only the HTTP/2 `:authority`
+/// (the shim's own connection uses it too).
+pub const PLACEHOLDER: &str = "http://[::1]:50051";
 
 /// A channel that connects to `socket` (and reconnects when the connection drops), with the
 /// connect and every call bounded by `timeout`.
@@ -39,25 +39,4 @@ pub fn unix_lazy(socket: &Path, connect_timeout: Duration, call_timeout: Duratio
         .connect_timeout(connect_timeout)
         .timeout(call_timeout)
         .connect_with_connector_lazy(connector)
-}
-
-/// A channel over one stream the caller already connected (so it can tell a missing, refused
-/// or slow socket apart itself); it does not reconnect. `timeout` bounds the HTTP/2 handshake.
-pub async fn over(stream: UnixStream, timeout: Duration) -> Result<Channel, Error> {
-    let slot = Arc::new(Mutex::new(Some(stream)));
-    let connector = tower::service_fn(move |_: Uri| {
-        let taken = slot.lock().ok().and_then(|mut s| s.take());
-        async move {
-            taken.map(TokioIo::new).ok_or_else(|| {
-                io::Error::new(
-                    io::ErrorKind::NotConnected,
-                    "this channel connects only once",
-                )
-            })
-        }
-    });
-    Endpoint::from_static(PLACEHOLDER)
-        .connect_timeout(timeout)
-        .connect_with_connector(connector)
-        .await
 }

@@ -11,9 +11,8 @@ use multus_proto::v1::{CniRequest, cni_client::CniClient};
 use tokio::net::UnixStream;
 use tonic::codegen::http::{Request, Uri};
 
-/// The `:authority` of every call: never dialled (the bytes go down the unix stream), the same
-/// placeholder `multus_proto::channel` uses.
-const ORIGIN: &str = "http://[::1]:50051";
+/// The `:authority` of every call: never dialled (the bytes go down the unix stream).
+const ORIGIN: &str = multus_proto::channel::PLACEHOLDER;
 
 /// The shim's transport: hyper's HTTP/2 connection over the one unix stream, no tonic
 /// `Channel` (its buffer task, reconnect and balancing machinery serve long-lived clients, not
