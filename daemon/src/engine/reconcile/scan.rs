@@ -240,16 +240,26 @@ impl Scanner<'_> {
         Some((entry.file_name().into_string().ok()?, meta))
     }
 
-    fn own_dir_entry(&mut self, entry: &DirEntry) -> bool {
+    /// A regular file named as a container's record: its name and metadata. Anything else
+    /// (judged here when it is a temp or side file) answers whether the walk goes on.
+    fn record_file(&mut self, entry: &DirEntry) -> Result<(String, Metadata), bool> {
         let Some((name, meta)) = Self::file_meta(entry) else {
-            return true;
+            return Err(true);
         };
         if let Some(go_on) = self.side_file(entry, &name, &meta) {
-            return go_on;
+            return Err(go_on);
         }
         if validate::id("container id", &name).is_err() {
-            return true;
+            return Err(true);
         }
+        Ok((name, meta))
+    }
+
+    fn own_dir_entry(&mut self, entry: &DirEntry) -> bool {
+        let (name, meta) = match self.record_file(entry) {
+            Ok(found) => found,
+            Err(go_on) => return go_on,
+        };
         let netns = read_small(&entry.path())
             .and_then(|b| serde_json::from_slice::<WithNetns>(&b).ok())
             .map(|r| r.netns);
@@ -261,15 +271,10 @@ impl Scanner<'_> {
     }
 
     fn cni_dir_entry(&mut self, entry: &DirEntry) -> bool {
-        let Some((name, meta)) = Self::file_meta(entry) else {
-            return true;
+        let (name, meta) = match self.record_file(entry) {
+            Ok(found) => found,
+            Err(go_on) => return go_on,
         };
-        if let Some(go_on) = self.side_file(entry, &name, &meta) {
-            return go_on;
-        }
-        if validate::id("container id", &name).is_err() {
-            return true;
-        }
         // Written beside our record: it goes with it.
         if self.paths.cni_dir.join(OWN_DIR).join(&name).is_file() {
             return true;
