@@ -288,23 +288,32 @@ fn reconcile_once(node: &Netns, config: &Path, collect: bool) -> (Option<i32>, S
     )
 }
 
-#[test]
-fn reconcile_once_reports_then_collects_only_the_pod_whose_namespace_is_gone() {
-    let cluster = Cluster::start(|_| {}).unwrap();
+/// Two attached pods, `default/live` and `default/gone`, of which the second's sandbox then
+/// goes without a DEL (a runtime crash, a node cut off at the wrong moment). Returns the live
+/// pod's invocation and its namespace (kept alive by the caller).
+fn live_and_gone(cluster: &Cluster, live_id: &str, gone_id: &str) -> (Invocation, Netns) {
     let l = &cluster.layout;
     l.put_manifest("live.json", &pod("default", "live", "uid-live", ""))
         .unwrap();
     l.put_manifest("gone.json", &pod("default", "gone", "uid-gone", ""))
         .unwrap();
     let live_ns = Netns::new("mrspod").unwrap();
-    let live = cluster.invocation("9a11c0de05", &live_ns, "default", "live", "uid-live");
+    let live = cluster.invocation(live_id, &live_ns, "default", "live", "uid-live");
     assert!(live.run().unwrap().success());
     let gone_ns = Netns::new("mrspod").unwrap();
-    let gone = cluster.invocation("9a11c0de06", &gone_ns, "default", "gone", "uid-gone");
+    let gone = cluster.invocation(gone_id, &gone_ns, "default", "gone", "uid-gone");
     assert!(gone.run().unwrap().success());
-    assert_eq!(l.leases().unwrap().len(), 2);
-    // The sandbox goes without a DEL (a runtime crash, a node cut off at the wrong moment).
     drop(gone_ns);
+    (live, live_ns)
+}
+
+#[test]
+fn reconcile_once_reports_then_collects_only_the_pod_whose_namespace_is_gone() {
+    let cluster = Cluster::start(|_| {}).unwrap();
+    let l = &cluster.layout;
+    let (live, _live_ns) = live_and_gone(&cluster, "9a11c0de05", "9a11c0de06");
+    // Both leases stay: the gone pod's sandbox went without a DEL.
+    assert_eq!(l.leases().unwrap().len(), 2);
     let live_record = std::fs::read(l.dir("cni").join("multus-rs").join("9a11c0de05")).unwrap();
     let config = config_file(l, |_| {});
 
@@ -348,17 +357,7 @@ fn the_periodic_reconcile_collects_a_pod_whose_namespace_went() {
     })
     .unwrap();
     let l = &cluster.layout;
-    l.put_manifest("live.json", &pod("default", "live", "uid-live", ""))
-        .unwrap();
-    l.put_manifest("gone.json", &pod("default", "gone", "uid-gone", ""))
-        .unwrap();
-    let live_ns = Netns::new("mrspod").unwrap();
-    let live = cluster.invocation("9a11c0de07", &live_ns, "default", "live", "uid-live");
-    assert!(live.run().unwrap().success());
-    let gone_ns = Netns::new("mrspod").unwrap();
-    let gone = cluster.invocation("9a11c0de08", &gone_ns, "default", "gone", "uid-gone");
-    assert!(gone.run().unwrap().success());
-    drop(gone_ns);
+    let (live, _live_ns) = live_and_gone(&cluster, "9a11c0de07", "9a11c0de08");
     let started = Instant::now();
     while l.cache_records().unwrap() != ["9a11c0de07"] {
         assert!(
