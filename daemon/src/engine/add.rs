@@ -155,7 +155,13 @@ async fn attach(
             Ok(result) => {
                 record.delegates[i].state = State::Added;
                 record.delegates[i].result = Some(result);
-                save_tracked(e, &record, &mut written).await.err()
+                // On disk before the next delegate starts; after the last one, the final
+                // write below (beside the network-status write) records it.
+                if i + 1 < record.delegates.len() {
+                    save_progress(e, &record).await.err()
+                } else {
+                    None
+                }
             }
             Err(source) => {
                 let d = &record.delegates[i].delegate;
@@ -168,7 +174,7 @@ async fn attach(
         }
     }
     let last = record.delegates.len().saturating_sub(1);
-    if let Err(err) = default_routes(e, call, &mut record, &mut written).await {
+    if let Err(err) = default_routes(call, &mut record).await {
         rollback(e, call, &record, last).await;
         return Err(err);
     }
@@ -176,7 +182,13 @@ async fn attach(
         rollback(e, call, &record, last).await;
         return Err(err);
     }
-    if let Err(err) = publish_status(e, &record, p.pod.as_ref()).await {
+    // Neither reads what the other writes: the record's last write overlaps the network-status
+    // write (an API round trip), and both have ended before a rollback or the answer.
+    let (saved, published) = tokio::join!(
+        save_tracked(e, &record, &mut written),
+        publish_status(e, &record, p.pod.as_ref())
+    );
+    if let Err(err) = saved.and(published) {
         rollback(e, call, &record, last).await;
         return Err(err);
     }
@@ -205,20 +217,12 @@ async fn copy_device_info(
         .await
 }
 
-/// `default-route`: after every delegate succeeded, before network-status reads the results.
-async fn default_routes(
-    e: &Engine,
-    call: &CniCall,
-    record: &mut Record,
-    written: &mut Written,
-) -> Result<(), EngineError> {
-    let applied = gateway::apply(&call.netns, &mut record.delegates)
+/// `default-route`: after every delegate succeeded, before network-status reads the results and
+/// the record's last write keeps the rewritten ones.
+async fn default_routes(call: &CniCall, record: &mut Record) -> Result<(), EngineError> {
+    gateway::apply(&call.netns, &mut record.delegates)
         .await
-        .map_err(|err| EngineError::DefaultRoute(Box::new(err)))?;
-    if applied {
-        save_tracked(e, record, written).await?;
-    }
-    Ok(())
+        .map_err(|err| EngineError::DefaultRoute(Box::new(err)))
 }
 
 /// Upstream's `validateIfName`, for every delegate before the first one runs (upstream checks
@@ -303,6 +307,14 @@ pub(super) async fn save(e: &Engine, record: &Record) -> Result<(), EngineError>
     })
     .instrument(tracing::info_span!("cache.write", sync = true))
     .await
+}
+
+/// Writes the record alone, not yet durable: the ADD's progress between two delegates.
+async fn save_progress(e: &Engine, record: &Record) -> Result<(), EngineError> {
+    let owned = record.clone();
+    e.blocking(move |c| c.write_progress(&owned))
+        .instrument(tracing::info_span!("cache.write"))
+        .await
 }
 
 /// Writes the record, not yet durable, and of the files beside it only what changed since the

@@ -10,8 +10,9 @@
 //! names every delegate, which is all a DEL needs (their results only serve CHECK and DEL's
 //! `prevResult`, and the plugins' own state, host-local's leases for one, is not fsynced either).
 //!
-//! Beside it, for the way back to Go Multus (D-6), every write also leaves what upstream's DEL
-//! and GC read, where they read it: `<cniDir>/<containerId>` in upstream's scratch format (a
+//! Beside it, for the way back to Go Multus (D-6), an ADD's first and last writes (not the
+//! progress between delegates, [`Cache::write_progress`]) also leave what upstream's DEL and GC
+//! read, where they read it: `<cniDir>/<containerId>` in upstream's scratch format (a
 //! JSON array of DelegateNetConf) and libcni's result cache `<cniDir>/results/<net>-<cid>-<if>`
 //! for each delegate that was added. Our own record is authoritative; the others are only
 //! written from it and removed with it.
@@ -214,10 +215,7 @@ impl Cache {
     /// the scratch record and the libcni result of every added delegate, each only when it
     /// differs from what `written` says an earlier write of this record left.
     pub fn write_tracked(&self, record: &Record, written: &mut Written) -> Result<(), CacheError> {
-        let path = self.path(&record.container_id)?;
-        let bytes = serde_json::to_vec(record).map_err(CacheError::Encode)?;
-        write_atomic(&path, &bytes)?;
-        // A record is rewritten after every delegate; these change far less often.
+        self.write_progress(record)?;
         let scratch = upstream::encode(record).map_err(CacheError::Encode)?;
         if written.scratch.as_ref() != Some(&scratch) {
             write_atomic(&self.upstream_path(&record.container_id)?, &scratch)?;
@@ -230,6 +228,17 @@ impl Cache {
             }
         }
         Ok(())
+    }
+
+    /// Replaces the container's record alone: an ADD's progress between two delegates, which
+    /// must be on disk before the next one starts (`del::teardown` relies on it). What upstream
+    /// reads beside it waits for the ADD's last write ([`Cache::write_tracked`]): each file there
+    /// is another create and rename on the way to the next delegate, and only a node switched
+    /// back to Go Multus after a crash in the middle of an ADD would miss them.
+    pub fn write_progress(&self, record: &Record) -> Result<(), CacheError> {
+        let path = self.path(&record.container_id)?;
+        let bytes = serde_json::to_vec(record).map_err(CacheError::Encode)?;
+        write_atomic(&path, &bytes)
     }
 
     /// Makes the container's record, as last written, durable (file, then its directory, then

@@ -55,10 +55,10 @@ pub(super) fn changes(entries: &[Entry]) -> Option<Vec<(usize, DefaultRouteChang
 }
 
 /// Applies the `default-route` requests of `entries` in `netns` and rewrites their results to
-/// match. Does nothing, and says `false`, when no delegate requested it.
-pub(super) async fn apply(netns: &str, entries: &mut [Entry]) -> Result<bool, GatewayError> {
+/// match. Does nothing when no delegate requested it.
+pub(super) async fn apply(netns: &str, entries: &mut [Entry]) -> Result<(), GatewayError> {
     let Some(changes) = changes(entries) else {
-        return Ok(false);
+        return Ok(());
     };
     let routes: Vec<_> = changes.iter().map(|(_, c)| c.clone()).collect();
     netns::apply_default_routes(netns.into(), routes)
@@ -83,7 +83,7 @@ pub(super) async fn apply(netns: &str, entries: &mut [Entry]) -> Result<bool, Ga
         tracing::info!(network = %en.delegate.name, ifname = %change.ifname,
             family = ?change.family, gateway = ?change.gateway, "default route set");
     }
-    Ok(true)
+    Ok(())
 }
 
 /// Upstream's test: the 1.0.0 form of the result has interfaces or ips (legacy: `ip4`/`ip6`).
