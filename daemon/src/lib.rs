@@ -12,6 +12,7 @@ pub mod caps;
 pub mod chroot_proc;
 pub mod config;
 mod engine;
+mod heap;
 mod http_api;
 mod kubelet;
 mod layers;
