@@ -78,14 +78,19 @@ fn time_exec(bin: &OsStr, version: bool) -> Result<Duration> {
     Ok(took)
 }
 
+/// The shim every section runs besides the workspace build: `--static-shim`, else the one
+/// `e2e/build-release-bins` builds; none with `--no-static-shim`.
+pub fn shipped_shim(opts: &super::Opts) -> Result<Option<PathBuf>> {
+    match (&opts.static_shim, opts.no_static_shim) {
+        (_, true) => Ok(None),
+        (Some(p), false) => Ok(Some(p.clone())),
+        (None, false) => static_shim().map(Some),
+    }
+}
+
 pub fn run(b: &Bench, s: &mut Section) -> Result<()> {
-    b.stage("building the shipped shim (e2e/build-release-bins --host)");
-    let shim_static = match (&b.opts.static_shim, b.opts.no_static_shim) {
-        (_, true) => None,
-        (Some(p), false) => Some(p.clone()),
-        (None, false) => Some(static_shim()?),
-    };
-    let shim = bins::shim()?;
+    let shim_static = b.shipped_shim.clone();
+    let shim = bins::built_shim()?;
     let loopback = PathBuf::from(CNI_BIN_DIR).join("loopback");
     let true_bin = PathBuf::from("/bin/true");
     let mut sizes: Vec<(&str, PathBuf)> = Vec::new();

@@ -143,14 +143,17 @@ impl Opts {
     }
 }
 
-/// What every section gets: the flags and the progress bar.
+/// What every section gets: the flags, the progress bar and the shipped shim.
 pub struct Bench {
     pub opts: Opts,
     pub bar: ProgressBar,
+    /// The shim as the image ships it (static musl), unless `--no-static-shim`; when there is
+    /// one, every section runs it (see [`bins::use_shim`]).
+    pub shipped_shim: Option<PathBuf>,
 }
 
 impl Bench {
-    pub fn new(opts: Opts) -> Self {
+    pub fn new(opts: Opts, shipped_shim: Option<PathBuf>) -> Self {
         let total: u64 = opts.parts().iter().map(|p| opts.steps(*p)).sum();
         let bar = ProgressBar::new(total);
         bar.set_style(
@@ -158,7 +161,19 @@ impl Bench {
                 .unwrap_or_else(|_| ProgressStyle::default_bar())
                 .progress_chars("=> "),
         );
-        Self { opts, bar }
+        Self {
+            opts,
+            bar,
+            shipped_shim,
+        }
+    }
+
+    /// Which shim the sections run, for their notes.
+    pub fn shim_under_test(&self) -> &'static str {
+        match self.shipped_shim {
+            Some(_) => "the shim as the image ships it (static musl, e2e/build-release-bins)",
+            None => "the `cargo build --release` shim (--no-static-shim: not the shipped build)",
+        }
     }
 
     pub fn step(&self) {

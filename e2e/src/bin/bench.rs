@@ -79,11 +79,18 @@ fn main() -> Result<()> {
     let mut machine = Machine::describe();
     bins::use_release();
     // Build the binaries under test before the bar starts (the first build prints).
-    bins::shim()?;
-    let b = Bench::new(opts.clone());
+    bins::built_shim()?;
+    let shipped = exec::shipped_shim(&opts)?;
+    if let Some(path) = &shipped {
+        bins::use_shim(path.clone());
+    }
+    let b = Bench::new(opts.clone(), shipped);
     let mut sections = Vec::new();
     for part in opts.parts() {
         let mut s = Section::new(title(part));
+        if !matches!(part, Part::Exec | Part::Build) {
+            s.note(format!("The shim under test is {}.", b.shim_under_test()));
+        }
         if let Err(e) = run_part(&b, part, &mut s) {
             b.bar.println(format!("{}: {e:#}", s.title));
             s.error = Some(format!("{e:#}"));
