@@ -1,13 +1,18 @@
 //! Standalone mode's source: a directory (`clusterStateDir`) of Kubernetes manifests, YAML or
 //! JSON, holding Pod and NetworkAttachmentDefinition objects, standing in for the API server.
 //!
-//! Standalone mode is for demos, tests and edge nodes without an API server, so the directory is
-//! simply re-read on every lookup (bounded in file count and size): edits take effect at once and
-//! there is no cache to go stale. Network-status goes to `<networkStatusDir>/<ns>.<pod>.json`.
+//! Standalone mode is for demos, tests and edge nodes without an API server, so every lookup
+//! looks at the directory again (bounded in file count and size): edits take effect at once. What
+//! it parsed last is reused while the listing and each file's inode, size and times are the same
+//! (one ADD looks up its pod, each NAD and the pod again for network-status), except for files
+//! changed within [`RACY`] of that parse, which a same-size rewrite in the same clock tick could
+//! hide. Network-status goes to `<networkStatusDir>/<ns>.<pod>.json`.
 use std::collections::BTreeMap;
 use std::fs;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use serde::Deserialize;
@@ -21,6 +26,10 @@ const MAX_FILES: usize = 4096;
 const MAX_FILE_BYTES: u64 = 4 << 20;
 /// API group of NetworkAttachmentDefinitions.
 const NAD_GROUP: &str = "k8s.cni.cncf.io/";
+/// A parse is reused only when every file it read is older than this: file times advance in
+/// clock ticks (milliseconds), so a rewrite of the same size within one tick changes nothing a
+/// stat shows.
+const RACY: Duration = Duration::from_secs(2);
 
 /// Pods and NADs from a directory of manifests.
 #[derive(Debug, Clone)]
@@ -32,6 +41,45 @@ pub struct FileSource {
 struct Dirs {
     state_dir: PathBuf,
     status_dir: Option<PathBuf>,
+    /// The last parse that may be reused, with what the files looked like then.
+    last: Mutex<Option<(Vec<Stamp>, Arc<State>)>>,
+    /// [`RACY`]; shorter in tests.
+    racy: Duration,
+}
+
+/// One manifest file as a stat sees it: any write, rename or replace changes one of these.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Stamp {
+    path: PathBuf,
+    ino: u64,
+    len: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+}
+
+impl Stamp {
+    fn of(path: PathBuf, m: &fs::Metadata) -> Self {
+        Self {
+            path,
+            ino: m.ino(),
+            len: m.len(),
+            mtime: (m.mtime(), m.mtime_nsec()),
+            ctime: (m.ctime(), m.ctime_nsec()),
+        }
+    }
+
+    /// Changed within `racy` of `now` (or later): a same-size rewrite may not show yet.
+    fn is_racy(&self, now: SystemTime, racy: Duration) -> bool {
+        let Some(cutoff) = now.checked_sub(racy) else {
+            return true;
+        };
+        let secs = |t: (i64, i64)| {
+            Duration::new(t.0.max(0).unsigned_abs(), t.1.clamp(0, 999_999_999) as u32)
+        };
+        [self.mtime, self.ctime]
+            .into_iter()
+            .any(|t| SystemTime::UNIX_EPOCH + secs(t) >= cutoff)
+    }
 }
 
 /// What one scan of the directory found. A NAD that is present but malformed is kept as an
@@ -48,13 +96,15 @@ impl FileSource {
             inner: Arc::new(Dirs {
                 state_dir: state_dir.into(),
                 status_dir,
+                last: Mutex::new(None),
+                racy: RACY,
             }),
         }
     }
 
-    async fn state(&self) -> Result<State, SourceError> {
+    async fn state(&self) -> Result<Arc<State>, SourceError> {
         let dirs = Arc::clone(&self.inner);
-        tokio::task::spawn_blocking(move || scan(&dirs.state_dir))
+        tokio::task::spawn_blocking(move || dirs.state())
             .await
             .map_err(|e| SourceError::Unavailable {
                 what: "clusterStateDir scan".into(),
@@ -70,7 +120,8 @@ impl ClusterSource for FileSource {
             .state()
             .await?
             .pods
-            .remove(&(namespace.to_owned(), name.to_owned())))
+            .get(&(namespace.to_owned(), name.to_owned()))
+            .cloned())
     }
 
     async fn nad(&self, namespace: &str, name: &str) -> Result<Option<NadInfo>, SourceError> {
@@ -78,13 +129,13 @@ impl ClusterSource for FileSource {
             .state()
             .await?
             .nads
-            .remove(&(namespace.to_owned(), name.to_owned()))
+            .get(&(namespace.to_owned(), name.to_owned()))
         {
             None => Ok(None),
-            Some(Ok(nad)) => Ok(Some(nad)),
+            Some(Ok(nad)) => Ok(Some(nad.clone())),
             Some(Err(reason)) => Err(SourceError::Invalid {
                 what: format!("network-attachment-definition {namespace}/{name}"),
-                reason,
+                reason: reason.clone(),
             }),
         }
     }
@@ -134,7 +185,29 @@ fn write_atomically(file: &Path, bytes: &[u8]) -> std::io::Result<()> {
     crate::atomic_file::write(file, bytes, 0o644)
 }
 
-fn scan(dir: &Path) -> Result<State, SourceError> {
+impl Dirs {
+    /// The directory's pods and NADs: the last parse while no file changed, else a new one.
+    fn state(&self) -> Result<Arc<State>, SourceError> {
+        let now = SystemTime::now();
+        let stamps = listing(&self.state_dir)?;
+        if let Ok(last) = self.last.lock()
+            && let Some((seen, state)) = last.as_ref()
+            && *seen == stamps
+        {
+            return Ok(Arc::clone(state));
+        }
+        let state = Arc::new(scan(&stamps));
+        if !stamps.iter().any(|s| s.is_racy(now, self.racy))
+            && let Ok(mut last) = self.last.lock()
+        {
+            *last = Some((stamps, Arc::clone(&state)));
+        }
+        Ok(state)
+    }
+}
+
+/// The manifest files of `dir` in name order, at most [`MAX_FILES`], each as a stat sees it.
+fn listing(dir: &Path) -> Result<Vec<Stamp>, SourceError> {
     let unavailable = |e: std::io::Error| SourceError::Unavailable {
         what: format!("clusterStateDir {}", dir.display()),
         reason: e.to_string(),
@@ -153,23 +226,36 @@ fn scan(dir: &Path) -> Result<State, SourceError> {
         tracing::warn!(dir = %dir.display(), files = files.len(), max = MAX_FILES, "too many manifests; reading the first");
         files.truncate(MAX_FILES);
     }
+    // A file gone between the listing and its stat is simply not there.
+    Ok(files
+        .into_iter()
+        .filter_map(|path| {
+            let m = fs::metadata(&path).ok()?;
+            Some(Stamp::of(path, &m))
+        })
+        .collect())
+}
+
+fn scan(stamps: &[Stamp]) -> State {
     let mut state = State::default();
-    for file in files {
-        match read_objects(&file) {
+    for Stamp {
+        path: file, len, ..
+    } in stamps
+    {
+        match read_objects(file, *len) {
             Ok(objects) => objects
                 .into_iter()
-                .for_each(|o| add_object(&mut state, &file, o)),
+                .for_each(|o| add_object(&mut state, file, o)),
             Err(reason) => {
                 tracing::warn!(file = %file.display(), %reason, "skipping unreadable manifest")
             }
         }
     }
-    Ok(state)
+    state
 }
 
-/// Every document of a file; JSON files hold one document, YAML files any number.
-fn read_objects(file: &Path) -> Result<Vec<Value>, String> {
-    let len = fs::metadata(file).map_err(|e| e.to_string())?.len();
+/// Every document of a file of `len` bytes; JSON files hold one document, YAML files any number.
+fn read_objects(file: &Path, len: u64) -> Result<Vec<Value>, String> {
     if len > MAX_FILE_BYTES {
         return Err(format!("larger than {MAX_FILE_BYTES} bytes"));
     }
@@ -367,6 +453,67 @@ spec:
         )
         .unwrap();
         assert!(src.pod("app", "late").await.unwrap().is_some());
+    }
+
+    /// One ADD looks the directory up several times: unchanged files are parsed once, and
+    /// any change a stat shows (here a same-size replace) is parsed again.
+    #[tokio::test]
+    async fn an_unchanged_directory_is_parsed_once() {
+        let (dir, src) = fixture();
+        let settled = FileSource {
+            inner: Arc::new(Dirs {
+                state_dir: dir.path().to_owned(),
+                status_dir: None,
+                last: Mutex::new(None),
+                racy: Duration::ZERO,
+            }),
+        };
+        let first = settled.state().await.unwrap();
+        assert!(Arc::ptr_eq(&first, &settled.state().await.unwrap()));
+        let pod = |uid: &str| format!("kind: Pod\nmetadata: {{name: p, uid: {uid}}}\n");
+        fs::write(dir.path().join("50-p.yaml.new"), pod("uid-b")).unwrap();
+        fs::write(dir.path().join("50-p.yaml"), pod("uid-a")).unwrap();
+        assert_eq!(
+            settled.pod("default", "p").await.unwrap().unwrap().uid,
+            "uid-a"
+        );
+        fs::rename(
+            dir.path().join("50-p.yaml.new"),
+            dir.path().join("50-p.yaml"),
+        )
+        .unwrap();
+        assert_eq!(
+            settled.pod("default", "p").await.unwrap().unwrap().uid,
+            "uid-b"
+        );
+        // Within the racy window even an in-place rewrite of the same size is seen.
+        fs::write(dir.path().join("50-p.yaml"), pod("uid-c")).unwrap();
+        assert_eq!(src.pod("default", "p").await.unwrap().unwrap().uid, "uid-c");
+        fs::write(dir.path().join("50-p.yaml"), pod("uid-d")).unwrap();
+        assert_eq!(src.pod("default", "p").await.unwrap().unwrap().uid, "uid-d");
+    }
+
+    #[test]
+    fn only_files_older_than_the_racy_window_may_be_reused() {
+        let now = SystemTime::now();
+        let at = |ago: Duration| {
+            let t = now - ago;
+            let d = t.duration_since(SystemTime::UNIX_EPOCH).unwrap();
+            (d.as_secs() as i64, i64::from(d.subsec_nanos()))
+        };
+        let stamp = |mtime, ctime| Stamp {
+            path: PathBuf::from("p.yaml"),
+            ino: 1,
+            len: 1,
+            mtime,
+            ctime,
+        };
+        let old = at(Duration::from_secs(10));
+        let recent = at(Duration::from_millis(500));
+        assert!(!stamp(old, old).is_racy(now, RACY));
+        assert!(stamp(recent, old).is_racy(now, RACY));
+        assert!(stamp(old, recent).is_racy(now, RACY));
+        assert!(!stamp(recent, recent).is_racy(now, Duration::ZERO));
     }
 
     #[tokio::test]
