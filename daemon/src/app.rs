@@ -88,7 +88,7 @@ impl App {
         let mut background: Vec<AbortHandle> = readiness.watch().into_iter().collect();
         background
             .push(tokio::spawn(async move { readiness.log_startup_sync().await }).abort_handle());
-        background.push(engine.heap().spawn(crate::heap::QUIET));
+        background.push(crate::heap::spawn(crate::heap::QUIET));
         if config.reconcile_interval_seconds > 0 {
             let every = Duration::from_secs(config.reconcile_interval_seconds);
             tracing::info!(

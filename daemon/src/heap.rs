@@ -1,30 +1,30 @@
-//! Gives the heap a burst of requests freed back to the kernel once the daemon is idle again.
+//! Gives the heap a burst freed back to the kernel once the daemon is quiet again.
 //!
 //! glibc keeps what a thread frees in that thread's arena for reuse and returns memory to the
 //! kernel only from the top of a heap, so after a burst (a node reboot starting every pod at
-//! once) the daemon would stay at its peak resident size for good, as upstream Multus does.
-//! `malloc_trim(0)` walks every arena and hands their free pages back. It runs once per burst,
-//! [`QUIET`] after the last request ended: never while requests are in flight (a new one
-//! postpones it) and never while idle (no timer is armed then, so an idle daemon stays at 0 CPU).
-use std::sync::Arc;
+//! once, a watch delivering thousands of pods) the daemon would stay at its peak resident size
+//! for good, as upstream Multus does. `malloc_trim(0)` walks every arena and hands their free
+//! pages back. It runs once per burst, [`QUIET`] after the last request ended or the last watch
+//! event was applied: never while a request is in flight (its end arms it again) and never while
+//! idle (no timer is armed then, so an idle daemon stays at 0 CPU).
+//!
+//! The heap is one per process, and so is what watches it: the engine's requests and the
+//! sources' watches report to the same [`busy`] and [`touched`].
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tokio::sync::Notify;
 use tokio::task::AbortHandle;
 
-/// How long the daemon must have had no request in flight before the trim: long enough that
-/// the pods of one burst, whose CNI calls come in waves, are one burst.
-pub const QUIET: Duration = Duration::from_secs(3);
+/// How long the daemon must have been quiet before the trim. A trim costs about a millisecond
+/// and the pages it returns fault back in on the next burst, so a gap in a burst that trims too
+/// early costs little; a daemon that stays at its peak costs the node that memory.
+pub const QUIET: Duration = Duration::from_secs(1);
 
-/// Counts the requests in flight; clones share the count.
-#[derive(Debug, Clone, Default)]
-pub struct HeapTrim {
-    inner: Arc<Inner>,
-}
+static ACTIVITY: Activity = Activity::new();
 
-#[derive(Debug, Default)]
-struct Inner {
+#[derive(Debug)]
+struct Activity {
     busy: AtomicUsize,
     /// Woken each time the count drops to zero.
     ended: Notify,
@@ -32,7 +32,7 @@ struct Inner {
 
 /// A request in flight, until dropped (however the request ends).
 #[derive(Debug)]
-pub struct Busy(Arc<Inner>);
+pub struct Busy(&'static Activity);
 
 impl Drop for Busy {
     fn drop(&mut self) {
@@ -42,37 +42,52 @@ impl Drop for Busy {
     }
 }
 
-impl HeapTrim {
-    /// Marks a request in flight until the guard drops.
-    pub fn busy(&self) -> Busy {
-        self.inner.busy.fetch_add(1, Ordering::AcqRel);
-        Busy(Arc::clone(&self.inner))
-    }
-
-    /// Starts the task that trims the heap `quiet` after each burst; it ends when aborted.
-    pub fn spawn(&self, quiet: Duration) -> AbortHandle {
-        let inner = Arc::clone(&self.inner);
-        tokio::spawn(trim_after_bursts(inner, quiet)).abort_handle()
-    }
+/// Marks a request in flight until the guard drops.
+pub fn busy() -> Busy {
+    ACTIVITY.busy()
 }
 
-async fn trim_after_bursts(inner: Arc<Inner>, quiet: Duration) {
-    loop {
-        inner.ended.notified().await;
-        // Each time the last request ends again, the quiet period starts over.
+/// Something allocated and is done (a watch event applied): the quiet period starts over.
+pub fn touched() {
+    drop(ACTIVITY.busy());
+}
+
+/// Starts the task that trims the heap `quiet` after each burst; it ends when aborted.
+pub fn spawn(quiet: Duration) -> AbortHandle {
+    tokio::spawn(ACTIVITY.trim_after_bursts(quiet)).abort_handle()
+}
+
+impl Activity {
+    const fn new() -> Self {
+        Self {
+            busy: AtomicUsize::new(0),
+            ended: Notify::const_new(),
+        }
+    }
+
+    fn busy(&'static self) -> Busy {
+        self.busy.fetch_add(1, Ordering::AcqRel);
+        Busy(self)
+    }
+
+    async fn trim_after_bursts(&'static self, quiet: Duration) {
         loop {
-            tokio::select! {
-                () = inner.ended.notified() => {}
-                () = tokio::time::sleep(quiet) => break,
+            self.ended.notified().await;
+            // Each time the daemon is quiet again, the quiet period starts over.
+            loop {
+                tokio::select! {
+                    () = self.ended.notified() => {}
+                    () = tokio::time::sleep(quiet) => break,
+                }
             }
-        }
-        if inner.busy.load(Ordering::Acquire) > 0 {
-            // A request started and is still running: its end wakes us again.
-            continue;
-        }
-        match tokio::task::spawn_blocking(release_free_heap).await {
-            Ok(released) => tracing::debug!(released, "idle after a burst: heap trimmed"),
-            Err(e) => tracing::warn!(error = %e, "heap trim task failed"),
+            if self.busy.load(Ordering::Acquire) > 0 {
+                // A request started and is still running: its end wakes us again.
+                continue;
+            }
+            match tokio::task::spawn_blocking(release_free_heap).await {
+                Ok(released) => tracing::debug!(released, "quiet after a burst: heap trimmed"),
+                Err(e) => tracing::warn!(error = %e, "heap trim task failed"),
+            }
         }
     }
 }
@@ -97,16 +112,15 @@ mod tests {
     use super::*;
 
     #[tokio::test(start_paused = true)]
-    async fn counts_requests_and_wakes_when_the_last_one_ends() {
-        let trim = HeapTrim::default();
-        let a = trim.busy();
-        let b = trim.clone().busy();
-        assert_eq!(trim.inner.busy.load(Ordering::Acquire), 2);
-        drop(a);
-        let woken = tokio::time::timeout(Duration::from_millis(10), trim.inner.ended.notified());
+    async fn wakes_only_when_the_last_request_ends() {
+        static A: Activity = Activity::new();
+        let (first, second) = (A.busy(), A.busy());
+        assert_eq!(A.busy.load(Ordering::Acquire), 2);
+        drop(first);
+        let woken = tokio::time::timeout(Duration::from_millis(10), A.ended.notified());
         assert!(woken.await.is_err(), "woken with a request still in flight");
-        drop(b);
-        let woken = tokio::time::timeout(Duration::from_millis(10), trim.inner.ended.notified());
+        drop(second);
+        let woken = tokio::time::timeout(Duration::from_millis(10), A.ended.notified());
         assert!(woken.await.is_ok(), "not woken when the last request ended");
     }
 

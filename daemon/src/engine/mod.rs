@@ -50,7 +50,6 @@ use self::conflist::ConflistError;
 use self::exec::Executor;
 use self::plan::{PlanError, UpstreamStep};
 use crate::config::Config;
-use crate::heap::HeapTrim;
 use crate::kubelet::DeviceSource;
 use crate::metrics::Metrics;
 use crate::readiness::Readiness;
@@ -370,8 +369,6 @@ pub struct Engine {
     cache: Cache,
     metrics: Metrics,
     readiness: Arc<Readiness>,
-    /// The requests that allocate (not STATUS), so the heap is trimmed after a burst.
-    heap: HeapTrim,
 }
 
 impl Engine {
@@ -402,13 +399,7 @@ impl Engine {
             exec,
             cache,
             metrics: Metrics::noop(),
-            heap: HeapTrim::default(),
         })
-    }
-
-    /// What counts this engine's requests in flight, for the heap trim after a burst.
-    pub fn heap(&self) -> HeapTrim {
-        self.heap.clone()
     }
 
     /// The node's readiness (caches synced, indicator file), for health and `/readyz`.
@@ -431,7 +422,8 @@ impl Engine {
         call: CniCall,
         cancel: CancellationToken,
     ) -> Result<Vec<u8>, EngineError> {
-        let _busy = self.heap.busy();
+        // Counted for the heap trim after a burst (STATUS allocates next to nothing).
+        let _busy = crate::heap::busy();
         add::add(self, call, &cancel).await
     }
 
@@ -443,13 +435,13 @@ impl Engine {
 
     /// CNI DEL: tears down everything recorded for the container (idempotent).
     pub async fn del(&self, call: CniCall) -> Result<(), EngineError> {
-        let _busy = self.heap.busy();
+        let _busy = crate::heap::busy();
         del::del(self, call).await
     }
 
     /// CNI CHECK: CHECK on every recorded delegate.
     pub async fn check(&self, call: CniCall) -> Result<(), EngineError> {
-        let _busy = self.heap.busy();
+        let _busy = crate::heap::busy();
         del::check(self, call).await
     }
 
@@ -459,7 +451,7 @@ impl Engine {
         &self,
         call: HotplugCall,
     ) -> Result<Option<serde_json::Value>, EngineError> {
-        let _busy = self.heap.busy();
+        let _busy = crate::heap::busy();
         hotplug::hotplug(self, call).await
     }
 
@@ -470,7 +462,7 @@ impl Engine {
 
     /// CNI GC: tears down records of containers not in `cni.dev/valid-attachments`, then GC.
     pub async fn gc(&self, call: CniCall) -> Result<(), EngineError> {
-        let _busy = self.heap.busy();
+        let _busy = crate::heap::busy();
         node::gc(self, call).await
     }
 

@@ -295,6 +295,8 @@ where
 {
     futures::pin_mut!(stream);
     while let Some(item) = stream.next().await {
+        // An event's JSON is parsed and dropped: a relist or a wave of pods is a burst too.
+        crate::heap::touched();
         if let Err(error) = item {
             tracing::warn!(resource, error = %error, "watch failed; retrying with back-off");
         }
