@@ -19,6 +19,7 @@ pub mod ip;
 pub mod kubelet;
 pub mod netns;
 pub mod oci;
+pub mod otlp;
 pub mod plugin;
 pub mod probe;
 pub mod scenario;

@@ -2,8 +2,7 @@
 //! and a collector that is down fails no request.
 #![allow(clippy::unwrap_used)]
 
-mod otlp;
-
+use multus_e2e::otlp;
 use multus_e2e::probe::*;
 use multus_e2e::{
     netns::Netns,
@@ -14,7 +13,7 @@ use serde_json::json;
 #[test]
 fn otlp_receiver_gets_the_span_tree_of_an_add_with_two_delegates() {
     let node = Netns::new("mrsnode").unwrap();
-    let receiver = otlp::Receiver::start_in(&node);
+    let receiver = otlp::Receiver::start_in(&node).unwrap();
     let layout = multus_e2e::daemon::Layout::new().unwrap();
     let endpoint = format!("http://127.0.0.1:{}", receiver.port);
     let cluster = Cluster::start_on(
