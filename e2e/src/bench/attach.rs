@@ -13,7 +13,8 @@ use super::{
     direct::{Direct, Network},
     nodethread::NodeThread,
     report::Section,
-    standalone,
+    spans::{split_tables, traced_rounds},
+    standalone, standalone_traced,
     stats::Series,
 };
 use crate::{
@@ -163,30 +164,65 @@ pub fn direct_node(
     Ok((direct, node, layout))
 }
 
+/// The split by span: `rounds` ADD+DELs on a second standalone node exporting its spans to the
+/// bench's receiver (so the export does not weigh on the timed A/B rounds).
+fn spans(b: &Bench, s: &mut Section, rounds: usize) -> Result<()> {
+    b.stage("2a. span split (OTLP)");
+    let (cluster, receiver) = standalone_traced("mrsbt", cluster_conflist, |_| {})?;
+    standalone_networks(&cluster)?;
+    let p = bench_pod();
+    let traced = traced_rounds(b, &receiver, &cluster, rounds, |i, pod_ns| {
+        let cid = i.map_or_else(
+            || "benchspanwarm".to_owned(),
+            |i| format!("benchspan{i:05}"),
+        );
+        cluster.invocation(&cid, pod_ns, &p.namespace, &p.name, &p.uid)
+    })?;
+    split_tables(s, "Standalone", "standalone", &traced);
+    Ok(())
+}
+
 /// Longer than the daemon's window for recently changed manifests (`source::files`).
 const MANIFESTS_SETTLE: Duration = Duration::from_millis(2500);
 
-pub fn run(b: &Bench, s: &mut Section) -> Result<()> {
-    b.stage("2. attach overhead, standalone");
-    let cluster = standalone(
-        "mrsba",
-        |l| bridge_conflist(l, &crate::unique("mrsbr"), "10.88.0.0/16"),
-        |_| {},
-    )?;
+/// The pod of section 2a: the cluster network and a macvlan NAD on net1.
+fn bench_pod() -> PodRef {
+    PodRef {
+        namespace: "default".into(),
+        name: "bench".into(),
+        uid: "uid-bench".into(),
+    }
+}
+
+/// The cluster network (bridge + host-local, then tuning) and the pod's macvlan NAD on a veth
+/// parent in the node namespace, as manifests old enough to be served from the daemon's parse.
+fn standalone_networks(cluster: &Cluster) -> Result<()> {
     let (parent, _) = cluster.node.veth_pair("mrsmv")?;
     let l = &cluster.layout;
     l.put_manifest(
         "nad-macvlan.json",
         &nad("default", "macvlan-net", &macvlan(l, &parent)),
     )?;
+    let p = bench_pod();
     l.put_manifest(
         "pod.json",
-        &pod("default", "bench", "uid-bench", "macvlan-net"),
+        &pod(&p.namespace, &p.name, &p.uid, "macvlan-net"),
     )?;
     // A node's manifests are older than its pods: the daemon parses a file again on every
     // lookup while it is younger than 2 s (a same-size rewrite could hide in one clock tick),
     // which no node but a freshly written one sees.
     std::thread::sleep(MANIFESTS_SETTLE);
+    Ok(())
+}
+
+fn cluster_conflist(l: &Layout) -> Value {
+    bridge_conflist(l, &crate::unique("mrsbr"), "10.88.0.0/16")
+}
+
+pub fn run(b: &Bench, s: &mut Section) -> Result<()> {
+    b.stage("2. attach overhead, standalone");
+    let cluster = standalone("mrsba", cluster_conflist, |_| {})?;
+    standalone_networks(&cluster)?;
     let (direct, _dnode, _dlayout) = direct_node(|node, layout| {
         let (parent, _) = node.veth_pair("mrsmv")?;
         Ok(vec![Network::single(
@@ -195,13 +231,12 @@ pub fn run(b: &Bench, s: &mut Section) -> Result<()> {
             &macvlan(layout, &parent),
         )])
     })?;
-    let p = PodRef {
-        namespace: "default".into(),
-        name: "bench".into(),
-        uid: "uid-bench".into(),
-    };
-    let t = ab(b, &cluster, &direct, b.opts.rounds(), |_| p.clone())?;
+    let p = bench_pod();
+    let rounds = b.opts.rounds();
+    let t = ab(b, &cluster, &direct, rounds, |_| p.clone())?;
     report_ab(s, &t, "standalone", 1.05, Some(1.0));
+    drop(cluster);
+    spans(b, s, rounds.min(30))?;
     s.note(
         "Networks: eth0 = the cluster conflist (bridge + host-local, then tuning), net1 = a macvlan \
          NAD in bridge mode on a veth parent in the node namespace (+ host-local). (b) is what \

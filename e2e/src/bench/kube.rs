@@ -4,10 +4,7 @@
 //! (from the stand-in's request log: reads must be 0 when warm), the A/B ratio against the same
 //! delegates exec'd directly, and the daemon's time split by span (a second node exporting its
 //! spans to the bench's OTLP receiver, so the export does not weigh on the timed rounds).
-use std::{
-    collections::BTreeMap,
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use axum::http::Method;
@@ -18,9 +15,9 @@ use super::{
     attach::{PodRef, ab, direct_node, report_ab},
     check,
     direct::Network,
-    report::{Section, Table},
-    spans::{Receiver, self_times},
-    stats::{Stats, ms, percentile},
+    report::Section,
+    spans::{Receiver, split_tables, traced_rounds},
+    stats::ms,
 };
 use crate::{
     apiserver::{ApiServer, nad_json, pod_json},
@@ -289,124 +286,18 @@ pub fn run(b: &Bench, s: &mut Section) -> Result<()> {
     Ok(())
 }
 
-/// The split by span: `rounds` warm ADD+DELs on a node exporting spans to the bench's receiver;
-/// per verb, the median and mean self time of each span name per request, and the part outside
-/// the daemon's request span (shim exec, connect, RPC).
+/// The split by span: `rounds` warm ADD+DELs on a node exporting spans to the bench's receiver.
 fn spans(b: &Bench, s: &mut Section, rounds: usize) -> Result<()> {
     b.stage("5. span split (OTLP)");
     let (k, receiver, _ipam, _) = setup(rounds + 1, true)?;
     let receiver = receiver.context("no receiver")?;
-    // Pod 0 warms the daemon up (its first request); only later, warm ones are split.
-    let warmup = pod_ref(0);
-    let pod_ns = Netns::new("mrsbp")?;
-    let inv = k.invocation(
-        "benchspanwarm",
-        &pod_ns,
-        &warmup.namespace,
-        &warmup.name,
-        &warmup.uid,
-    );
-    check("warm-up ADD", &inv.run()?, &k)?;
-    check("warm-up DEL", &inv.with_command("DEL").run()?, &k)?;
-    drop(pod_ns);
-    let mut walls: Vec<(String, &'static str, Duration)> = Vec::new();
-    for i in 0..rounds {
-        let p = pod_ref(i + 1);
-        let pod_ns = Netns::new("mrsbp")?;
-        for verb in ["ADD", "DEL"] {
-            let trace = format!(
-                "{:016x}{:016x}",
-                u64::from(std::process::id()) + 1,
-                (i as u64) << 1 | u64::from(verb == "DEL")
-            );
-            let mut inv = k
-                .invocation(
-                    &format!("benchspan{i:05}"),
-                    &pod_ns,
-                    &p.namespace,
-                    &p.name,
-                    &p.uid,
-                )
-                .with_command(verb);
-            inv.env.push((
-                "TRACEPARENT".into(),
-                Some(format!("00-{trace}-00f067aa0ba902b7-01")),
-            ));
-            let start = Instant::now();
-            let out = inv.run()?;
-            walls.push((trace, verb, start.elapsed()));
-            check(verb, &out, &k)?;
-        }
-        b.step();
-    }
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let mut got = receiver.spans();
-    while walls
-        .iter()
-        .any(|(t, v, _)| self_times(&got, t, &format!("CNI {v}")).is_none())
-    {
-        if Instant::now() > deadline {
-            bail!("the daemon's spans did not all reach the receiver in 15 s");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-        got = receiver.spans();
-    }
-    for verb in ["ADD", "DEL"] {
-        let mut by: BTreeMap<String, Vec<f64>> = BTreeMap::new();
-        let mut n = 0usize;
-        for (trace, _, wall) in walls.iter().filter(|(_, v, _)| *v == verb) {
-            let root = format!("CNI {verb}");
-            let Some((total, split)) = self_times(&got, trace, &root) else {
-                continue;
-            };
-            n += 1;
-            by.entry("outside the daemon's span: shim exec, connect, RPC".into())
-                .or_default()
-                .push(ms(*wall) - total);
-            for (name, v) in split {
-                let name = if name == root {
-                    format!("{root} (self: engine outside child spans)")
-                } else {
-                    name
-                };
-                by.entry(name).or_default().push(v);
-            }
-        }
-        let mut rows: Vec<(f64, Vec<String>)> = by
-            .iter()
-            .map(|(name, v)| {
-                let mut v = v.clone();
-                v.resize(n, 0.0); // a span absent from a request took 0 ms in it
-                let st = Stats::of_ms(&v);
-                let mut sorted = v.clone();
-                sorted.sort_by(f64::total_cmp);
-                (
-                    st.mean_ms,
-                    vec![
-                        name.clone(),
-                        format!("{:.3}", st.mean_ms),
-                        format!("{:.3}", percentile(&sorted, 0.5)),
-                        format!("{:.3}", st.p99_ms),
-                    ],
-                )
-            })
-            .collect();
-        rows.sort_by(|a, b| b.0.total_cmp(&a.0));
-        let overhead: f64 = rows
-            .iter()
-            .filter(|(_, r)| r[0] != "plugin_exec")
-            .map(|(m, _)| m)
-            .sum();
-        s.figure(
-            &format!("kube {verb}: overhead by spans (mean, all but plugin_exec)"),
-            overhead,
-            "ms",
-        );
-        s.tables.push(Table {
-            title: format!("Kubernetes path {verb}: where the time goes, self time per span name per request ({n} warm requests; plugin_exec is the delegates' own work, every other row is overhead)"),
-            header: vec!["span".into(), "mean ms".into(), "median ms".into(), "p99 ms".into()],
-            rows: rows.into_iter().map(|(_, r)| r).collect(),
-        });
-    }
+    let traced = traced_rounds(b, &receiver, &k, rounds, |i, pod_ns| {
+        let (cid, p) = match i {
+            None => ("benchspanwarm".to_owned(), pod_ref(0)),
+            Some(i) => (format!("benchspan{i:05}"), pod_ref(i + 1)),
+        };
+        k.invocation(&cid, pod_ns, &p.namespace, &p.name, &p.uid)
+    })?;
+    split_tables(s, "Kubernetes path", "kube", &traced);
     Ok(())
 }

@@ -133,7 +133,7 @@ impl Opts {
         let r = self.rounds() as u64;
         match part {
             Part::Exec => self.exec_rounds() as u64,
-            Part::Attach => r,
+            Part::Attach => r + r.min(30),
             Part::Kube => r + r.min(30),
             Part::Containerd => r,
             Part::Burst => self.burst as u64 * 2 + self.settle_window().as_secs(),
@@ -199,14 +199,39 @@ pub fn standalone(
     conflist: impl FnOnce(&Layout) -> Value,
     tweak: impl FnOnce(&mut Map<String, Value>),
 ) -> Result<Cluster> {
+    standalone_on(Netns::new(prefix)?, &[], conflist, tweak)
+}
+
+/// As [`standalone`], the daemon exporting its spans to a receiver in its node namespace.
+pub fn standalone_traced(
+    prefix: &str,
+    conflist: impl FnOnce(&Layout) -> Value,
+    tweak: impl FnOnce(&mut Map<String, Value>),
+) -> Result<(Cluster, spans::Receiver)> {
     let node = Netns::new(prefix)?;
+    let receiver = spans::Receiver::start_in(&node)?;
+    let endpoint = format!("http://127.0.0.1:{}", receiver.port);
+    let env = [("OTEL_BSP_SCHEDULE_DELAY", "100")];
+    let cluster = standalone_on(node, &env, conflist, |c| {
+        c.insert("otlpEndpoint".into(), json!(endpoint));
+        tweak(c);
+    })?;
+    Ok((cluster, receiver))
+}
+
+fn standalone_on(
+    node: Netns,
+    env: &[(&str, &str)],
+    conflist: impl FnOnce(&Layout) -> Value,
+    tweak: impl FnOnce(&mut Map<String, Value>),
+) -> Result<Cluster> {
     let layout = Layout::new()?;
     let path = layout.dir("net.d").join("10-cluster.conflist");
     let list = conflist(&layout);
     std::fs::write(&path, list.to_string())?;
     let mut config = quiet_config(&layout, &path.to_string_lossy());
     tweak(&mut config);
-    let daemon = Daemon::start(&node, &layout, &config)?;
+    let daemon = Daemon::start_with_env(&node, &layout, &config, env)?;
     let bridge = list["plugins"][0]["bridge"]
         .as_str()
         .unwrap_or_default()
