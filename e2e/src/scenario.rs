@@ -121,6 +121,32 @@ impl Cluster {
     }
 }
 
+/// The standard scenario's pod on a fresh node, not attached yet (fields drop in this order).
+pub struct PodOnNode {
+    /// The runtime's ADD of the pod's container; `with_command` gives its CHECK and DEL.
+    pub add: Invocation,
+    pub pod_ns: Netns,
+    pub cluster: Cluster,
+}
+
+/// A node with [`three_nads`] and pod `default/<name>` (uid `uid-<name>`) selecting
+/// `networks`, a fresh namespace for it, and the ADD of container `cid` into it.
+pub fn pod_on_node(cid: &str, name: &str, networks: &str) -> Result<PodOnNode> {
+    let cluster = Cluster::start(|_| {})?;
+    three_nads(&cluster)?;
+    let uid = format!("uid-{name}");
+    cluster
+        .layout
+        .put_manifest("pod.json", &pod("default", name, &uid, networks))?;
+    let pod_ns = Netns::new("mrspod")?;
+    let add = cluster.invocation(cid, &pod_ns, "default", name, &uid);
+    Ok(PodOnNode {
+        add,
+        pod_ns,
+        cluster,
+    })
+}
+
 /// The three secondary networks of the standard scenario, written as NADs into `cluster`:
 /// `ptp-net` (ptp + host-local), `macvlan-net` (macvlan on a veth parent in the node namespace
 /// + host-local) and `hostdev-net` (host-device moving a node veth end into the pod, static IP).

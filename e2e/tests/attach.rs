@@ -6,7 +6,7 @@ use multus_e2e::probe::addr_of;
 use multus_e2e::{
     ip,
     netns::Netns,
-    scenario::{Cluster, pod, three_nads},
+    scenario::{Cluster, pod, pod_on_node, three_nads},
 };
 
 #[test]
@@ -93,14 +93,8 @@ fn add_attaches_four_networks_and_del_removes_everything() {
 
 #[test]
 fn check_after_add_and_del_of_unknown_container() {
-    let cluster = Cluster::start(|_| {}).unwrap();
-    three_nads(&cluster).unwrap();
-    cluster
-        .layout
-        .put_manifest("pod.json", &pod("default", "chk", "uid-chk", "ptp-net"))
-        .unwrap();
-    let pod_ns = Netns::new("mrspod").unwrap();
-    let add = cluster.invocation("c0ffee02", &pod_ns, "default", "chk", "uid-chk");
+    let node = pod_on_node("c0ffee02", "chk", "ptp-net").unwrap();
+    let add = &node.add;
     assert!(add.run().unwrap().success());
 
     let check = add.with_command("CHECK").run().unwrap();

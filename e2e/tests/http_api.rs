@@ -12,7 +12,7 @@ use multus_e2e::{
     http::{self, HttpResponse},
     ip,
     netns::Netns,
-    scenario::{Cluster, pod, three_nads},
+    scenario::{Cluster, PodOnNode, pod, pod_on_node, three_nads},
     shim::{k8s_args, multus_conf},
 };
 use multus_proto::v1::DelegateRequest;
@@ -201,14 +201,11 @@ fn d8_a_pod_with_two_nads_attached_and_detached_through_upstreams_cni_request() 
 
 #[test]
 fn hotplug_delegate_add_and_del_on_a_running_pod_then_the_pods_del_removes_both() {
-    let cluster = Cluster::start(|_| {}).unwrap();
-    three_nads(&cluster).unwrap();
-    cluster
-        .layout
-        .put_manifest("pod.json", &pod("default", "dyn", "uid-dyn", "ptp-net"))
-        .unwrap();
-    let pod_ns = Netns::new("mrspod").unwrap();
-    let add = cluster.invocation("d7e1e901", &pod_ns, "default", "dyn", "uid-dyn");
+    let PodOnNode {
+        add,
+        pod_ns,
+        cluster,
+    } = pod_on_node("d7e1e901", "dyn", "ptp-net").unwrap();
     assert!(add.run().unwrap().success());
     assert_eq!(links(&pod_ns), ["eth0", "net1"]);
 
@@ -292,14 +289,11 @@ fn hotplug_delegate_add_and_del_on_a_running_pod_then_the_pods_del_removes_both(
 
 #[test]
 fn hotplug_grpc_add_then_the_pods_del_removes_both_interfaces() {
-    let cluster = Cluster::start(|_| {}).unwrap();
-    three_nads(&cluster).unwrap();
-    cluster
-        .layout
-        .put_manifest("pod.json", &pod("default", "grp", "uid-grp", ""))
-        .unwrap();
-    let pod_ns = Netns::new("mrspod").unwrap();
-    let add = cluster.invocation("d7e1e902", &pod_ns, "default", "grp", "uid-grp");
+    let PodOnNode {
+        add,
+        pod_ns,
+        cluster,
+    } = pod_on_node("d7e1e902", "grp", "").unwrap();
     assert!(add.run().unwrap().success());
     assert_eq!(links(&pod_ns), ["eth0"]);
 
