@@ -198,6 +198,19 @@ fn dra_with_claims(names: &[&str]) -> (Dra, Arc<FakeApi>) {
     })
 }
 
+/// Claim `c` of the pod, allocated `vf-0` of the node's pool (SR-IOV, `0000:03:00.1`).
+fn one_allocated_vf() -> (Dra, Arc<FakeApi>) {
+    new_dra(FakeApi {
+        claims: claims(&["c"]),
+        allocations: HashMap::from([(
+            "c".to_owned(),
+            Some(vec![allocated("nic", "node-1", "vf-0")]),
+        )]),
+        slices: node_slices(),
+        ..FakeApi::default()
+    })
+}
+
 #[tokio::test]
 async fn a_pod_without_claims_costs_no_dra_call() {
     let (dra, api) = new_dra(FakeApi {
@@ -216,15 +229,7 @@ async fn a_pod_without_claims_costs_no_dra_call() {
 
 #[tokio::test]
 async fn slices_are_watched_once_for_every_pod() {
-    let (dra, api) = new_dra(FakeApi {
-        claims: claims(&["c"]),
-        allocations: HashMap::from([(
-            "c".to_owned(),
-            Some(vec![allocated("nic", "node-1", "vf-0")]),
-        )]),
-        slices: node_slices(),
-        ..FakeApi::default()
-    });
+    let (dra, api) = one_allocated_vf();
     for _ in 0..5 {
         let pairs = dra.pod_devices(&pod()).await.unwrap();
         assert_eq!(
@@ -342,15 +347,7 @@ async fn the_extended_resource_claim_is_strict() {
 
 #[tokio::test]
 async fn dra_devices_merge_into_the_kubelets_map_sorted() {
-    let (dra, _) = new_dra(FakeApi {
-        claims: claims(&["c"]),
-        allocations: HashMap::from([(
-            "c".to_owned(),
-            Some(vec![allocated("nic", "node-1", "vf-0")]),
-        )]),
-        slices: node_slices(),
-        ..FakeApi::default()
-    });
+    let (dra, _) = one_allocated_vf();
     let kubelet = MemoryDevices::default().with("uid-web", SRIOV, &["0000:81:00.5"]);
     let devices = KubeletWithDra::new(Arc::new(kubelet), dra);
     let mut map = devices.pod_devices(&pod()).await.unwrap();
