@@ -16,10 +16,11 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::task::AbortHandle;
 
-/// How long the daemon must have been quiet before the trim. A trim costs about a millisecond
-/// and the pages it returns fault back in on the next burst, so a gap in a burst that trims too
-/// early costs little; a daemon that stays at its peak costs the node that memory.
-pub const QUIET: Duration = Duration::from_secs(1);
+/// How long the daemon must have been quiet before the trim: longer than the pauses inside one
+/// burst (the kubelet's pod workers come in waves), so a burst is trimmed once, after it, and
+/// its next wave does not fault back in what a trim in between returned. A trim costs about a
+/// millisecond of CPU.
+pub const QUIET: Duration = Duration::from_secs(3);
 
 static ACTIVITY: Activity = Activity::new();
 
