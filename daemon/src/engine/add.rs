@@ -155,8 +155,8 @@ async fn attach(
             Ok(result) => {
                 record.delegates[i].state = State::Added;
                 record.delegates[i].result = Some(result);
-                // On disk before the next delegate starts; after the last one, the final
-                // write below (beside the network-status write) records it.
+                // On disk before the next delegate starts; after the last one, the record's
+                // final write below (with the files Go Multus reads) records it.
                 if i + 1 < record.delegates.len() {
                     save_progress(e, &record).await.err()
                 } else {
@@ -182,13 +182,13 @@ async fn attach(
         rollback(e, call, &record, last).await;
         return Err(err);
     }
-    // Neither reads what the other writes: the record's last write overlaps the network-status
-    // write (an API round trip), and both have ended before a rollback or the answer.
-    let (saved, published) = tokio::join!(
-        save_tracked(e, &record, &mut written),
-        publish_status(e, &record, p.pod.as_ref())
-    );
-    if let Err(err) = saved.and(published) {
+    if let Err(err) = save_tracked(e, &record, &mut written).await {
+        rollback(e, call, &record, last).await;
+        return Err(err);
+    }
+    // Last: nothing may fail after the annotation says the interfaces are there (a rollback
+    // would leave it naming interfaces that are gone).
+    if let Err(err) = publish_status(e, &record, p.pod.as_ref()).await {
         rollback(e, call, &record, last).await;
         return Err(err);
     }

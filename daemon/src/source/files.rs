@@ -180,8 +180,8 @@ impl ClusterSource for FileSource {
 }
 
 /// Creates the directory, then replaces the status atomically (readers never see half of one).
-/// Not fsynced, as the API server's annotation is not the node's to make durable: after a power
-/// cut the pods it describes are gone too, and two fsyncs were a millisecond on the ADD's path.
+/// Not fsynced: it stands in for a pod annotation, which no node makes durable, and after a
+/// power cut the pods it describes are gone too; its two fsyncs were a millisecond of each ADD.
 fn write_atomically(file: &Path, bytes: &[u8]) -> std::io::Result<()> {
     fs::create_dir_all(file.parent().unwrap_or(Path::new(".")))?;
     crate::atomic_file::replace(file, bytes, 0o644)

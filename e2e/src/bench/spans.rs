@@ -131,7 +131,7 @@ pub fn split_tables(s: &mut Section, path: &str, short: &str, traced: &Traced) {
             "ms",
         );
         s.tables.push(Table {
-            title: format!("{path} {verb}: where the time goes, self time per span name per request ({n} warm requests; plugin_exec is the delegates' own work, every other row is overhead; spans that run side by side, as the record's last write and the network-status write, each count whole, so the engine's own row reads low)"),
+            title: format!("{path} {verb}: where the time goes, self time per span name per request ({n} warm requests; plugin_exec is the delegates' own work, every other row is overhead)"),
             header: vec!["span".into(), "mean ms".into(), "median ms".into(), "p99 ms".into()],
             rows: rows.into_iter().map(|(_, r)| r).collect(),
         });
