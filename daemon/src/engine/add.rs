@@ -381,6 +381,11 @@ async fn rollback(e: &Engine, call: &CniCall, record: &Record, last: usize) {
             tracing::warn!(container.id = %call.container_id, error = %err, "removing the record after rollback failed");
         }
     } else {
+        // As it is in memory: the last delegate's result may not be on disk yet (the record's
+        // final write comes after the default routes), and DEL passes it as prevResult.
+        if let Err(err) = save_progress(e, record).await {
+            tracing::warn!(container.id = %call.container_id, error = %err, "rewriting the kept record failed");
+        }
         tracing::warn!(container.id = %call.container_id, "record kept: DEL will retry the teardown");
     }
 }

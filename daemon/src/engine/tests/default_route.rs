@@ -48,6 +48,26 @@ async fn default_route_failure_rolls_back_everything() {
     assert!(f.source.events.lock().unwrap().is_empty());
 }
 
+/// The route fails after every delegate ran, before the record's final write: when a DEL of
+/// the rollback fails too, the record kept for the runtime's DEL is the one in memory, the last
+/// delegate added and with its result (DEL's prevResult).
+#[tokio::test]
+async fn a_failed_rollback_after_the_last_delegate_keeps_its_result() {
+    let f = fixture(mem_with_default_route(), |_| {});
+    f.plugins.add(
+        "first",
+        &format!("[ \"$CNI_COMMAND\" = DEL ] && exit 1\n{ECHO_RESULT}"),
+    );
+    let err = f.engine.add(call(Command::Add, "c1")).await.unwrap_err();
+    assert!(matches!(err.cause(), EngineError::DefaultRoute(_)), "{err}");
+    let rec = record(&f, "c1").expect("record kept after a failed rollback");
+    assert_eq!(rec.delegates.len(), 3);
+    for en in &rec.delegates {
+        assert_eq!(en.state, State::Added, "{}", en.delegate.name);
+        assert!(en.result.is_some(), "{} has no result", en.delegate.name);
+    }
+}
+
 #[tokio::test]
 async fn added_interface_events_follow_a_successful_add() {
     let f = fixture(mem(), |_| {});
