@@ -17,9 +17,8 @@ use tokio::sync::Notify;
 use tokio::task::AbortHandle;
 
 /// How long the daemon must have been quiet before the trim: longer than the pauses inside one
-/// burst (the kubelet's pod workers come in waves), so a burst is trimmed once, after it, and
-/// its next wave does not fault back in what a trim in between returned. A trim costs about a
-/// millisecond of CPU.
+/// burst (between its waves of requests, between its ADDs and its DELs), so a burst is trimmed
+/// once, after it, and its next wave does not fault back in what a trim in between returned.
 pub const QUIET: Duration = Duration::from_secs(3);
 
 static ACTIVITY: Activity = Activity::new();
