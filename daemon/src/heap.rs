@@ -10,11 +10,13 @@
 //!
 //! The heap is one per process, and so is what watches it: the engine's requests and the
 //! sources' watches report to the same [`busy`] and [`touched`].
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tokio::sync::Notify;
 use tokio::task::AbortHandle;
+use tokio::time::Instant;
 
 /// How long the daemon must have been quiet before the trim: longer than the pauses inside one
 /// burst (between its waves of requests, between its ADDs and its DELs), so a burst is trimmed
@@ -26,7 +28,13 @@ static ACTIVITY: Activity = Activity::new();
 #[derive(Debug)]
 struct Activity {
     busy: AtomicUsize,
-    /// Woken each time the count drops to zero.
+    /// When the daemon last became quiet (the last request ended, a watch event was applied),
+    /// in milliseconds after [`epoch`]. Moving it on wakes nobody: the trim task reads it when
+    /// its sleep ends, so a flood of events costs a store each, not a task wake-up each.
+    quiet_since_ms: AtomicU64,
+    /// Whether the trim task is counting down to a trim; only the step that arms it wakes it.
+    armed: AtomicBool,
+    /// Wakes the trim task when the daemon becomes quiet while it is not armed.
     ended: Notify,
 }
 
@@ -37,7 +45,7 @@ pub struct Busy(&'static Activity);
 impl Drop for Busy {
     fn drop(&mut self) {
         if self.0.busy.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.0.ended.notify_one();
+            self.0.quiet_now();
         }
     }
 }
@@ -49,7 +57,7 @@ pub fn busy() -> Busy {
 
 /// Something allocated and is done (a watch event applied): the quiet period starts over.
 pub fn touched() {
-    drop(ACTIVITY.busy());
+    ACTIVITY.quiet_now();
 }
 
 /// Starts the task that trims the heap `quiet` after each burst; it ends when aborted.
@@ -57,10 +65,18 @@ pub fn spawn(quiet: Duration) -> AbortHandle {
     tokio::spawn(ACTIVITY.trim_after_bursts(quiet)).abort_handle()
 }
 
+/// The time base of [`Activity::quiet_since_ms`] (tokio's clock, so tests can pause it).
+fn epoch() -> Instant {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
 impl Activity {
     const fn new() -> Self {
         Self {
             busy: AtomicUsize::new(0),
+            quiet_since_ms: AtomicU64::new(0),
+            armed: AtomicBool::new(false),
             ended: Notify::const_new(),
         }
     }
@@ -70,16 +86,29 @@ impl Activity {
         Busy(self)
     }
 
+    fn quiet_now(&self) {
+        let ms = u64::try_from(epoch().elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.quiet_since_ms.store(ms, Ordering::Release);
+        if !self.armed.swap(true, Ordering::AcqRel) {
+            self.ended.notify_one();
+        }
+    }
+
     async fn trim_after_bursts(&'static self, quiet: Duration) {
         loop {
             self.ended.notified().await;
-            // Each time the daemon is quiet again, the quiet period starts over.
+            // Until `quiet` after the daemon last became quiet; each later request or event
+            // moves that on, read here when the sleep ends.
             loop {
-                tokio::select! {
-                    () = self.ended.notified() => {}
-                    () = tokio::time::sleep(quiet) => break,
+                let since = Duration::from_millis(self.quiet_since_ms.load(Ordering::Acquire));
+                let due = epoch() + since + quiet;
+                if Instant::now() >= due {
+                    break;
                 }
+                tokio::time::sleep_until(due).await;
             }
+            // Disarmed before the check: a request ending from here on arms (and wakes) again.
+            self.armed.store(false, Ordering::SeqCst);
             if self.busy.load(Ordering::Acquire) > 0 {
                 // A request started and is still running: its end wakes us again.
                 continue;
