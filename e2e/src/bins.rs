@@ -98,6 +98,11 @@ pub fn shim() -> anyhow::Result<PathBuf> {
     }
 }
 
+/// The shim [`use_shim`] chose instead of the workspace build, if any.
+pub fn shim_override() -> Option<PathBuf> {
+    SHIM.get().cloned()
+}
+
 /// Path of the workspace's own `multus-shim` build, whatever [`use_shim`] chose.
 pub fn built_shim() -> anyhow::Result<PathBuf> {
     binary("multus-shim")

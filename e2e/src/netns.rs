@@ -28,6 +28,21 @@ impl Netns {
         format!("/var/run/netns/{}", self.name)
     }
 
+    /// Runs `f` on a thread inside this namespace (a network namespace is per thread: the caller
+    /// stays where it is, and the sockets `f` opens stay in here).
+    pub fn run<T: Send>(&self, f: impl FnOnce() -> T + Send) -> Result<T> {
+        let path = self.path();
+        std::thread::scope(|s| {
+            s.spawn(|| -> Result<T> {
+                let fd = std::fs::File::open(&path)?;
+                nix::sched::setns(fd, nix::sched::CloneFlags::CLONE_NEWNET)?;
+                Ok(f())
+            })
+            .join()
+            .map_err(|_| anyhow::anyhow!("the thread in {path} panicked"))?
+        })
+    }
+
     /// Creates a veth pair inside this namespace, both ends up; returns their names.
     pub fn veth_pair(&self, prefix: &str) -> Result<(String, String)> {
         let (a, b) = (

@@ -113,16 +113,7 @@ pub struct Receiver {
 impl Receiver {
     /// Listens on 127.0.0.1 inside `ns`, where the daemon under test runs.
     pub fn start_in(ns: &Netns) -> Result<Self> {
-        let path = ns.path();
-        let listener = std::thread::scope(|s| {
-            s.spawn(|| -> Result<std::net::TcpListener> {
-                let fd = std::fs::File::open(&path)?;
-                nix::sched::setns(fd, nix::sched::CloneFlags::CLONE_NEWNET)?;
-                Ok(std::net::TcpListener::bind("127.0.0.1:0")?)
-            })
-            .join()
-            .map_err(|_| anyhow::anyhow!("the receiver's bind thread panicked"))
-        })??;
+        let listener = ns.run(|| std::net::TcpListener::bind("127.0.0.1:0"))??;
         listener.set_nonblocking(true)?;
         let port = listener.local_addr()?.port();
         let runtime = tokio::runtime::Builder::new_multi_thread()

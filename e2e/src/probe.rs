@@ -2,7 +2,6 @@
 //! scraped from inside the node namespace, polling. Test helpers: they panic on failure.
 #![allow(clippy::unwrap_used)]
 
-use std::fs;
 use std::io::{Read, Write};
 use std::path::Path;
 use std::process::Command;
@@ -20,15 +19,7 @@ use crate::{
 
 /// Runs `f` on a thread inside `ns`'s network namespace (the daemon's loopback lives there).
 pub fn in_netns<T: Send>(ns: &Netns, f: impl FnOnce() -> T + Send) -> T {
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            let fd = fs::File::open(ns.path()).unwrap();
-            nix::sched::setns(fd, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
-            f()
-        })
-        .join()
-        .unwrap()
-    })
+    ns.run(f).unwrap()
 }
 
 /// The metrics port: every test's node namespace is new, so nothing else listens on it.

@@ -89,7 +89,7 @@ pub fn shipped_shim(opts: &super::Opts) -> Result<Option<PathBuf>> {
 }
 
 pub fn run(b: &Bench, s: &mut Section) -> Result<()> {
-    let shim_static = b.shipped_shim.clone();
+    let shim_static = bins::shim_override();
     let shim = bins::built_shim()?;
     let loopback = PathBuf::from(CNI_BIN_DIR).join("loopback");
     let true_bin = PathBuf::from("/bin/true");

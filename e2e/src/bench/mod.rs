@@ -143,17 +143,14 @@ impl Opts {
     }
 }
 
-/// What every section gets: the flags, the progress bar and the shipped shim.
+/// What every section gets: the flags and the progress bar.
 pub struct Bench {
     pub opts: Opts,
     pub bar: ProgressBar,
-    /// The shim as the image ships it (static musl), unless `--no-static-shim`; when there is
-    /// one, every section runs it (see [`bins::use_shim`]).
-    pub shipped_shim: Option<PathBuf>,
 }
 
 impl Bench {
-    pub fn new(opts: Opts, shipped_shim: Option<PathBuf>) -> Self {
+    pub fn new(opts: Opts) -> Self {
         let total: u64 = opts.parts().iter().map(|p| opts.steps(*p)).sum();
         let bar = ProgressBar::new(total);
         bar.set_style(
@@ -161,16 +158,12 @@ impl Bench {
                 .unwrap_or_else(|_| ProgressStyle::default_bar())
                 .progress_chars("=> "),
         );
-        Self {
-            opts,
-            bar,
-            shipped_shim,
-        }
+        Self { opts, bar }
     }
 
-    /// Which shim the sections run, for their notes.
+    /// Which shim the sections run (see [`crate::bins::use_shim`]), for their notes.
     pub fn shim_under_test(&self) -> &'static str {
-        match self.shipped_shim {
+        match crate::bins::shim_override() {
             Some(_) => "the shim as the image ships it (static musl, e2e/build-release-bins)",
             None => "the `cargo build --release` shim (--no-static-shim: not the shipped build)",
         }

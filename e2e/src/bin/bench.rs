@@ -80,11 +80,10 @@ fn main() -> Result<()> {
     bins::use_release();
     // Build the binaries under test before the bar starts (the first build prints).
     bins::built_shim()?;
-    let shipped = exec::shipped_shim(&opts)?;
-    if let Some(path) = &shipped {
-        bins::use_shim(path.clone());
+    if let Some(path) = exec::shipped_shim(&opts)? {
+        bins::use_shim(path);
     }
-    let b = Bench::new(opts.clone(), shipped);
+    let b = Bench::new(opts.clone());
     let mut sections = Vec::new();
     for part in opts.parts() {
         let mut s = Section::new(title(part));
