@@ -53,18 +53,23 @@ struct Stamp {
     path: PathBuf,
     ino: u64,
     len: u64,
-    mtime: (i64, i64),
-    ctime: (i64, i64),
+    mtime: SystemTime,
+    ctime: SystemTime,
 }
 
 impl Stamp {
     fn of(path: PathBuf, m: &fs::Metadata) -> Self {
+        // std has no ctime as a SystemTime; times before 1970 read as 1970 (never racy).
+        let ctime = Duration::new(
+            m.ctime().max(0).unsigned_abs(),
+            m.ctime_nsec().clamp(0, 999_999_999) as u32,
+        );
         Self {
             path,
             ino: m.ino(),
             len: m.len(),
-            mtime: (m.mtime(), m.mtime_nsec()),
-            ctime: (m.ctime(), m.ctime_nsec()),
+            mtime: m.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+            ctime: SystemTime::UNIX_EPOCH + ctime,
         }
     }
 
@@ -73,12 +78,7 @@ impl Stamp {
         let Some(cutoff) = now.checked_sub(racy) else {
             return true;
         };
-        let secs = |t: (i64, i64)| {
-            Duration::new(t.0.max(0).unsigned_abs(), t.1.clamp(0, 999_999_999) as u32)
-        };
-        [self.mtime, self.ctime]
-            .into_iter()
-            .any(|t| SystemTime::UNIX_EPOCH + secs(t) >= cutoff)
+        self.mtime >= cutoff || self.ctime >= cutoff
     }
 }
 
@@ -498,11 +498,7 @@ spec:
     #[test]
     fn only_files_older_than_the_racy_window_may_be_reused() {
         let now = SystemTime::now();
-        let at = |ago: Duration| {
-            let t = now - ago;
-            let d = t.duration_since(SystemTime::UNIX_EPOCH).unwrap();
-            (d.as_secs() as i64, i64::from(d.subsec_nanos()))
-        };
+        let at = |ago: Duration| now - ago;
         let stamp = |mtime, ctime| Stamp {
             path: PathBuf::from("p.yaml"),
             ino: 1,
