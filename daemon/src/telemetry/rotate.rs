@@ -217,11 +217,13 @@ mod tests {
         }
     }
 
-    /// Rotation runs compress/prune on a thread; wait for it to settle.
-    fn settle(path: &Path, want: usize) -> Vec<PathBuf> {
+    /// Rotation runs compress/prune on a thread; wait for it to settle: `want` backups, and with
+    /// `compressed` each one gzipped (a backup is counted before its gzip has replaced it).
+    fn settle(path: &Path, want: usize, compressed: bool) -> Vec<PathBuf> {
+        let gzipped = |p: &PathBuf| !compressed || p.to_string_lossy().ends_with(".gz");
         for _ in 0..200 {
             let b = backups(path).unwrap();
-            if b.len() == want && b.iter().all(|p| p.exists()) {
+            if b.len() == want && b.iter().all(|p| p.exists() && gzipped(p)) {
                 return b;
             }
             std::thread::sleep(Duration::from_millis(10));
@@ -238,7 +240,7 @@ mod tests {
             writeln!(f, "line {i:02} {}", "x".repeat(40)).unwrap();
             std::thread::sleep(Duration::from_millis(2));
         }
-        let kept = settle(&path, 2);
+        let kept = settle(&path, 2, false);
         assert_eq!(kept.len(), 2, "{kept:?}");
         assert!(fs::metadata(&path).unwrap().len() <= 100);
         // The newest backup holds the lines just before the current file's.
@@ -259,7 +261,7 @@ mod tests {
         for i in 0..6 {
             writeln!(f, "entry {i} {}", "y".repeat(40)).unwrap();
         }
-        let kept = settle(&path, 1);
+        let kept = settle(&path, 1, true);
         assert_eq!(kept.len(), 1, "{kept:?}");
         assert!(kept[0].to_string_lossy().ends_with(".log.gz"), "{kept:?}");
         let mut text = String::new();
