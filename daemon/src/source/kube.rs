@@ -1,5 +1,5 @@
-//! The Kubernetes source: pods from ONE node-scoped, metadata-only reflector (live GET when a pod
-//! is not cached yet), NADs from a cluster-wide reflector (live GET on a miss), network-status as
+//! The Kubernetes source: pods from ONE node-scoped, metadata-only watch into our own compact
+//! cache (`pods`; live GET when a pod is not cached yet), NADs from a cluster-wide reflector (live GET on a miss), network-status as
 //! a single JSON merge patch of one annotation (or upstream's get + update of `pods/status` when
 //! RBAC refuses the patch, see `status`). Every API call is bounded by a per-call timeout and a
 //! retry budget (see `retry`).
@@ -113,7 +113,7 @@ pub enum KubeSourceError {
 /// Pods and NADs from the Kubernetes API.
 pub struct KubeSource {
     client: Client,
-    pods: Store<pods::CachedPod>,
+    pods: pods::PodCache,
     nads: Store<NetworkAttachmentDefinition>,
     budget: Budget,
     /// Reported as the events' source host.
@@ -125,7 +125,7 @@ pub struct KubeSource {
     status: StatusWriter,
     /// Pod events, posted in the background from a bounded queue.
     events: events::Recorder,
-    /// Which reflector has listed everything once (set by the tasks in `follow_sync`).
+    /// Which cache has listed everything once (set by the tasks `with_client` starts).
     sync: tokio::sync::watch::Receiver<SyncState>,
 }
 
@@ -184,16 +184,17 @@ impl KubeSource {
                 watcher::Config::default()
             }
         };
-        let (pods, pod_writer) = reflector::store();
-        // A metadata-only watch: spec and status never cross the wire. `reflector` (not
-        // `.reflect`, which wants a `Resource`) stores our own small pod type.
-        let pod_events = watcher(
+        let pods = pods::PodCache::default();
+        // A metadata-only watch: spec and status never cross the wire.
+        let pod_stream = watcher(
             Api::<PartialObjectMeta<Pod>>::all(client.clone()),
             pod_config,
         )
         .default_backoff()
-        .map_ok(pods::event);
-        let pod_stream = reflector::reflector(pod_writer, pod_events);
+        .map_ok({
+            let pods = pods.clone();
+            move |event| pods.apply(event)
+        });
         let (nads, nad_writer) = reflector::store();
         let nad_stream = watcher(
             Api::<NetworkAttachmentDefinition>::all(client.clone()),
@@ -206,9 +207,13 @@ impl KubeSource {
         let reflectors = vec![
             tokio::spawn(drive(pod_stream, "pods")),
             tokio::spawn(drive(nad_stream, "network-attachment-definitions")),
-            tokio::spawn(follow_sync(pods.clone(), sync_tx.clone(), |s| {
-                s.pods = true
-            })),
+            tokio::spawn({
+                let (pods, sync_tx) = (pods.clone(), sync_tx.clone());
+                async move {
+                    pods.wait_ready().await;
+                    sync_tx.send_modify(|s| s.pods = true);
+                }
+            }),
             tokio::spawn(follow_sync(nads.clone(), sync_tx, |s| s.nads = true)),
         ];
         let events = events::Recorder::start(client.clone(), budget.per_call);
@@ -229,7 +234,8 @@ impl KubeSource {
     /// Waits until both caches hold a complete first listing; false when `within` passed first.
     pub async fn wait_synced(&self, within: Duration) -> bool {
         let both = async {
-            self.pods.wait_until_ready().await.is_ok() && self.nads.wait_until_ready().await.is_ok()
+            self.pods.wait_ready().await;
+            self.nads.wait_until_ready().await.is_ok()
         };
         tokio::time::timeout(within, both).await.unwrap_or(false)
     }
@@ -243,7 +249,7 @@ impl KubeSource {
 
     /// Pods in the cache (for metrics and tests).
     pub fn cached_pods(&self) -> usize {
-        self.pods.len()
+        self.pods.count()
     }
 
     /// NADs in the cache (for metrics and tests).
@@ -253,16 +259,14 @@ impl KubeSource {
 
     /// Whether the pod is in the cache (a lookup would need no API call).
     pub fn is_pod_cached(&self, namespace: &str, name: &str) -> bool {
-        self.pods
-            .get(&ObjectRef::new(name).within(namespace))
-            .is_some()
+        self.pods.contains(namespace, name)
     }
 
     async fn live_pod(&self, namespace: &str, name: &str) -> Result<Option<PodInfo>, SourceError> {
         let api: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
         let what = format!("getting pod {namespace}/{name}");
         let found = found(with_retries(&what, self.budget, || api.get_metadata(name)).await)?;
-        Ok(found.map(|pod| pods::CachedPod::from(pod).to_info()))
+        Ok(found.and_then(pods::info))
     }
 
     async fn live_nad(&self, namespace: &str, name: &str) -> Result<Option<NadInfo>, SourceError> {
@@ -336,14 +340,14 @@ impl ClusterSource for KubeSource {
     }
 
     async fn pod(&self, namespace: &str, name: &str) -> Result<Option<PodInfo>, SourceError> {
-        if let Some(pod) = self.pods.get(&ObjectRef::new(name).within(namespace)) {
+        if let Some(pod) = self.pods.get(namespace, name) {
             tracing::debug!(
                 pod.namespace = namespace,
                 pod.name = name,
                 lookup = "cache",
                 "pod found"
             );
-            return Ok(Some(pod.to_info()));
+            return Ok(Some(pod));
         }
         let found = self.live_pod(namespace, name).await?;
         tracing::debug!(
