@@ -81,6 +81,29 @@ impl Layout {
         Ok(out)
     }
 
+    /// Our cache record of the container as DEL reads it: `cni/multus-rs/<cid>` (what the ADD
+    /// planned) with the lines of its journal `cni/multus-rs/progress/<cid>` applied (each marks
+    /// the delegate at `index` added, with its `result`; a later line wins).
+    pub fn record(&self, cid: &str) -> Result<Value> {
+        let own = self.dir("cni").join("multus-rs");
+        let path = own.join(cid);
+        let bytes = fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+        let mut record: Value = serde_json::from_slice(&bytes)?;
+        let journal = match fs::read_to_string(own.join("progress").join(cid)) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(record),
+            Err(e) => return Err(e.into()),
+        };
+        for line in journal.lines() {
+            let line: Value = serde_json::from_str(line)?;
+            let index = line["index"].as_u64().context("a journal line without index")?;
+            let entry = &mut record["delegates"][usize::try_from(index)?];
+            entry["state"] = json!("added");
+            entry["result"] = line["result"].clone();
+        }
+        Ok(record)
+    }
+
     /// Container ids with a cache record: ours (`cni/multus-rs/`) or upstream's scratch record
     /// (`cni/`).
     pub fn cache_records(&self) -> Result<Vec<String>> {

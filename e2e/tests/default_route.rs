@@ -54,12 +54,7 @@ fn v4_defaults(ns: &Netns) -> Vec<(String, String)> {
 
 /// The default routes of each delegate's cached result, by interface name.
 fn cached_defaults(cluster: &Cluster, container_id: &str) -> Vec<(String, Vec<Value>)> {
-    let path = cluster
-        .layout
-        .dir("cni")
-        .join("multus-rs")
-        .join(container_id);
-    let record: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    let record = cluster.layout.record(container_id).unwrap();
     record["delegates"]
         .as_array()
         .unwrap()

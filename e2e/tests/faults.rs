@@ -18,8 +18,27 @@ use serde_json::{Value, json};
 
 /// The record of `cid` as the daemon wrote it.
 fn record(cluster: &Cluster, cid: &str) -> Value {
-    let path = cluster.layout.dir("cni").join("multus-rs").join(cid);
-    serde_json::from_slice(&fs::read(&path).unwrap()).unwrap()
+    cluster.layout.record(cid).unwrap()
+}
+
+/// The delegates the ADD's progress journal says were added (`cni/multus-rs/progress/<cid>`,
+/// one JSON line each, read over the record by DEL).
+fn journaled(cluster: &Cluster, cid: &str) -> Vec<u64> {
+    let path = cluster
+        .layout
+        .dir("cni")
+        .join("multus-rs")
+        .join("progress")
+        .join(cid);
+    fs::read_to_string(&path)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["index"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect()
 }
 
 fn states(record: &Value) -> Vec<String> {
@@ -44,6 +63,15 @@ fn assert_clean(cluster: &Cluster, pod_ns: &Netns) {
         .filter(|r| !r.ends_with(".corrupt") && !r.starts_with('.'))
         .collect();
     assert_eq!(records, Vec::<String>::new());
+    let progress = cluster.layout.dir("cni").join("multus-rs").join("progress");
+    let journals: Vec<_> = fs::read_dir(&progress)
+        .map(|d| d.filter_map(|e| e.ok()).map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert_eq!(
+        journals,
+        Vec::<std::ffi::OsString>::new(),
+        "progress journals left"
+    );
 }
 
 fn ptp_nad_on(cluster: &Cluster, name: &str, subnet: &str) {
@@ -92,14 +120,16 @@ fn daemon_sigkilled_mid_add_then_restarted_del_removes_every_interface_and_lease
     wait_for("the second network's plugin to attach and block", || {
         blocking.reached.exists()
     });
-    // The record was written before the first delegate ran and after each one finished: the
-    // cluster network and ptp-net are added, block-net is running, hostdev-net never ran.
+    // The record was written before the first delegate ran, and each one that finished was
+    // journaled beside it before the next one started: the cluster network and ptp-net are
+    // added, block-net is running, hostdev-net never ran.
     let before = record(&cluster, "fa017001");
     assert_eq!(
         states(&before),
         ["added", "added", "planned", "planned"],
         "{before}"
     );
+    assert_eq!(journaled(&cluster, "fa017001"), [0, 1]);
     cluster.daemon.kill().unwrap();
     let out = shim.join().unwrap();
     assert_eq!(

@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use super::cache::{Entry, Loaded, PodRef, Record, SCHEMA_VERSION, State, Written};
+use super::cache::{Entry, Loaded, PodRef, Progress, Record, SCHEMA_VERSION, State, Written};
 use super::conflist::{self, Attachment};
 use super::plan::{self, Plan, Planned};
 use super::{CniCall, Delegate, Engine, EngineError, del, events, gateway, netstatus};
@@ -127,7 +127,7 @@ async fn attach(
     // Before the first exec: a crash from here on leaves a record DEL can tear down. Without
     // it nothing may run (a crash would leak what ran), so a failed write ends the ADD here.
     let mut written = Written::default();
-    if let Err(err) = save_tracked(e, &record, &mut written).await {
+    if let Err(err) = save_tracked(e, &record, &mut written, Tracked::Planned).await {
         forget_unrecorded(e, call, &record).await;
         return Err(EngineError::NotRecorded(Box::new(err)));
     }
@@ -155,13 +155,9 @@ async fn attach(
             Ok(result) => {
                 record.delegates[i].state = State::Added;
                 record.delegates[i].result = Some(result);
-                // On disk before the next delegate starts; after the last one, the record's
-                // final write below (with the files Go Multus reads) records it.
-                if i + 1 < record.delegates.len() {
-                    save_progress(e, &record).await.err()
-                } else {
-                    None
-                }
+                // On disk before the next delegate starts (and, after the last one, before the
+                // network-status says it is there).
+                save_progress(e, &record, &[i]).await.err()
             }
             Err(source) => {
                 let d = &record.delegates[i].delegate;
@@ -174,15 +170,24 @@ async fn attach(
         }
     }
     let last = record.delegates.len().saturating_sub(1);
-    if let Err(err) = default_routes(call, &mut record).await {
-        rollback(e, call, &record, last).await;
-        return Err(err);
-    }
+    let rewritten = match default_routes(call, &mut record).await {
+        Ok(rewritten) => rewritten,
+        Err(err) => {
+            rollback(e, call, &record, last).await;
+            return Err(err);
+        }
+    };
     if let Err(err) = durable.wait().await {
         rollback(e, call, &record, last).await;
         return Err(err);
     }
-    if let Err(err) = save_tracked(e, &record, &mut written).await {
+    // The journal holds what the record does not (every result, as the default routes left
+    // them); the files Go Multus reads are written now that every result is known.
+    let finished = match save_progress(e, &record, &rewritten).await {
+        Ok(()) => save_tracked(e, &record, &mut written, Tracked::Beside).await,
+        Err(err) => Err(err),
+    };
+    if let Err(err) = finished {
         rollback(e, call, &record, last).await;
         return Err(err);
     }
@@ -218,8 +223,8 @@ async fn copy_device_info(
 }
 
 /// `default-route`: after every delegate succeeded, before network-status reads the results and
-/// the record's last write keeps the rewritten ones.
-async fn default_routes(call: &CniCall, record: &mut Record) -> Result<(), EngineError> {
+/// the journal keeps the rewritten ones; returns the places of the rewritten results.
+async fn default_routes(call: &CniCall, record: &mut Record) -> Result<Vec<usize>, EngineError> {
     gateway::apply(&call.netns, &mut record.delegates)
         .await
         .map_err(|err| EngineError::DefaultRoute(Box::new(err)))
@@ -309,28 +314,50 @@ pub(super) async fn save(e: &Engine, record: &Record) -> Result<(), EngineError>
     .await
 }
 
-/// Writes the record alone, not yet durable: the ADD's progress between two delegates.
-async fn save_progress(e: &Engine, record: &Record) -> Result<(), EngineError> {
-    let owned = record.clone();
-    e.blocking(move |c| c.write_progress(&owned))
-        .instrument(tracing::info_span!("cache.write"))
+/// Appends that the delegates at `indexes` were added, with their results as they are now, not
+/// yet durable: the ADD's progress. Nothing to do for no index.
+async fn save_progress(e: &Engine, record: &Record, indexes: &[usize]) -> Result<(), EngineError> {
+    if indexes.is_empty() {
+        return Ok(());
+    }
+    let lines = Progress::of(record, indexes)?;
+    let id = record.container_id.clone();
+    e.blocking(move |c| c.append_progress(&id, &lines))
+        .instrument(tracing::info_span!("cache.write", progress = true))
         .await
 }
 
-/// Writes the record, not yet durable, and of the files beside it only what changed since the
-/// last write of this ADD.
+/// Which of an ADD's two tracked writes (see [`Written`]).
+#[derive(Clone, Copy)]
+enum Tracked {
+    /// The planned record, and what Go Multus reads beside it.
+    Planned,
+    /// At the end, only what Go Multus reads beside the record, of it only what changed (the
+    /// libcni results of the added delegates): the results themselves are in the journal.
+    Beside,
+}
+
+/// One of the ADD's tracked writes, not yet durable.
 async fn save_tracked(
     e: &Engine,
     record: &Record,
     written: &mut Written,
+    which: Tracked,
 ) -> Result<(), EngineError> {
     let (cache, owned, mut memo) = (e.cache.clone(), record.clone(), std::mem::take(written));
+    let span = match which {
+        Tracked::Planned => tracing::info_span!("cache.write"),
+        Tracked::Beside => tracing::info_span!("cache.write", beside = true),
+    };
     let (memo, outcome) = e
         .blocking_io("cache", move || {
-            let outcome = cache.write_tracked(&owned, &mut memo);
+            let outcome = match which {
+                Tracked::Planned => cache.write_tracked(&owned, &mut memo),
+                Tracked::Beside => cache.write_beside(&owned, &mut memo),
+            };
             (memo, outcome)
         })
-        .instrument(tracing::info_span!("cache.write"))
+        .instrument(span)
         .await?;
     *written = memo;
     Ok(outcome?)
@@ -381,11 +408,9 @@ async fn rollback(e: &Engine, call: &CniCall, record: &Record, last: usize) {
             tracing::warn!(container.id = %call.container_id, error = %err, "removing the record after rollback failed");
         }
     } else {
-        // As it is in memory: the last delegate's result may not be on disk yet (the record's
-        // final write comes after the default routes), and DEL passes it as prevResult.
-        if let Err(err) = save_progress(e, record).await {
-            tracing::warn!(container.id = %call.container_id, error = %err, "rewriting the kept record failed");
-        }
+        // The record and its journal already say what was added, with each result as DEL
+        // passes it in prevResult (a result the default routes rewrote may be journaled as it
+        // was before: that is what the plugin returned).
         tracing::warn!(container.id = %call.container_id, "record kept: DEL will retry the teardown");
     }
 }

@@ -6,13 +6,16 @@
 //! and [`Cache::sync`] makes the record durable against a power cut. ADD writes the planned
 //! record before the first delegate runs, syncs it *while* the delegates run, and waits for that
 //! sync before it answers: the fsyncs cost no latency unless they outlast the delegates. The
-//! rewrites after each delegate are not synced: if power goes, the durable planned record still
+//! record is not rewritten after that: each delegate that succeeded is appended, with its
+//! result, to the container's journal beside it ([`progress`], [`Cache::append_progress`]), and
+//! reading applies the journal over the record. So the record says what was planned, the journal
+//! what was done. The appends are not synced: if power goes, the durable planned record still
 //! names every delegate, which is all a DEL needs (their results only serve CHECK and DEL's
 //! `prevResult`, and the plugins' own state, host-local's leases for one, is not fsynced either).
+//! A later full write of the record (a hot-plug) folds the journal in and removes it.
 //!
 //! Beside it, for the way back to Go Multus (D-6), an ADD's first and last writes (not the
-//! progress between delegates, [`Cache::write_progress`]) also leave what upstream's DEL and GC
-//! read, where they read it: `<cniDir>/<containerId>` in upstream's scratch format (a
+//! progress between delegates) also leave what upstream's DEL and GC read, where they read it: `<cniDir>/<containerId>` in upstream's scratch format (a
 //! JSON array of DelegateNetConf) and libcni's result cache `<cniDir>/results/<net>-<cid>-<if>`
 //! for each delegate that was added. Our own record is authoritative; the others are only
 //! written from it and removed with it.
@@ -25,9 +28,11 @@
 //! nothing in it can be trusted to tear anything down, and keeping it in place would make every
 //! retry of the DEL fail the same way (upstream MC#948 loops). The caller logs it and DEL
 //! succeeds; the `.corrupt` file stays for an operator.
+mod progress;
 mod upstream;
 mod valid;
 
+pub use progress::{PROGRESS_DIR, Progress};
 pub use valid::Remembered;
 
 use std::collections::HashMap;
@@ -215,7 +220,14 @@ impl Cache {
     /// the scratch record and the libcni result of every added delegate, each only when it
     /// differs from what `written` says an earlier write of this record left.
     pub fn write_tracked(&self, record: &Record, written: &mut Written) -> Result<(), CacheError> {
-        self.write_progress(record)?;
+        self.write_record(record)?;
+        self.write_beside(record, written)
+    }
+
+    /// What upstream reads beside the record (D-6), each file only when it differs from what
+    /// `written` says an earlier write of this record left: the ADD's last write, once every
+    /// result is in the journal.
+    pub fn write_beside(&self, record: &Record, written: &mut Written) -> Result<(), CacheError> {
         let scratch = upstream::encode(record).map_err(CacheError::Encode)?;
         if written.scratch.as_ref() != Some(&scratch) {
             write_atomic(&self.upstream_path(&record.container_id)?, &scratch)?;
@@ -230,15 +242,29 @@ impl Cache {
         Ok(())
     }
 
-    /// Replaces the container's record alone: an ADD's progress between two delegates, which
-    /// must be on disk before the next one starts (`del::teardown` relies on it). What upstream
-    /// reads beside it waits for the ADD's last write ([`Cache::write_tracked`]): each file there
-    /// is another create and rename on the way to the next delegate, and only a node switched
-    /// back to Go Multus after a crash in the middle of an ADD would miss them.
-    pub fn write_progress(&self, record: &Record) -> Result<(), CacheError> {
+    /// Replaces the container's record alone, then removes its progress journal (the record is
+    /// written from memory, read with the journal applied, so it holds everything the journal
+    /// said).
+    fn write_record(&self, record: &Record) -> Result<(), CacheError> {
         let path = self.path(&record.container_id)?;
         let bytes = serde_json::to_vec(record).map_err(CacheError::Encode)?;
-        write_atomic(&path, &bytes)
+        write_atomic(&path, &bytes)?;
+        progress::remove(&self.own_dir(), &record.container_id)
+    }
+
+    /// Records that delegates were added ([`Progress::of`] the record in memory): an ADD's
+    /// progress, each delegate on disk before the next one starts (`del::teardown` relies on it).
+    /// One append to the journal, no rewrite of the record (a rename over an existing file costs
+    /// ext4 0.3-0.6 ms, see [`progress`]); what upstream reads beside the record waits for the
+    /// ADD's last write ([`Cache::write_beside`]): only a node switched back to Go Multus after a
+    /// crash in the middle of an ADD would miss it.
+    pub fn append_progress(&self, container_id: &str, line: &Progress) -> Result<(), CacheError> {
+        validate::id("container id", container_id)?;
+        progress::append(&self.own_dir(), container_id, line)
+    }
+
+    fn own_dir(&self) -> PathBuf {
+        self.dir.join(OWN_DIR)
     }
 
     /// Makes the container's record, as last written, durable (file, then its directory, then
@@ -263,7 +289,10 @@ impl Cache {
         let own_corrupt = match read_file(&own)? {
             None => None,
             Some(bytes) => match parse_own(&bytes, container_id) {
-                Some(record) => return Ok(Loaded::Found(record)),
+                Some(mut record) => {
+                    progress::apply(&self.own_dir(), &mut record)?;
+                    return Ok(Loaded::Found(record));
+                }
                 None => Some(quarantine(&own, container_id)?),
             },
         };
@@ -304,6 +333,7 @@ impl Cache {
     pub fn remove(&self, record: &Record) -> Result<(), CacheError> {
         let id = &record.container_id;
         let own = self.path(id)?;
+        progress::remove(&self.own_dir(), id)?;
         for name in upstream::libcni_result_names(record) {
             remove_file(&self.dir.join(RESULTS_DIR).join(name))?;
         }

@@ -55,10 +55,11 @@ pub(super) fn changes(entries: &[Entry]) -> Option<Vec<(usize, DefaultRouteChang
 }
 
 /// Applies the `default-route` requests of `entries` in `netns` and rewrites their results to
-/// match. Does nothing when no delegate requested it.
-pub(super) async fn apply(netns: &str, entries: &mut [Entry]) -> Result<(), GatewayError> {
+/// match; returns the places of the entries whose result changed. Does nothing when no delegate
+/// requested it.
+pub(super) async fn apply(netns: &str, entries: &mut [Entry]) -> Result<Vec<usize>, GatewayError> {
     let Some(changes) = changes(entries) else {
-        return Ok(());
+        return Ok(Vec::new());
     };
     let routes: Vec<_> = changes.iter().map(|(_, c)| c.clone()).collect();
     netns::apply_default_routes(netns.into(), routes)
@@ -83,7 +84,7 @@ pub(super) async fn apply(netns: &str, entries: &mut [Entry]) -> Result<(), Gate
         tracing::info!(network = %en.delegate.name, ifname = %change.ifname,
             family = ?change.family, gateway = ?change.gateway, "default route set");
     }
-    Ok(())
+    Ok(changes.iter().map(|(i, _)| *i).collect())
 }
 
 /// Upstream's test: the 1.0.0 form of the result has interfaces or ips (legacy: `ip4`/`ip6`).

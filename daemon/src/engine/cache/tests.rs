@@ -630,3 +630,129 @@ fn mutate(rng: &mut impl rand::Rng, bytes: &mut Vec<u8>, seed: &[u8]) {
         }
     }
 }
+
+fn read_own(cache: &Cache, id: &str) -> Record {
+    match cache.read(id, "eth0", &CniArgs::default()).unwrap() {
+        Loaded::Found(r) => r,
+        other => panic!("{other:?}"),
+    }
+}
+
+fn planned(id: &str) -> Record {
+    let mut rec = record(id);
+    for entry in &mut rec.delegates {
+        entry.state = State::Planned;
+        entry.result = None;
+    }
+    rec
+}
+
+fn journal(cache: &Cache, id: &str) -> PathBuf {
+    cache.dir().join(OWN_DIR).join(PROGRESS_DIR).join(id)
+}
+
+#[test]
+fn progress_is_appended_beside_the_planned_record_and_read_over_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = Cache::new(tmp.path());
+    let mut rec = planned("pj1");
+    cache.write(&rec).unwrap();
+    rec.delegates[0].state = State::Added;
+    rec.delegates[0].result =
+        Some(json!({"cniVersion": "1.0.0", "interfaces": [{"name": "eth0"}]}));
+    cache
+        .append_progress("pj1", &Progress::of(&rec, &[0]).unwrap())
+        .unwrap();
+    // The record itself is not rewritten; reading applies the journal.
+    let on_disk: Record =
+        serde_json::from_slice(&std::fs::read(cache.path("pj1").unwrap()).unwrap()).unwrap();
+    assert_eq!(on_disk, planned("pj1"));
+    assert_eq!(read_own(&cache, "pj1"), rec);
+    let mode = std::fs::metadata(journal(&cache, "pj1"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    // Listing sees records only, not the journal's directory.
+    assert_eq!(cache.list().unwrap(), ["pj1"]);
+}
+
+#[test]
+fn a_full_write_of_the_record_removes_its_journal_and_remove_takes_both() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = Cache::new(tmp.path());
+    let mut rec = planned("pj2");
+    cache.write(&rec).unwrap();
+    rec.delegates[0].state = State::Added;
+    cache
+        .append_progress("pj2", &Progress::of(&rec, &[0]).unwrap())
+        .unwrap();
+    cache.write_record(&rec).unwrap();
+    assert!(!journal(&cache, "pj2").exists());
+    assert_eq!(read_own(&cache, "pj2"), rec);
+    cache
+        .append_progress("pj2", &Progress::of(&rec, &[1]).unwrap())
+        .unwrap();
+    cache.remove(&rec).unwrap();
+    assert!(!journal(&cache, "pj2").exists());
+    assert!(matches!(
+        cache.read("pj2", "eth0", &CniArgs::default()).unwrap(),
+        Loaded::Missing
+    ));
+}
+
+#[test]
+fn a_torn_or_foreign_journal_line_ends_the_reading() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = Cache::new(tmp.path());
+    let mut rec = planned("pj3");
+    cache.write(&rec).unwrap();
+    rec.delegates[0].state = State::Added;
+    rec.delegates[0].result = Some(json!({"cniVersion": "1.0.0"}));
+    let first = Progress::of(&rec, &[0]).unwrap();
+    cache.append_progress("pj3", &first).unwrap();
+    // A crash in the middle of the second append: no newline at the end.
+    let mut added = rec.clone();
+    added.delegates[1].state = State::Added;
+    let second = serde_json::to_vec(
+        &json!({"index": 1, "network": "ns/macvlan", "ifname": "net1", "result": null}),
+    )
+    .unwrap();
+    let path = journal(&cache, "pj3");
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes.extend_from_slice(&second);
+    std::fs::write(&path, &bytes).unwrap();
+    assert_eq!(read_own(&cache, "pj3"), rec, "a torn line is not applied");
+    // Once complete, it is applied.
+    bytes.push(b'\n');
+    std::fs::write(&path, &bytes).unwrap();
+    assert_eq!(read_own(&cache, "pj3"), added);
+    // A line naming another delegate at that place (a journal of another record) stops it.
+    let foreign = json!({"index": 0, "network": "other", "ifname": "eth0", "result": null});
+    let mut bytes = serde_json::to_vec(&foreign).unwrap();
+    bytes.push(b'\n');
+    bytes.extend_from_slice(&std::fs::read(&path).unwrap());
+    std::fs::write(&path, &bytes).unwrap();
+    assert_eq!(read_own(&cache, "pj3"), planned("pj3"));
+}
+
+#[test]
+fn journal_appends_never_follow_a_symlink() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = Cache::new(tmp.path());
+    let rec = planned("pj4");
+    cache.write(&rec).unwrap();
+    let target = tmp.path().join("elsewhere");
+    std::fs::write(&target, b"keep").unwrap();
+    std::fs::create_dir_all(journal(&cache, "pj4").parent().unwrap()).unwrap();
+    std::os::unix::fs::symlink(&target, journal(&cache, "pj4")).unwrap();
+    let err = cache
+        .append_progress("pj4", &Progress::of(&rec, &[0]).unwrap())
+        .unwrap_err();
+    assert!(matches!(err, CacheError::Write { .. }), "{err}");
+    assert_eq!(std::fs::read(&target).unwrap(), b"keep");
+    assert!(matches!(
+        cache.append_progress("../x", &Progress::of(&rec, &[0]).unwrap()),
+        Err(CacheError::InvalidId(_))
+    ));
+}

@@ -18,7 +18,7 @@ use serde::Deserialize;
 use tokio::sync::mpsc;
 
 use super::{Kind, Stale};
-use crate::engine::cache::{OWN_DIR, RESULTS_DIR, Remembered};
+use crate::engine::cache::{OWN_DIR, PROGRESS_DIR, RESULTS_DIR, Remembered};
 
 /// A file written this recently may belong to a request in flight (a device-info copy comes just
 /// before its record, a temp file lives for one write): never stale yet.
@@ -114,6 +114,7 @@ pub fn scan(paths: &Paths, valid: Option<&Remembered>, tx: &mpsc::Sender<Stale>)
     let own = paths.cni_dir.join(OWN_DIR);
     // Each pass runs only while the receiver is there.
     let _ = s.each(&own, |s, e| s.own_dir_entry(e))
+        && s.each(&own.join(PROGRESS_DIR), |s, e| s.progress(e))
         && s.each(&paths.cni_dir, |s, e| s.cni_dir_entry(e))
         && s.each(&paths.cni_dir.join(RESULTS_DIR), |s, e| s.result(e))
         && s.each(&paths.device_info, |s, e| s.device_info(e));
@@ -324,6 +325,23 @@ impl Scanner<'_> {
             Some(id),
             "quarantined record of a container torn down",
         ))
+    }
+
+    /// An ADD's progress journal: removed with its record, so one without a record is only
+    /// what a crash (or a hand) left.
+    fn progress(&mut self, entry: &DirEntry) -> bool {
+        let Some((name, meta)) = Self::file_meta(entry) else {
+            return true;
+        };
+        if self.has_record(&name) || !self.old_enough(&meta) {
+            return true;
+        }
+        self.send(
+            Kind::Temp,
+            entry.path(),
+            None,
+            "progress journal of a record that is gone",
+        )
     }
 
     fn temp(&mut self, entry: &DirEntry, meta: &Metadata) -> bool {
