@@ -138,6 +138,8 @@ async fn quarantined_temp_device_info_and_orphan_results_go_only_past_their_grac
         json!({"kind": "cniCacheV1", "containerId": "dead4", "netns": gone, "ifName": "eth0"});
     let stale = [
         put(&own.join(".dead0.tmp-99-1"), b"{", true),
+        // A progress journal whose record is gone.
+        put(&own.join("progress").join("dead6"), b"{}\n", true),
         put(
             &cni.join("results").join(".net-dead5-eth0.tmp-99-3"),
             b"{",
@@ -153,16 +155,21 @@ async fn quarantined_temp_device_info_and_orphan_results_go_only_past_their_grac
     ];
     let kept = [
         put(&own.join(".fresh.tmp-99-2"), b"{", false),
+        put(&own.join("progress").join("dead7"), b"{}\n", false),
         put(&cni.join("live1.corrupt"), b"not json", true),
         put(&dev.join("default-sriov-live1_net1"), b"{}", true),
         put(&dev.join("default-sriov-dead3_net1"), b"{}", false),
         put(&dev.join("nodash"), b"{}", true),
     ];
 
+    // The live pod's own journal, however old, goes with its record.
+    let live_journal = own.join("progress").join("live1");
+    age(&live_journal);
+
     let (report, seen) = run(&f, false).await;
     let kinds: Vec<_> = Kind::ALL.iter().map(|k| report.found(*k)).collect();
     // own, scratch, libcni_result, device_info, corrupt, temp
-    assert_eq!(kinds, [0, 0, 1, 1, 1, 2], "{}\n{seen:?}", report.summary());
+    assert_eq!(kinds, [0, 0, 1, 1, 1, 3], "{}\n{seen:?}", report.summary());
     let mut paths: Vec<_> = seen.iter().map(|s| s.path.clone()).collect();
     paths.sort();
     let mut want = stale.to_vec();
@@ -176,12 +183,13 @@ async fn quarantined_temp_device_info_and_orphan_results_go_only_past_their_grac
     let (report, _) = run(&f, true).await;
     assert_eq!(
         report.collected.iter().sum::<u64>(),
-        5,
+        6,
         "{}",
         report.summary()
     );
     assert!(stale.iter().all(|p| !p.exists()));
     assert!(kept.iter().all(|p| p.exists()));
+    assert!(live_journal.exists());
     assert!(record(&f, "live1").is_some());
 }
 
