@@ -96,7 +96,9 @@ impl Layout {
         };
         for line in journal.lines() {
             let line: Value = serde_json::from_str(line)?;
-            let index = line["index"].as_u64().context("a journal line without index")?;
+            let index = line["index"]
+                .as_u64()
+                .context("a journal line without index")?;
             let entry = &mut record["delegates"][usize::try_from(index)?];
             entry["state"] = json!("added");
             entry["result"] = line["result"].clone();
