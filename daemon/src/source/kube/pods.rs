@@ -129,68 +129,74 @@ impl Default for PodCache {
 }
 
 impl PodCache {
-    /// Applies one watch event (the cache's only writer is the watch task).
+    /// Applies one watch event (the cache's only writer is the watch task). Each pod is reduced
+    /// before the lock is taken, so lookups never wait for its parsing.
     pub fn apply(&self, event: watcher::Event<PartialObjectMeta<Pod>>) {
         use watcher::Event;
-        // A panic elsewhere cannot leave a half-written map: every write is one insert,
-        // remove or swap. So a poisoned lock is taken as it is.
-        let mut maps = self
-            .shared
-            .maps
-            .write()
-            .unwrap_or_else(PoisonError::into_inner);
+        let reduced = |pod: PartialObjectMeta<Pod>| reduce(pod.metadata);
         match event {
             Event::Apply(pod) => {
-                if let Some((key, entry)) = reduce(pod.metadata) {
-                    maps.live.insert(key, entry);
+                if let Some((key, entry)) = reduced(pod) {
+                    self.write().live.insert(key, entry);
                 }
             }
             Event::Delete(pod) => {
                 if let Some(name) = pod.metadata.name.as_deref() {
                     let namespace = pod.metadata.namespace.as_deref().unwrap_or_default();
-                    maps.live.remove(&key(namespace, name));
+                    let key = key(namespace, name);
+                    self.write().live.remove(&key);
                 }
             }
-            Event::Init => maps.relist = Some(HashMap::new()),
+            Event::Init => self.write().relist = Some(HashMap::new()),
             Event::InitApply(pod) => {
-                if let Some((key, entry)) = reduce(pod.metadata) {
+                if let Some((key, entry)) = reduced(pod) {
+                    let mut maps = self.write();
                     maps.relist.get_or_insert_default().insert(key, entry);
                 }
             }
             Event::InitDone => {
-                maps.live = maps.relist.take().unwrap_or_default();
-                drop(maps);
+                let previous = {
+                    let mut maps = self.write();
+                    let listed = maps.relist.take().unwrap_or_default();
+                    std::mem::replace(&mut maps.live, listed)
+                };
+                // Freed after the lock: dropping thousands of pods takes a while.
+                drop(previous);
                 self.shared.ready.send_replace(true);
             }
         }
     }
 
+    /// A panic elsewhere cannot leave a half-written map: every write is one insert, remove or
+    /// swap. So a poisoned lock is taken as it is.
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Maps> {
+        self.shared
+            .maps
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Maps> {
+        self.shared
+            .maps
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// The cached pod, if any.
     pub fn get(&self, namespace: &str, name: &str) -> Option<PodInfo> {
         let key = key(namespace, name);
-        let maps = self
-            .shared
-            .maps
-            .read()
-            .unwrap_or_else(PoisonError::into_inner);
+        let maps = self.read();
         maps.live.get(&key).map(|entry| entry.info(&key))
     }
 
     pub fn contains(&self, namespace: &str, name: &str) -> bool {
-        let maps = self
-            .shared
-            .maps
-            .read()
-            .unwrap_or_else(PoisonError::into_inner);
+        let maps = self.read();
         maps.live.contains_key(&key(namespace, name))
     }
 
     pub fn count(&self) -> usize {
-        let maps = self
-            .shared
-            .maps
-            .read()
-            .unwrap_or_else(PoisonError::into_inner);
+        let maps = self.read();
         maps.live.len()
     }
 
