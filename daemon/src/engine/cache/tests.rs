@@ -651,18 +651,24 @@ fn journal(cache: &Cache, id: &str) -> PathBuf {
     cache.dir().join(OWN_DIR).join(PROGRESS_DIR).join(id)
 }
 
-#[test]
-fn progress_is_appended_beside_the_planned_record_and_read_over_it() {
+/// A planned record on disk, then its first delegate journaled as added with `result`.
+fn first_journaled(id: &str, result: Option<Value>) -> (tempfile::TempDir, Cache, Record) {
     let tmp = tempfile::tempdir().unwrap();
     let cache = Cache::new(tmp.path());
-    let mut rec = planned("pj1");
+    let mut rec = planned(id);
     cache.write(&rec).unwrap();
     rec.delegates[0].state = State::Added;
-    rec.delegates[0].result =
-        Some(json!({"cniVersion": "1.0.0", "interfaces": [{"name": "eth0"}]}));
+    rec.delegates[0].result = result;
     cache
-        .append_progress("pj1", &Progress::of(&rec, &[0]).unwrap())
+        .append_progress(id, &Progress::of(&rec, &[0]).unwrap())
         .unwrap();
+    (tmp, cache, rec)
+}
+
+#[test]
+fn progress_is_appended_beside_the_planned_record_and_read_over_it() {
+    let result = json!({"cniVersion": "1.0.0", "interfaces": [{"name": "eth0"}]});
+    let (_tmp, cache, rec) = first_journaled("pj1", Some(result));
     // The record itself is not rewritten; reading applies the journal.
     let on_disk: Record =
         serde_json::from_slice(&std::fs::read(cache.path("pj1").unwrap()).unwrap()).unwrap();
@@ -679,14 +685,7 @@ fn progress_is_appended_beside_the_planned_record_and_read_over_it() {
 
 #[test]
 fn a_full_write_of_the_record_removes_its_journal_and_remove_takes_both() {
-    let tmp = tempfile::tempdir().unwrap();
-    let cache = Cache::new(tmp.path());
-    let mut rec = planned("pj2");
-    cache.write(&rec).unwrap();
-    rec.delegates[0].state = State::Added;
-    cache
-        .append_progress("pj2", &Progress::of(&rec, &[0]).unwrap())
-        .unwrap();
+    let (_tmp, cache, rec) = first_journaled("pj2", None);
     cache.write_record(&rec).unwrap();
     assert!(!journal(&cache, "pj2").exists());
     assert_eq!(read_own(&cache, "pj2"), rec);
@@ -703,14 +702,7 @@ fn a_full_write_of_the_record_removes_its_journal_and_remove_takes_both() {
 
 #[test]
 fn a_torn_or_foreign_journal_line_ends_the_reading() {
-    let tmp = tempfile::tempdir().unwrap();
-    let cache = Cache::new(tmp.path());
-    let mut rec = planned("pj3");
-    cache.write(&rec).unwrap();
-    rec.delegates[0].state = State::Added;
-    rec.delegates[0].result = Some(json!({"cniVersion": "1.0.0"}));
-    let first = Progress::of(&rec, &[0]).unwrap();
-    cache.append_progress("pj3", &first).unwrap();
+    let (_tmp, cache, rec) = first_journaled("pj3", Some(json!({"cniVersion": "1.0.0"})));
     // A crash in the middle of the second append: no newline at the end.
     let mut added = rec.clone();
     added.delegates[1].state = State::Added;
