@@ -15,8 +15,9 @@
 //! A later full write of the record (a hot-plug) folds the journal in and removes it.
 //!
 //! Beside it, for the way back to Go Multus (D-6), an ADD's first and last writes (not the
-//! progress between delegates) also leave what upstream's DEL and GC read, where they read it: `<cniDir>/<containerId>` in upstream's scratch format (a
-//! JSON array of DelegateNetConf) and libcni's result cache `<cniDir>/results/<net>-<cid>-<if>`
+//! progress between delegates) also leave what upstream's DEL and GC read, where they read it:
+//! `<cniDir>/<containerId>` in upstream's scratch format (a JSON array of DelegateNetConf) and
+//! libcni's result cache `<cniDir>/results/<net>-<cid>-<if>`
 //! for each delegate that was added. Our own record is authoritative; the others are only
 //! written from it and removed with it.
 //!

@@ -1,6 +1,6 @@
 //! The Kubernetes source: pods from ONE node-scoped, metadata-only watch into our own compact
-//! cache (`pods`; live GET when a pod is not cached yet), NADs from a cluster-wide reflector (live GET on a miss), network-status as
-//! a single JSON merge patch of one annotation (or upstream's get + update of `pods/status` when
+//! cache (`pods`; live GET when a pod is not cached yet), NADs from a cluster-wide reflector
+//! (live GET on a miss), network-status as a single JSON merge patch of one annotation (or upstream's get + update of `pods/status` when
 //! RBAC refuses the patch, see `status`). Every API call is bounded by a per-call timeout and a
 //! retry budget (see `retry`).
 //!

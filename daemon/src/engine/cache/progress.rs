@@ -67,29 +67,38 @@ impl Progress {
 }
 
 /// Appends the lines to the container's journal as one write (the directory created 0700, the
-/// file 0600, never through a symlink).
+/// file 0600, never through a symlink). The directory is created only when the open finds it
+/// missing: once per node, not once per delegate.
 pub fn append(own_dir: &Path, container_id: &str, line: &Progress) -> Result<(), CacheError> {
     let dir = own_dir.join(PROGRESS_DIR);
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(&dir)
-        .map_err(|source| CacheError::CreateDir {
-            path: dir.clone(),
-            source,
-        })?;
     let path = dir.join(container_id);
     let write_err = |source| CacheError::Write {
         path: path.clone(),
         source,
     };
-    let mut file = std::fs::OpenOptions::new()
-        .append(true)
-        .create(true)
-        .mode(0o600)
-        .custom_flags((OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC).bits())
-        .open(&path)
-        .map_err(write_err)?;
+    let open = || {
+        std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .mode(0o600)
+            .custom_flags((OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC).bits())
+            .open(&path)
+    };
+    let mut file = match open() {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&dir)
+                .map_err(|source| CacheError::CreateDir {
+                    path: dir.clone(),
+                    source,
+                })?;
+            open()
+        }
+        opened => opened,
+    }
+    .map_err(write_err)?;
     file.write_all(&line.0).map_err(write_err)
 }
 
