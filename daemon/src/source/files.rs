@@ -1,17 +1,22 @@
 //! Standalone mode's source: a directory (`clusterStateDir`) of Kubernetes manifests, YAML or
 //! JSON, holding Pod and NetworkAttachmentDefinition objects, standing in for the API server.
 //!
-//! Standalone mode is for demos, tests and edge nodes without an API server, so every lookup
-//! looks at the directory again (bounded in file count and size): edits take effect at once. What
-//! it parsed last is reused while the listing and each file's inode, size and times are the same
-//! (one ADD looks up its pod, each NAD and the pod again for network-status), except for files
-//! changed within [`RACY`] of that parse, which a same-size rewrite in the same clock tick could
-//! hide. Network-status goes to `<networkStatusDir>/<ns>.<pod>.json`.
+//! Standalone mode is for demos, tests and edge nodes without an API server, so edits take
+//! effect at the next lookup. What each file held is kept (bounded in file count and size), and
+//! a lookup parses only what changed since. An inotify watch on the directory, drained by the
+//! lookup itself (`watch.rs`), says what changed; while it says nothing and no manifest is a
+//! symlink, a lookup costs a `read(2)` and a `stat(2)` and runs on the caller's thread. Without a
+//! watch, and for symlinked manifests (an edit of the target reaches no watch on the
+//! directory), each file's inode, size and times decide, except for files changed within
+//! [`RACY`] of their parse, which a same-size rewrite in the same clock tick could hide.
+//! Network-status goes to `<networkStatusDir>/<ns>.<pod>.json`.
+mod watch;
+
 use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
@@ -19,6 +24,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::{ClusterSource, EventType, NadInfo, PodInfo, SourceError};
+use watch::{Changes, DirWatch};
 
 /// Files read per lookup at most; more are ignored (and logged).
 const MAX_FILES: usize = 4096;
@@ -26,9 +32,9 @@ const MAX_FILES: usize = 4096;
 const MAX_FILE_BYTES: u64 = 4 << 20;
 /// API group of NetworkAttachmentDefinitions.
 const NAD_GROUP: &str = "k8s.cni.cncf.io/";
-/// A parse is reused only when every file it read is older than this: file times advance in
-/// clock ticks (milliseconds), so a rewrite of the same size within one tick changes nothing a
-/// stat shows.
+/// Without a watch's word, a file's parse is reused only when the file was older than this
+/// when parsed: file times advance in clock ticks (milliseconds, seconds on some file systems),
+/// so a rewrite of the same size within one tick changes nothing a stat shows.
 const RACY: Duration = Duration::from_secs(2);
 
 /// Pods and NADs from a directory of manifests.
@@ -41,16 +47,44 @@ pub struct FileSource {
 struct Dirs {
     state_dir: PathBuf,
     status_dir: Option<PathBuf>,
-    /// The last parse that may be reused, with what the files looked like then.
-    last: Mutex<Option<(Vec<Stamp>, Arc<State>)>>,
+    /// What the files held at the last lookup, and the watch on the directory.
+    index: Mutex<Index>,
     /// [`RACY`]; shorter in tests.
     racy: Duration,
+}
+
+/// Each manifest file as last parsed, all of them merged, and what changed since.
+#[derive(Debug, Default)]
+struct Index {
+    /// `None` until the first lookup, and while no watch can be made (the directory is
+    /// missing, the inotify limits are reached).
+    watch: Option<DirWatch>,
+    /// What the watch reported that no lookup has read yet.
+    pending: Changes,
+    files: BTreeMap<PathBuf, Parsed>,
+    /// Every file's objects merged in name order (a later file wins a shared name).
+    state: Arc<State>,
+    /// `files` were read under the current watch: no change since goes unreported.
+    watched: bool,
+    /// A manifest in the last listing is a symlink: its target may change unseen by the watch.
+    links: bool,
+}
+
+/// One file's objects and the stamp they were read under.
+#[derive(Debug)]
+struct Parsed {
+    stamp: Stamp,
+    /// The file was older than the racy window when parsed: a later change shows in a stat.
+    settled: bool,
+    objects: State,
 }
 
 /// One manifest file as a stat sees it: any write, rename or replace changes one of these.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Stamp {
     path: PathBuf,
+    /// The directory entry is a symlink (the rest describes its target).
+    link: bool,
     ino: u64,
     len: u64,
     mtime: SystemTime,
@@ -58,7 +92,7 @@ struct Stamp {
 }
 
 impl Stamp {
-    fn of(path: PathBuf, m: &fs::Metadata) -> Self {
+    fn of(path: PathBuf, link: bool, m: &fs::Metadata) -> Self {
         // std has no ctime as a SystemTime; times before 1970 read as 1970 (never racy).
         let ctime = Duration::new(
             m.ctime().max(0).unsigned_abs(),
@@ -66,6 +100,7 @@ impl Stamp {
         );
         Self {
             path,
+            link,
             ino: m.ino(),
             len: m.len(),
             mtime: m.modified().unwrap_or(SystemTime::UNIX_EPOCH),
@@ -82,8 +117,8 @@ impl Stamp {
     }
 }
 
-/// What one scan of the directory found. A NAD that is present but malformed is kept as an
-/// error, so looking it up fails with the reason instead of "not found".
+/// Pods and NADs by (namespace, name), of one file or merged. A NAD that is present but
+/// malformed is kept as an error, so looking it up fails with the reason instead of "not found".
 #[derive(Debug, Default)]
 struct State {
     pods: BTreeMap<(String, String), PodInfo>,
@@ -96,13 +131,17 @@ impl FileSource {
             inner: Arc::new(Dirs {
                 state_dir: state_dir.into(),
                 status_dir,
-                last: Mutex::new(None),
+                index: Mutex::default(),
                 racy: RACY,
             }),
         }
     }
 
     async fn state(&self) -> Result<Arc<State>, SourceError> {
+        // The usual case, nothing changed: a read(2) and a stat(2) here, no blocking-pool hop.
+        if let Some(state) = self.inner.unchanged() {
+            return Ok(state);
+        }
         let dirs = Arc::clone(&self.inner);
         tokio::task::spawn_blocking(move || dirs.state())
             .await
@@ -188,24 +227,122 @@ fn write_atomically(file: &Path, bytes: &[u8]) -> std::io::Result<()> {
 }
 
 impl Dirs {
-    /// The directory's pods and NADs: the last parse while no file changed, else a new one.
+    /// The last merged state when the watch reports no change and no manifest is a symlink;
+    /// `None` when files must be looked at (or another lookup is reading them).
+    fn unchanged(&self) -> Option<Arc<State>> {
+        let mut index = self.index.try_lock().ok()?;
+        index.poll(&self.state_dir);
+        index.unchanged().then(|| Arc::clone(&index.state))
+    }
+
+    /// The directory's pods and NADs, parsing only the files that changed since the last lookup.
     fn state(&self) -> Result<Arc<State>, SourceError> {
+        // One lookup reads at a time: the others wait for its parse instead of repeating it.
+        let mut index = self.index.lock().unwrap_or_else(PoisonError::into_inner);
+        index.poll(&self.state_dir);
+        if index.unchanged() {
+            return Ok(Arc::clone(&index.state));
+        }
         let now = SystemTime::now();
         let stamps = listing(&self.state_dir)?;
-        if let Ok(last) = self.last.lock()
-            && let Some((seen, state)) = last.as_ref()
-            && *seen == stamps
-        {
-            return Ok(Arc::clone(state));
-        }
-        let state = Arc::new(scan(&stamps));
-        if !stamps.iter().any(|s| s.is_racy(now, self.racy))
-            && let Ok(mut last) = self.last.lock()
-        {
-            *last = Some((stamps, Arc::clone(&state)));
-        }
-        Ok(state)
+        index.refresh(stamps, now, self.racy);
+        Ok(Arc::clone(&index.state))
     }
+}
+
+impl Index {
+    /// Adds what the watch saw since the last poll to `pending`; makes a watch when there is
+    /// none (what happened before it is unknown: every file counts as changed).
+    fn poll(&mut self, dir: &Path) {
+        if let Some(watch) = &self.watch {
+            match watch.changes(dir) {
+                Ok(changes) => return self.pending.add(changes),
+                Err(watch::Lost) => self.watch = None,
+            }
+        }
+        self.watched = false;
+        match DirWatch::new(dir) {
+            Ok(watch) => {
+                self.watch = Some(watch);
+                self.pending = Changes::All;
+            }
+            // Lookups go on with a stat of every file (a missing directory fails in `listing`).
+            Err(error) => {
+                tracing::debug!(dir = %dir.display(), %error, "no inotify watch on clusterStateDir")
+            }
+        }
+    }
+
+    fn unchanged(&self) -> bool {
+        self.watch.is_some() && self.watched && !self.links && self.pending == Changes::None
+    }
+
+    /// Takes `stamps` (the directory as listed after `now`) as the file set: a file is parsed
+    /// again unless its stamp is the same and, for a plain file under the watch, no event named
+    /// it, or otherwise it was settled when parsed. Merges again when any file changed.
+    fn refresh(&mut self, stamps: Vec<Stamp>, now: SystemTime, racy: Duration) {
+        let changes = self
+            .watch
+            .is_some()
+            .then(|| std::mem::take(&mut self.pending));
+        let mut old = std::mem::take(&mut self.files);
+        let mut changed = false;
+        for stamp in stamps {
+            let named = |c: &Changes| stamp.path.file_name().is_none_or(|n| c.touches(n));
+            let reusable = |p: &Parsed| {
+                p.stamp == stamp
+                    && match &changes {
+                        Some(c) if !stamp.link => !named(c),
+                        _ => p.settled,
+                    }
+            };
+            let parsed = match old.remove(&stamp.path) {
+                Some(p) if reusable(&p) => p,
+                _ => {
+                    changed = true;
+                    Parsed::read(stamp, now, racy)
+                }
+            };
+            self.files.insert(parsed.stamp.path.clone(), parsed);
+        }
+        changed |= !old.is_empty();
+        self.links = self.files.values().any(|p| p.stamp.link);
+        self.watched = changes.is_some();
+        if changed {
+            self.state = Arc::new(merge(self.files.values()));
+        }
+    }
+}
+
+impl Parsed {
+    fn read(stamp: Stamp, now: SystemTime, racy: Duration) -> Self {
+        let mut objects = State::default();
+        match read_objects(&stamp.path, stamp.len) {
+            Ok(found) => found
+                .into_iter()
+                .for_each(|o| add_object(&mut objects, &stamp.path, o)),
+            Err(reason) => {
+                tracing::warn!(file = %stamp.path.display(), %reason, "skipping unreadable manifest")
+            }
+        }
+        Self {
+            settled: !stamp.is_racy(now, racy),
+            stamp,
+            objects,
+        }
+    }
+}
+
+/// The files' objects in name order, a later file's object replacing an earlier one's.
+fn merge<'a>(files: impl Iterator<Item = &'a Parsed>) -> State {
+    let mut state = State::default();
+    for file in files {
+        let pods = file.objects.pods.iter();
+        state.pods.extend(pods.map(|(k, v)| (k.clone(), v.clone())));
+        let nads = file.objects.nads.iter();
+        state.nads.extend(nads.map(|(k, v)| (k.clone(), v.clone())));
+    }
+    state
 }
 
 /// The manifest files of `dir` in name order, at most [`MAX_FILES`], each as a stat sees it.
@@ -214,10 +351,15 @@ fn listing(dir: &Path) -> Result<Vec<Stamp>, SourceError> {
         what: format!("clusterStateDir {}", dir.display()),
         reason: e.to_string(),
     };
-    let mut files: Vec<PathBuf> = fs::read_dir(dir)
+    let mut files: Vec<(PathBuf, bool)> = fs::read_dir(dir)
         .map_err(unavailable)?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
+        .filter_map(|e| {
+            let e = e.ok()?;
+            // The entry's own type (from the directory, no extra syscall on most file systems).
+            let link = e.file_type().is_ok_and(|t| t.is_symlink());
+            Some((e.path(), link))
+        })
+        .filter(|(p, _)| {
             p.extension()
                 .and_then(|e| e.to_str())
                 .is_some_and(|e| matches!(e, "yaml" | "yml" | "json"))
@@ -231,29 +373,11 @@ fn listing(dir: &Path) -> Result<Vec<Stamp>, SourceError> {
     // A file gone between the listing and its stat is simply not there.
     Ok(files
         .into_iter()
-        .filter_map(|path| {
+        .filter_map(|(path, link)| {
             let m = fs::metadata(&path).ok()?;
-            Some(Stamp::of(path, &m))
+            Some(Stamp::of(path, link, &m))
         })
         .collect())
-}
-
-fn scan(stamps: &[Stamp]) -> State {
-    let mut state = State::default();
-    for Stamp {
-        path: file, len, ..
-    } in stamps
-    {
-        match read_objects(file, *len) {
-            Ok(objects) => objects
-                .into_iter()
-                .for_each(|o| add_object(&mut state, file, o)),
-            Err(reason) => {
-                tracing::warn!(file = %file.display(), %reason, "skipping unreadable manifest")
-            }
-        }
-    }
-    state
 }
 
 /// Every document of a file of `len` bytes; JSON files hold one document, YAML files any number.
@@ -457,42 +581,121 @@ spec:
         assert!(src.pod("app", "late").await.unwrap().is_some());
     }
 
-    /// One ADD looks the directory up several times: unchanged files are parsed once, and
-    /// any change a stat shows (here a same-size replace) is parsed again.
+    /// A source whose racy window is `racy`.
+    fn with_racy(dir: &Path, racy: Duration) -> FileSource {
+        FileSource {
+            inner: Arc::new(Dirs {
+                state_dir: dir.to_owned(),
+                status_dir: None,
+                index: Mutex::default(),
+                racy,
+            }),
+        }
+    }
+
+    fn pod_yaml(uid: &str) -> String {
+        format!("kind: Pod\nmetadata: {{name: p, uid: {uid}}}\n")
+    }
+
+    /// One ADD looks the directory up several times: unchanged files are parsed once, even
+    /// files written just now, and every write is seen at the next lookup, even a same-size
+    /// rewrite in the same clock tick (the watch names the file).
     #[tokio::test]
     async fn an_unchanged_directory_is_parsed_once() {
-        let (dir, src) = fixture();
-        let settled = FileSource {
-            inner: Arc::new(Dirs {
-                state_dir: dir.path().to_owned(),
-                status_dir: None,
-                last: Mutex::new(None),
-                racy: Duration::ZERO,
-            }),
-        };
-        let first = settled.state().await.unwrap();
-        assert!(Arc::ptr_eq(&first, &settled.state().await.unwrap()));
-        let pod = |uid: &str| format!("kind: Pod\nmetadata: {{name: p, uid: {uid}}}\n");
-        fs::write(dir.path().join("50-p.yaml.new"), pod("uid-b")).unwrap();
-        fs::write(dir.path().join("50-p.yaml"), pod("uid-a")).unwrap();
-        assert_eq!(
-            settled.pod("default", "p").await.unwrap().unwrap().uid,
-            "uid-a"
-        );
+        let (dir, _) = fixture();
+        let src = with_racy(dir.path(), Duration::from_secs(3600));
+        let first = src.state().await.unwrap();
+        assert!(Arc::ptr_eq(&first, &src.state().await.unwrap()));
+        assert!(src.inner.unchanged().is_some(), "no listing needed");
+        fs::write(dir.path().join("50-p.yaml.new"), pod_yaml("uid-b")).unwrap();
+        fs::write(dir.path().join("50-p.yaml"), pod_yaml("uid-a")).unwrap();
+        assert_eq!(src.pod("default", "p").await.unwrap().unwrap().uid, "uid-a");
+        let second = src.state().await.unwrap();
+        assert!(Arc::ptr_eq(&second, &src.state().await.unwrap()));
         fs::rename(
             dir.path().join("50-p.yaml.new"),
             dir.path().join("50-p.yaml"),
         )
         .unwrap();
+        assert_eq!(src.pod("default", "p").await.unwrap().unwrap().uid, "uid-b");
+        for uid in ["uid-c", "uid-d"] {
+            fs::write(dir.path().join("50-p.yaml"), pod_yaml(uid)).unwrap();
+            assert_eq!(src.pod("default", "p").await.unwrap().unwrap().uid, uid);
+        }
+        fs::remove_file(dir.path().join("50-p.yaml")).unwrap();
+        assert!(src.pod("default", "p").await.unwrap().is_none());
+        assert!(src.pod("app", "web").await.unwrap().is_some());
+    }
+
+    /// Of two files naming one pod the later in name order wins, and the earlier one's comes
+    /// back when the later goes.
+    #[tokio::test]
+    async fn a_later_file_wins_a_shared_name() {
+        let (dir, src) = fixture();
+        fs::write(dir.path().join("60-p.yaml"), pod_yaml("uid-60")).unwrap();
+        fs::write(dir.path().join("70-p.yaml"), pod_yaml("uid-70")).unwrap();
         assert_eq!(
-            settled.pod("default", "p").await.unwrap().unwrap().uid,
-            "uid-b"
+            src.pod("default", "p").await.unwrap().unwrap().uid,
+            "uid-70"
         );
-        // Within the racy window even an in-place rewrite of the same size is seen.
-        fs::write(dir.path().join("50-p.yaml"), pod("uid-c")).unwrap();
-        assert_eq!(src.pod("default", "p").await.unwrap().unwrap().uid, "uid-c");
-        fs::write(dir.path().join("50-p.yaml"), pod("uid-d")).unwrap();
-        assert_eq!(src.pod("default", "p").await.unwrap().unwrap().uid, "uid-d");
+        fs::remove_file(dir.path().join("70-p.yaml")).unwrap();
+        assert_eq!(
+            src.pod("default", "p").await.unwrap().unwrap().uid,
+            "uid-60"
+        );
+    }
+
+    /// An edit of a symlinked manifest's target outside the directory reaches no watch on it:
+    /// such files are looked at on every lookup, and parsed again while racy.
+    #[tokio::test]
+    async fn a_symlinked_manifests_target_is_followed() {
+        let (dir, src) = fixture();
+        let elsewhere = tempfile::tempdir().unwrap();
+        let target = elsewhere.path().join("p.yaml");
+        fs::write(&target, pod_yaml("uid-a")).unwrap();
+        std::os::unix::fs::symlink(&target, dir.path().join("80-p.yaml")).unwrap();
+        assert_eq!(src.pod("default", "p").await.unwrap().unwrap().uid, "uid-a");
+        assert!(
+            src.inner.unchanged().is_none(),
+            "a symlink is listed every time"
+        );
+        fs::write(&target, pod_yaml("uid-b")).unwrap();
+        assert_eq!(src.pod("default", "p").await.unwrap().unwrap().uid, "uid-b");
+    }
+
+    /// A directory missing at the first lookup, then made, then replaced, is found by each
+    /// lookup. Without a watch a file's stamp and the racy window decide, as for symlinks.
+    #[tokio::test]
+    async fn without_a_watch_stamps_decide() {
+        let parent = tempfile::tempdir().unwrap();
+        let dir = parent.path().join("state");
+        let src = with_racy(&dir, Duration::ZERO);
+        assert!(src.pod("default", "p").await.is_err());
+        fs::create_dir(&dir).unwrap();
+        fs::write(dir.join("p.yaml"), pod_yaml("uid-a")).unwrap();
+        assert_eq!(src.pod("default", "p").await.unwrap().unwrap().uid, "uid-a");
+        // The directory is watched from the lookup above on; it is lost and made again here.
+        fs::rename(&dir, parent.path().join("old")).unwrap();
+        fs::create_dir(&dir).unwrap();
+        fs::write(dir.join("p.yaml"), pod_yaml("uid-b")).unwrap();
+        assert_eq!(src.pod("default", "p").await.unwrap().unwrap().uid, "uid-b");
+        let mut index = Index::default();
+        let stamps = listing(&dir).unwrap();
+        index.refresh(stamps.clone(), SystemTime::now(), Duration::ZERO);
+        let first = Arc::clone(&index.state);
+        index.refresh(stamps.clone(), SystemTime::now(), Duration::ZERO);
+        assert!(
+            Arc::ptr_eq(&first, &index.state),
+            "settled and unchanged: reused"
+        );
+        let mut racy = Index::default();
+        racy.refresh(stamps.clone(), SystemTime::now(), Duration::from_secs(3600));
+        let parsed = Arc::clone(&racy.state);
+        racy.refresh(stamps, SystemTime::now(), Duration::ZERO);
+        assert!(
+            !Arc::ptr_eq(&parsed, &racy.state),
+            "racy when parsed: read again"
+        );
     }
 
     #[test]
@@ -501,6 +704,7 @@ spec:
         let at = |ago: Duration| now - ago;
         let stamp = |mtime, ctime| Stamp {
             path: PathBuf::from("p.yaml"),
+            link: false,
             ino: 1,
             len: 1,
             mtime,
