@@ -186,6 +186,17 @@ pub fn quiet_config(layout: &Layout, cluster_network: &str) -> Map<String, Value
     c
 }
 
+/// Drops the daemon binary's clean pages from the page cache, so the daemon started next reads
+/// it from disk as after a node's boot. The kernel maps a whole cached folio at a fault, so the
+/// binary's share of RSS otherwise depends on how the file was last written (a build, a copy).
+pub fn evict_daemon_binary() -> Result<()> {
+    use nix::fcntl::{PosixFadviseAdvice, posix_fadvise};
+    let path = crate::bins::daemon()?;
+    let file = std::fs::File::open(&path).with_context(|| format!("opening {}", path.display()))?;
+    posix_fadvise(&file, 0, 0, PosixFadviseAdvice::POSIX_FADV_DONTNEED)
+        .with_context(|| format!("evicting {} from the page cache", path.display()))
+}
+
 /// A standalone node whose cluster network is `conflist` (in net.d/10-cluster.conflist).
 pub fn standalone(
     prefix: &str,

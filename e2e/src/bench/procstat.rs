@@ -30,6 +30,13 @@ pub fn rss(pid: u32) -> Result<u64> {
     status_kb(pid, "VmRSS")
 }
 
+/// The anonymous part of the resident set (heap, stacks, relocated data), bytes: what the
+/// daemon allocated, as opposed to the binary's pages mapped from the page cache (RssFile),
+/// which the kernel may drop and read back at will.
+pub fn rss_anon(pid: u32) -> Result<u64> {
+    status_kb(pid, "RssAnon")
+}
+
 /// Peak resident set size since start or the last [`reset_peak`], bytes.
 pub fn peak_rss(pid: u32) -> Result<u64> {
     status_kb(pid, "VmHWM")
