@@ -10,7 +10,7 @@ use std::{
 
 use object::{
     Endianness,
-    elf::{DT_NEEDED, FileHeader64},
+    elf::{DT_NEEDED, DT_RELR, FileHeader64},
     read::elf::{FileHeader, ProgramHeader},
 };
 
@@ -42,6 +42,8 @@ pub enum ElfError {
 pub struct Needs {
     pub interpreter: Option<String>,
     pub needed: Vec<String>,
+    /// Relative relocations packed as `DT_RELR`: the loader must know them (glibc >= 2.36).
+    pub relr: bool,
 }
 
 /// Reads the needs of the ELF file at `path` (a static binary needs nothing).
@@ -67,14 +69,17 @@ fn parse(data: &[u8]) -> object::read::Result<Needs> {
     }
     let dynamic = header.sections(endian, data)?.dynamic_table(endian, data)?;
     let mut needed = Vec::new();
+    let mut relr = false;
     for entry in &dynamic {
         if entry.tag == DT_NEEDED {
             needed.push(String::from_utf8_lossy(dynamic.string(entry)?).into_owned());
         }
+        relr |= entry.tag == DT_RELR;
     }
     Ok(Needs {
         interpreter,
         needed,
+        relr,
     })
 }
 

@@ -240,10 +240,19 @@ fn image_layout_has_the_dockerfile_config_the_binaries_and_their_c_library() {
     }
     // The loader at the path the binaries' PT_INTERP names, and glibc: all distroless/cc gave
     // them (libgcc_s too when a binary links it), nothing else.
-    let interp = multus_e2e::elf::needs(&image_bins().join("multus-daemon"))
-        .unwrap()
+    let daemon = multus_e2e::elf::needs(&image_bins().join("multus-daemon")).unwrap();
+    let interp = daemon
         .interpreter
         .expect("the daemon is dynamically linked against glibc");
+    // daemon/build.rs: 1.36 MB of .rela.dyn the loader would read at each start otherwise;
+    // distroless/cc-debian12's glibc (2.36) applies DT_RELR.
+    for name in ["multus-daemon", "install_multus"] {
+        let needs = multus_e2e::elf::needs(&image_bins().join(name)).unwrap();
+        assert!(
+            needs.relr,
+            "{name}'s relative relocations are packed (DT_RELR)"
+        );
+    }
     assert!(files.contains(interp.as_str()), "{interp} in {files:?}");
     assert!(files.iter().any(|f| f.ends_with("/libc.so.6")), "{files:?}");
     for f in &files {
