@@ -76,7 +76,16 @@ struct Parsed {
     stamp: Stamp,
     /// The file was older than the racy window when parsed: a later change shows in a stat.
     settled: bool,
-    objects: State,
+    /// In the file's order (a later one replaces an earlier one of the same name). A list, not
+    /// maps: most files hold one object, and a map's first node is about 1.6 KiB.
+    objects: Vec<Object>,
+}
+
+/// A pod or a NAD (present but malformed: the reason) of a manifest, by (namespace, name).
+#[derive(Debug)]
+enum Object {
+    Pod((String, String), PodInfo),
+    Nad((String, String), Result<NadInfo, String>),
 }
 
 /// One manifest file as a stat sees it: any write, rename or replace changes one of these.
@@ -117,7 +126,7 @@ impl Stamp {
     }
 }
 
-/// Pods and NADs by (namespace, name), of one file or merged. A NAD that is present but
+/// Pods and NADs by (namespace, name), every file's merged. A NAD that is present but
 /// malformed is kept as an error, so looking it up fails with the reason instead of "not found".
 #[derive(Debug, Default)]
 struct State {
@@ -316,7 +325,7 @@ impl Index {
 
 impl Parsed {
     fn read(stamp: Stamp, now: SystemTime, racy: Duration) -> Self {
-        let mut objects = State::default();
+        let mut objects = Vec::new();
         match read_objects(&stamp.path, stamp.len) {
             Ok(found) => found
                 .into_iter()
@@ -333,14 +342,18 @@ impl Parsed {
     }
 }
 
-/// The files' objects in name order, a later file's object replacing an earlier one's.
+/// The files' objects in name order, a later object replacing an earlier one of its name.
 fn merge<'a>(files: impl Iterator<Item = &'a Parsed>) -> State {
     let mut state = State::default();
-    for file in files {
-        let pods = file.objects.pods.iter();
-        state.pods.extend(pods.map(|(k, v)| (k.clone(), v.clone())));
-        let nads = file.objects.nads.iter();
-        state.nads.extend(nads.map(|(k, v)| (k.clone(), v.clone())));
+    for object in files.flat_map(|f| &f.objects) {
+        match object {
+            Object::Pod(key, pod) => {
+                state.pods.insert(key.clone(), pod.clone());
+            }
+            Object::Nad(key, nad) => {
+                state.nads.insert(key.clone(), nad.clone());
+            }
+        }
     }
     state
 }
@@ -397,7 +410,7 @@ fn read_objects(file: &Path, len: u64) -> Result<Vec<Value>, String> {
         .collect()
 }
 
-fn add_object(state: &mut State, file: &Path, obj: Value) {
+fn add_object(objects: &mut Vec<Object>, file: &Path, obj: Value) {
     let kind = obj.get("kind").and_then(Value::as_str).unwrap_or_default();
     let meta = obj.get("metadata");
     let text = |v: Option<&Value>, k: &str| {
@@ -419,7 +432,7 @@ fn add_object(state: &mut State, file: &Path, obj: Value) {
                 .unwrap_or_default();
             items
                 .into_iter()
-                .for_each(|item| add_object(state, file, item));
+                .for_each(|item| add_object(objects, file, item));
         }
         _ if name.is_empty() && matches!(kind, "Pod" | "NetworkAttachmentDefinition") => {
             tracing::warn!(file = %file.display(), kind, "skipping object without metadata.name");
@@ -435,7 +448,7 @@ fn add_object(state: &mut State, file: &Path, obj: Value) {
                 uid,
                 annotations,
             };
-            state.pods.insert((namespace, name), pod);
+            objects.push(Object::Pod((namespace, name), pod));
         }
         "NetworkAttachmentDefinition" if text(Some(&obj), "apiVersion").starts_with(NAD_GROUP) => {
             let nad = match obj.get("spec").and_then(|s| s.get("config")) {
@@ -452,7 +465,7 @@ fn add_object(state: &mut State, file: &Path, obj: Value) {
                 annotations: annotations(meta),
                 config,
             });
-            state.nads.insert((namespace, name), nad);
+            objects.push(Object::Nad((namespace, name), nad));
         }
         _ => tracing::debug!(file = %file.display(), kind, "ignoring object"),
     }
