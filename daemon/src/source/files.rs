@@ -64,8 +64,6 @@ struct Index {
     files: BTreeMap<PathBuf, Parsed>,
     /// Every file's objects merged in name order (a later file wins a shared name).
     state: Arc<State>,
-    /// `files` were read under the current watch: no change since goes unreported.
-    watched: bool,
     /// A manifest in the last listing is a symlink: its target may change unseen by the watch.
     links: bool,
 }
@@ -239,18 +237,15 @@ impl Dirs {
     /// The last merged state when the watch reports no change and no manifest is a symlink;
     /// `None` when files must be looked at (or another lookup is reading them).
     fn unchanged(&self) -> Option<Arc<State>> {
-        let mut index = self.index.try_lock().ok()?;
-        index.poll(&self.state_dir);
-        index.unchanged().then(|| Arc::clone(&index.state))
+        self.index.try_lock().ok()?.current(&self.state_dir)
     }
 
     /// The directory's pods and NADs, parsing only the files that changed since the last lookup.
     fn state(&self) -> Result<Arc<State>, SourceError> {
         // One lookup reads at a time: the others wait for its parse instead of repeating it.
         let mut index = self.index.lock().unwrap_or_else(PoisonError::into_inner);
-        index.poll(&self.state_dir);
-        if index.unchanged() {
-            return Ok(Arc::clone(&index.state));
+        if let Some(state) = index.current(&self.state_dir) {
+            return Ok(state);
         }
         let now = SystemTime::now();
         let stamps = listing(&self.state_dir)?;
@@ -269,7 +264,6 @@ impl Index {
                 Err(watch::Lost) => self.watch = None,
             }
         }
-        self.watched = false;
         match DirWatch::new(dir) {
             Ok(watch) => {
                 self.watch = Some(watch);
@@ -282,8 +276,13 @@ impl Index {
         }
     }
 
-    fn unchanged(&self) -> bool {
-        self.watch.is_some() && self.watched && !self.links && self.pending == Changes::None
+    /// After a [`poll`](Self::poll): the merged state, when the watch reports no change and no
+    /// manifest is a symlink. A new watch reports everything changed until a refresh reads the
+    /// files under it, so "no change" always means since a read under this watch.
+    fn current(&mut self, dir: &Path) -> Option<Arc<State>> {
+        self.poll(dir);
+        (self.watch.is_some() && !self.links && self.pending == Changes::None)
+            .then(|| Arc::clone(&self.state))
     }
 
     /// Takes `stamps` (the directory as listed after `now`) as the file set: a file is parsed
@@ -316,7 +315,6 @@ impl Index {
         }
         changed |= !old.is_empty();
         self.links = self.files.values().any(|p| p.stamp.link);
-        self.watched = changes.is_some();
         if changed {
             self.state = Arc::new(merge(self.files.values()));
         }

@@ -34,18 +34,23 @@ pub(super) enum Changes {
 impl Changes {
     /// Adds `more` (later changes) to these.
     pub(super) fn add(&mut self, more: Changes) {
-        *self = match (std::mem::take(self), more) {
-            (Changes::All, _) | (_, Changes::All) => Changes::All,
-            (Changes::None, c) | (c, Changes::None) => c,
-            (Changes::Names(mut a), Changes::Names(b)) => {
-                a.extend(b);
-                if a.len() > MAX_NAMES {
-                    Changes::All
-                } else {
-                    Changes::Names(a)
-                }
+        match more {
+            Changes::None => {}
+            Changes::All => *self = Changes::All,
+            Changes::Names(names) => names.into_iter().for_each(|n| self.name(n)),
+        }
+    }
+
+    /// Adds the entry `name`; past [`MAX_NAMES`] every entry counts as changed.
+    fn name(&mut self, name: OsString) {
+        match self {
+            Changes::All => {}
+            Changes::Names(names) if names.len() >= MAX_NAMES => *self = Changes::All,
+            Changes::Names(names) => {
+                names.insert(name);
             }
-        };
+            Changes::None => *self = Changes::Names(BTreeSet::from([name])),
+        }
     }
 
     /// Whether the entry `name` may have changed.
@@ -99,8 +104,11 @@ impl DirWatch {
     /// Drains the queue: what changed since the last call, or [`Lost`] when this watch can no
     /// longer tell (the caller then makes a new one).
     pub(super) fn changes(&self, dir: &Path) -> Result<Changes, Lost> {
-        let mut names = BTreeSet::new();
-        let mut all = false;
+        let gone = AddWatchFlags::IN_IGNORED
+            | AddWatchFlags::IN_DELETE_SELF
+            | AddWatchFlags::IN_MOVE_SELF
+            | AddWatchFlags::IN_UNMOUNT;
+        let mut changes = Changes::None;
         loop {
             let events = match self.inotify.read_events() {
                 Ok(events) => events,
@@ -109,19 +117,14 @@ impl DirWatch {
                 Err(_) => return Err(Lost),
             };
             for event in events {
-                let gone = AddWatchFlags::IN_IGNORED
-                    | AddWatchFlags::IN_DELETE_SELF
-                    | AddWatchFlags::IN_MOVE_SELF
-                    | AddWatchFlags::IN_UNMOUNT;
                 if event.mask.intersects(gone) {
                     return Err(Lost);
                 }
                 match event.name {
-                    _ if event.mask.contains(AddWatchFlags::IN_Q_OVERFLOW) => all = true,
-                    Some(name) => {
-                        names.insert(name);
+                    Some(name) if !event.mask.contains(AddWatchFlags::IN_Q_OVERFLOW) => {
+                        changes.name(name);
                     }
-                    None => all = true,
+                    _ => changes = Changes::All,
                 }
             }
         }
@@ -131,13 +134,7 @@ impl DirWatch {
             Ok(m) if (m.dev(), m.ino()) == self.dir => {}
             _ => return Err(Lost),
         }
-        Ok(if all || names.len() > MAX_NAMES {
-            Changes::All
-        } else if names.is_empty() {
-            Changes::None
-        } else {
-            Changes::Names(names)
-        })
+        Ok(changes)
     }
 }
 
