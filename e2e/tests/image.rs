@@ -240,19 +240,22 @@ fn image_layout_has_the_dockerfile_config_the_binaries_and_their_c_library() {
     }
     // The loader at the path the binaries' PT_INTERP names, and glibc: all distroless/cc gave
     // them (libgcc_s too when a binary links it), nothing else.
-    let daemon = multus_e2e::elf::needs(&image_bins().join("multus-daemon")).unwrap();
-    let interp = daemon
-        .interpreter
-        .expect("the daemon is dynamically linked against glibc");
+    let needs = |name: &str| multus_e2e::elf::needs(&image_bins().join(name)).unwrap();
+    let daemon = needs("multus-daemon");
     // daemon/build.rs: 1.36 MB of .rela.dyn the loader would read at each start otherwise;
     // distroless/cc-debian12's glibc (2.36) applies DT_RELR.
-    for name in ["multus-daemon", "install_multus"] {
-        let needs = multus_e2e::elf::needs(&image_bins().join(name)).unwrap();
+    for (name, elf) in [
+        ("multus-daemon", &daemon),
+        ("install_multus", &needs("install_multus")),
+    ] {
         assert!(
-            needs.relr,
+            elf.relr,
             "{name}'s relative relocations are packed (DT_RELR)"
         );
     }
+    let interp = daemon
+        .interpreter
+        .expect("the daemon is dynamically linked against glibc");
     assert!(files.contains(interp.as_str()), "{interp} in {files:?}");
     assert!(files.iter().any(|f| f.ends_with("/libc.so.6")), "{files:?}");
     for f in &files {
