@@ -8,6 +8,12 @@
 //! event was applied: never while a request is in flight (its end arms it again) and never while
 //! idle (no timer is armed then, so an idle daemon stays at 0 CPU).
 //!
+//! A thread's cache of freed chunks (glibc's tcache) goes back to its arena only when the thread
+//! exits, and tokio's blocking threads exit 10 s after their last task: after that trim. So the
+//! first trim after some work leaves one more due, armed by each thread that stops
+//! ([`thread_stopped`], the runtime's stop hook) and run `QUIET` after the last of them. That
+//! second trim follows no work, so the thread it ran on arms nothing when it exits in turn.
+//!
 //! The heap is one per process, and so is what watches it: the engine's requests and the
 //! sources' watches report to the same [`busy`] and [`touched`].
 use std::sync::OnceLock;
@@ -34,6 +40,11 @@ struct Activity {
     quiet_since_ms: AtomicU64,
     /// Whether the trim task is counting down to a trim; only the step that arms it wakes it.
     armed: AtomicBool,
+    /// Whether a request ended or an event was applied since the last trim.
+    worked: AtomicBool,
+    /// Whether a trim ran after work while the threads that did it may still be alive: their
+    /// exits arm the next trim.
+    exits_due: AtomicBool,
     /// Wakes the trim task when the daemon becomes quiet while it is not armed.
     ended: Notify,
 }
@@ -60,6 +71,12 @@ pub fn touched() {
     ACTIVITY.quiet_now();
 }
 
+/// A runtime thread is stopping (tokio's `on_thread_stop`): if it may have worked before the last
+/// trim, its freed chunks reach its arena now, so the next trim is armed.
+pub fn thread_stopped() {
+    ACTIVITY.thread_stopped();
+}
+
 /// Starts the task that trims the heap `quiet` after each burst; it ends when aborted.
 pub fn spawn(quiet: Duration) -> AbortHandle {
     tokio::spawn(ACTIVITY.trim_after_bursts(quiet)).abort_handle()
@@ -77,6 +94,8 @@ impl Activity {
             busy: AtomicUsize::new(0),
             quiet_since_ms: AtomicU64::new(0),
             armed: AtomicBool::new(false),
+            worked: AtomicBool::new(false),
+            exits_due: AtomicBool::new(false),
             ended: Notify::const_new(),
         }
     }
@@ -87,6 +106,18 @@ impl Activity {
     }
 
     fn quiet_now(&self) {
+        self.worked.store(true, Ordering::Release);
+        self.arm();
+    }
+
+    fn thread_stopped(&self) {
+        if self.exits_due.load(Ordering::Acquire) {
+            self.arm();
+        }
+    }
+
+    /// The quiet period starts over and the trim task counts down to a trim.
+    fn arm(&self) {
         let ms = u64::try_from(epoch().elapsed().as_millis()).unwrap_or(u64::MAX);
         self.quiet_since_ms.store(ms, Ordering::Release);
         if !self.armed.swap(true, Ordering::AcqRel) {
@@ -113,8 +144,12 @@ impl Activity {
                 // A request started and is still running: its end wakes us again.
                 continue;
             }
+            let after_work = self.worked.swap(false, Ordering::AcqRel);
+            self.exits_due.store(after_work, Ordering::Release);
             match tokio::task::spawn_blocking(release_free_heap).await {
-                Ok(released) => tracing::debug!(released, "quiet after a burst: heap trimmed"),
+                Ok(released) => {
+                    tracing::debug!(released, after_work, "quiet after a burst: heap trimmed")
+                }
                 Err(e) => tracing::warn!(error = %e, "heap trim task failed"),
             }
         }
@@ -151,6 +186,49 @@ mod tests {
         drop(second);
         let woken = tokio::time::timeout(Duration::from_millis(10), A.ended.notified());
         assert!(woken.await.is_ok(), "not woken when the last request ended");
+    }
+
+    /// Lets the paused clock run `secs` (the trim task's sleeps, its blocking trim).
+    async fn pass(secs: u64) {
+        for _ in 0..secs * 10 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn thread_exits_after_work_trim_once_more_then_stop() {
+        static A: Activity = Activity::new();
+        let task = tokio::spawn(A.trim_after_bursts(Duration::from_secs(3)));
+        A.thread_stopped();
+        assert!(
+            !A.armed.load(Ordering::Acquire),
+            "a thread stop armed before any work"
+        );
+        drop(A.busy());
+        pass(4).await;
+        assert!(
+            !A.armed.load(Ordering::Acquire),
+            "the trim after the work did not run"
+        );
+        assert!(A.exits_due.load(Ordering::Acquire));
+        A.thread_stopped();
+        assert!(
+            A.armed.load(Ordering::Acquire),
+            "a worker's exit did not arm a trim"
+        );
+        pass(4).await;
+        assert!(
+            !A.armed.load(Ordering::Acquire),
+            "the trim after the exits did not run"
+        );
+        assert!(!A.exits_due.load(Ordering::Acquire));
+        // The thread that ran that trim did no work: its exit must not start a cycle.
+        A.thread_stopped();
+        assert!(
+            !A.armed.load(Ordering::Acquire),
+            "a trim's own thread re-armed the trim"
+        );
+        task.abort();
     }
 
     #[cfg(all(target_os = "linux", target_env = "gnu"))]

@@ -12,7 +12,7 @@ pub mod caps;
 pub mod chroot_proc;
 pub mod config;
 mod engine;
-mod heap;
+pub mod heap;
 mod http_api;
 mod kubelet;
 mod layers;

@@ -61,6 +61,8 @@ fn main() -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .max_blocking_threads(MAX_BLOCKING_THREADS)
+        // A stopping thread hands its cached chunks back to glibc: the heap trims again.
+        .on_thread_stop(multus_daemon::heap::thread_stopped)
         .build()
     {
         Ok(r) => r,
