@@ -1,0 +1,40 @@
+//! `daemon/link-order.txt` (the daemon's hot functions first, see build.rs) belongs to the
+//! dependencies it was made with: a Cargo.lock change renames the symbols of every crate it
+//! touches and of all that depend on it, and the daemon's idle RSS quietly grows back by about
+//! 5 MiB. So a dependency change comes with the list made again (`sudo e2e/link-order`). The
+//! toolchain is the machine's, not the tree's: build.rs warns about that one instead.
+use std::fs;
+use std::path::Path;
+
+use sha2::{Digest, Sha256};
+
+fn read(name: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(name);
+    fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
+}
+
+#[test]
+fn the_link_order_was_made_for_this_cargo_lock() {
+    let list = read("link-order.txt");
+    let mut lines = list.lines();
+    let made_with = lines.next().unwrap_or_default();
+    let made_for = lines.next().unwrap_or_default();
+    assert!(
+        made_with.starts_with("# rustc "),
+        "link-order.txt's first line names the rustc it was made with, not {made_with:?}"
+    );
+    let digest: String = Sha256::digest(read("../Cargo.lock"))
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(
+        made_for,
+        format!("# Cargo.lock sha256 {digest}"),
+        "daemon/link-order.txt was made for another Cargo.lock: regenerate it with `sudo e2e/link-order`"
+    );
+    let symbols = lines.filter(|l| l.starts_with("_ZN") || l.starts_with("_R"));
+    assert!(
+        symbols.count() > 1_000,
+        "link-order.txt lists too few functions to be a profile of the daemon"
+    );
+}
