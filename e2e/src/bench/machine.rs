@@ -3,6 +3,7 @@
 use std::{fs, process::Command};
 
 use serde::Serialize;
+use sha2::Digest;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Machine {
@@ -17,6 +18,8 @@ pub struct Machine {
     pub cni_plugins: String,
     pub rustc: String,
     pub commit: String,
+    /// Whether daemon/link-order.txt applies to this toolchain and Cargo.lock.
+    pub link_order: String,
 }
 
 /// The first line of a command's stdout, or what went wrong.
@@ -78,6 +81,30 @@ impl Machine {
             rustc: first_line("rustc", &["--version"]),
             // The checkout the command runs from (the binaries may come from a copy of it).
             commit: first_line("git", &["describe", "--always", "--dirty"]),
+            link_order: link_order(),
         }
+    }
+}
+
+/// Whether the daemon built from this checkout has its functions laid out as daemon/build.rs
+/// lays them out: the list must name the symbols of this rustc and this Cargo.lock, or the
+/// memory figures are those of an unordered binary.
+fn link_order() -> String {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+    let list = fs::read_to_string(format!("{root}/daemon/link-order.txt")).unwrap_or_default();
+    let mut header = list.lines().map(|l| l.trim_start_matches("# "));
+    let (made_with, made_for) = (header.next().unwrap_or(""), header.next().unwrap_or(""));
+    let lock = fs::read(format!("{root}/Cargo.lock")).unwrap_or_default();
+    let digest: String = sha2::Sha256::digest(lock)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let rustc = first_line("rustc", &["--version"]);
+    if made_with != rustc {
+        format!("not applied: daemon/link-order.txt was made with {made_with}")
+    } else if made_for != format!("Cargo.lock sha256 {digest}") {
+        "stale: daemon/link-order.txt was made for another Cargo.lock".into()
+    } else {
+        "daemon/link-order.txt, made for this rustc and Cargo.lock".into()
     }
 }

@@ -196,6 +196,7 @@ impl Report {
             ("CNI plugins", m.cni_plugins.clone()),
             ("rustc", m.rustc.clone()),
             ("commit", m.commit.clone()),
+            ("daemon link order", m.link_order.clone()),
         ];
         let rows: Vec<Vec<String>> = rows.into_iter().map(|(k, v)| vec![k.into(), v]).collect();
         table(o, &["", ""], &rows);
