@@ -12,7 +12,7 @@ use anyhow::Result;
 
 use super::{
     Bench, daemon_pid,
-    procstat::{MIB, RssSampler, cpu_time, peak_rss, reset_peak, rss, rss_anon},
+    procstat::{MIB, Resident, RssSampler, cpu_time, peak_rss, reset_peak, resident, rss},
     report::{Section, Table},
     standalone,
     stats::Series,
@@ -183,12 +183,12 @@ pub fn run(b: &Bench, s: &mut Section) -> Result<()> {
     let (after, back) = settled;
     s.figure(
         "daemon RSS at the end of the watch",
-        after.last().map_or(0.0, |(_, r, _)| *r),
+        after.last().map_or(0.0, |(_, r)| r.rss),
         "MiB",
     );
     s.figure(
         "of which anonymous (heap, stacks; the rest is the binary's mapped pages)",
-        after.last().map_or(0.0, |(_, _, a)| *a),
+        after.last().map_or(0.0, |(_, r)| r.anon),
         "MiB",
     );
     s.target(
@@ -206,7 +206,13 @@ pub fn run(b: &Bench, s: &mut Section) -> Result<()> {
         ],
         rows: after
             .iter()
-            .map(|(t, r, a)| vec![format!("{t:.0}"), format!("{r:.1}"), format!("{a:.1}")])
+            .map(|(t, r)| {
+                vec![
+                    format!("{t:.0}"),
+                    format!("{:.1}", r.rss),
+                    format!("{:.1}", r.anon),
+                ]
+            })
             .collect(),
     });
     for e in add.errors.iter().chain(&del.errors).take(5) {
@@ -222,8 +228,8 @@ pub fn run(b: &Bench, s: &mut Section) -> Result<()> {
     Ok(())
 }
 
-/// RSS samples: (seconds since the DELs ended, RSS MiB, of which anonymous MiB).
-type Samples = Vec<(f64, f64, f64)>;
+/// RSS samples: (seconds since the DELs ended, the resident set then).
+type Samples = Vec<(f64, Resident)>;
 
 /// RSS every second for the settle window; the samples and when it first was under 12 MiB.
 fn settle(b: &Bench, pid: u32) -> Result<(Samples, Option<Duration>)> {
@@ -231,13 +237,9 @@ fn settle(b: &Bench, pid: u32) -> Result<(Samples, Option<Duration>)> {
     let mut out = Vec::new();
     let mut back = None;
     while start.elapsed() <= b.opts.settle_window() {
-        let r = rss(pid)? as f64 / MIB;
-        out.push((
-            start.elapsed().as_secs_f64(),
-            r,
-            rss_anon(pid)? as f64 / MIB,
-        ));
-        if back.is_none() && r <= SETTLED_MIB {
+        let r = resident(pid)?;
+        out.push((start.elapsed().as_secs_f64(), r));
+        if back.is_none() && r.rss <= SETTLED_MIB {
             back = Some(start.elapsed());
         }
         b.step();

@@ -14,7 +14,7 @@ use serde_json::json;
 use super::{
     Bench, check, daemon_pid, evict_daemon_binary,
     kube::{kube_node, put_pods},
-    procstat::{MIB, cpu_time, rss, rss_anon},
+    procstat::{MIB, Resident, cpu_time, resident, rss},
     report::{Section, Table},
     standalone,
 };
@@ -47,16 +47,16 @@ pub fn run(b: &Bench, s: &mut Section) -> Result<()> {
         .put_manifest("pod.json", &pod("default", "cycle", "uid-cycle", ""))?;
     thread::sleep(Duration::from_secs(2));
     b.step();
-    let idle = rss(pid)? as f64 / MIB;
+    let idle = resident(pid)?;
     s.target(
         "daemon RSS idle (standalone, ready, binary read cold)",
-        idle,
+        idle.rss,
         "MiB",
         8.0,
     );
     s.figure(
         "of which anonymous (heap, stacks, relocated data; the rest is the binary's mapped pages)",
-        rss_anon(pid)? as f64 / MIB,
+        idle.anon,
         "MiB",
     );
 
@@ -81,27 +81,27 @@ pub fn run(b: &Bench, s: &mut Section) -> Result<()> {
     let rest_warm = rested(pid, warm)?;
     marks.push(rest_warm);
     marks.extend(cycle(b, &cluster, pid, warm..cycles, cycles)?);
-    let busy_end = marks.last().map_or(0.0, |m| m.rss);
+    let busy_end = marks.last().map_or(0.0, |m| m.resident.rss);
     let busy_warm = marks
         .iter()
         .find(|m| !m.at_rest && m.cycles >= warm)
-        .map_or(0.0, |m| m.rss);
+        .map_or(0.0, |m| m.resident.rss);
     let rest_end = rested(pid, cycles)?;
     marks.push(rest_end);
     s.figure(
         &format!("daemon RSS after {cycles} ADD/DEL cycles, at rest"),
-        rest_end.rss,
+        rest_end.resident.rss,
         "MiB",
     );
     s.target(
         &format!("daemon RSS growth from cycle {warm} to {cycles}, at rest (flat)"),
-        rest_end.rss - rest_warm.rss,
+        rest_end.resident.rss - rest_warm.resident.rss,
         "MiB",
         FLAT_MIB,
     );
     s.figure(
         &format!("of which anonymous (heap), from cycle {warm} to {cycles}, at rest"),
-        rest_end.anon - rest_warm.anon,
+        rest_end.resident.anon - rest_warm.resident.anon,
         "MiB",
     );
     s.figure(
@@ -128,8 +128,8 @@ pub fn run(b: &Bench, s: &mut Section) -> Result<()> {
                         "while cycling"
                     }
                     .into(),
-                    format!("{:.2}", m.rss),
-                    format!("{:.2}", m.anon),
+                    format!("{:.2}", m.resident.rss),
+                    format!("{:.2}", m.resident.anon),
                 ]
             })
             .collect(),
@@ -153,8 +153,7 @@ struct Mark {
     cycles: usize,
     /// Taken after [`REST`] without requests (the daemon has trimmed its heap), not mid-cycle.
     at_rest: bool,
-    rss: f64,
-    anon: f64,
+    resident: Resident,
 }
 
 impl Mark {
@@ -162,8 +161,7 @@ impl Mark {
         Ok(Self {
             cycles,
             at_rest,
-            rss: rss(pid)? as f64 / MIB,
-            anon: rss_anon(pid)? as f64 / MIB,
+            resident: resident(pid)?,
         })
     }
 }

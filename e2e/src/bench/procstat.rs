@@ -14,15 +14,24 @@ use anyhow::{Context, Result};
 
 pub const MIB: f64 = 1024.0 * 1024.0;
 
-/// A `kB` field of `/proc/<pid>/status`, in bytes.
-fn status_kb(pid: u32, field: &str) -> Result<u64> {
-    let text = fs::read_to_string(format!("/proc/{pid}/status"))
-        .with_context(|| format!("reading /proc/{pid}/status"))?;
-    text.lines()
+fn status(pid: u32) -> Result<String> {
+    fs::read_to_string(format!("/proc/{pid}/status"))
+        .with_context(|| format!("reading /proc/{pid}/status"))
+}
+
+/// A `kB` field of a `/proc/<pid>/status` text, in bytes.
+fn field_kb(status: &str, field: &str) -> Result<u64> {
+    status
+        .lines()
         .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
         .map(|kb| kb * 1024)
-        .with_context(|| format!("no {field} in /proc/{pid}/status"))
+        .with_context(|| format!("no {field} in /proc/<pid>/status"))
+}
+
+/// A `kB` field of `/proc/<pid>/status`, in bytes.
+fn status_kb(pid: u32, field: &str) -> Result<u64> {
+    field_kb(&status(pid)?, field)
 }
 
 /// Resident set size now, bytes.
@@ -30,11 +39,22 @@ pub fn rss(pid: u32) -> Result<u64> {
     status_kb(pid, "VmRSS")
 }
 
-/// The anonymous part of the resident set (heap, stacks, relocated data), bytes: what the
-/// daemon allocated, as opposed to the binary's pages mapped from the page cache (RssFile),
-/// which the kernel may drop and read back at will.
-pub fn rss_anon(pid: u32) -> Result<u64> {
-    status_kb(pid, "RssAnon")
+/// The resident set now, MiB, from one read of `/proc/<pid>/status`.
+#[derive(Debug, Clone, Copy)]
+pub struct Resident {
+    pub rss: f64,
+    /// The anonymous part (heap, stacks, relocated data): what the daemon allocated, as
+    /// opposed to the binary's pages mapped from the page cache (RssFile), which the kernel may
+    /// drop and read back at will.
+    pub anon: f64,
+}
+
+pub fn resident(pid: u32) -> Result<Resident> {
+    let text = status(pid)?;
+    Ok(Resident {
+        rss: field_kb(&text, "VmRSS")? as f64 / MIB,
+        anon: field_kb(&text, "RssAnon")? as f64 / MIB,
+    })
 }
 
 /// Peak resident set size since start or the last [`reset_peak`], bytes.
