@@ -2,10 +2,10 @@
 //! on its glibc (distroless/cc-debian12: 2.36).
 use std::{env, fs, path::Path, process::Command};
 
-use sha2::{Digest, Sha256};
+#[path = "link_order.rs"]
+mod link_order;
 
-/// The daemon's hot functions in the order its text is laid out (`e2e/link-order` writes it).
-const LINK_ORDER: &str = "link-order.txt";
+use link_order::{FILE as LINK_ORDER, Header, lock_line};
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
@@ -40,6 +40,7 @@ fn link_order() {
     let lock = Path::new(&dir).join("../Cargo.lock");
     println!("cargo:rerun-if-changed={}", path.display());
     println!("cargo:rerun-if-changed={}", lock.display());
+    println!("cargo:rerun-if-changed=link_order.rs");
     println!("cargo:rerun-if-env-changed=RUSTC_LINKER");
     let Ok(list) = fs::read_to_string(&path) else {
         return;
@@ -48,8 +49,10 @@ fn link_order() {
     if env::var("PROFILE").as_deref() != Ok("release") || !default_lld() {
         return;
     }
-    let mut header = list.lines().map(|l| l.trim_start_matches("# ").trim());
-    let (made_with, made_for) = (header.next().unwrap_or(""), header.next().unwrap_or(""));
+    let Header {
+        made_with,
+        made_for,
+    } = Header::of(&list);
     let rustc = rustc_version();
     if made_with != rustc {
         println!(
@@ -57,7 +60,9 @@ fn link_order() {
         );
         return;
     }
-    let lock_now = fs::read(&lock).map(lock_digest).unwrap_or_default();
+    let lock_now = fs::read(&lock)
+        .map(|bytes| lock_line(&bytes))
+        .unwrap_or_default();
     if made_for != lock_now {
         println!(
             "cargo:warning=daemon/{LINK_ORDER} was made for another Cargo.lock: the symbols of changed dependencies no longer match it; regenerate it with e2e/link-order"
@@ -90,13 +95,4 @@ fn rustc_version() -> String {
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
         .unwrap_or_default()
-}
-
-/// `Cargo.lock sha256 <hex>`, the list's second line (e2e/link-order writes it with sha256sum).
-fn lock_digest(bytes: Vec<u8>) -> String {
-    let hex: String = Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    format!("Cargo.lock sha256 {hex}")
 }

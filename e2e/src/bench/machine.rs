@@ -3,7 +3,9 @@
 use std::{fs, process::Command};
 
 use serde::Serialize;
-use sha2::Digest;
+
+#[path = "../../../daemon/link_order.rs"]
+mod link_order;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Machine {
@@ -91,18 +93,16 @@ impl Machine {
 /// memory figures are those of an unordered binary.
 fn link_order() -> String {
     let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
-    let list = fs::read_to_string(format!("{root}/daemon/link-order.txt")).unwrap_or_default();
-    let mut header = list.lines().map(|l| l.trim_start_matches("# "));
-    let (made_with, made_for) = (header.next().unwrap_or(""), header.next().unwrap_or(""));
+    let list =
+        fs::read_to_string(format!("{root}/daemon/{}", link_order::FILE)).unwrap_or_default();
+    let header = link_order::Header::of(&list);
     let lock = fs::read(format!("{root}/Cargo.lock")).unwrap_or_default();
-    let digest: String = sha2::Sha256::digest(lock)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    let rustc = first_line("rustc", &["--version"]);
-    if made_with != rustc {
-        format!("not applied: daemon/link-order.txt was made with {made_with}")
-    } else if made_for != format!("Cargo.lock sha256 {digest}") {
+    if header.made_with != first_line("rustc", &["--version"]) {
+        format!(
+            "not applied: daemon/link-order.txt was made with {}",
+            header.made_with
+        )
+    } else if header.made_for != link_order::lock_line(&lock) {
         "stale: daemon/link-order.txt was made for another Cargo.lock".into()
     } else {
         "daemon/link-order.txt, made for this rustc and Cargo.lock".into()
