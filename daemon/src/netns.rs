@@ -1,12 +1,12 @@
-//! The few things the daemon does inside a pod network namespace (default routes), each on a
-//! dedicated short-lived OS thread.
+//! The few things the daemon does inside a pod network namespace (the interface name check,
+//! default routes), each on a dedicated short-lived OS thread.
 //!
 //! `setns` changes the namespace of the calling thread only, so it never runs on a tokio worker
 //! (every later task on that worker would silently act in the pod's namespace) nor on a pooled
 //! blocking thread (the next task there would too). Each operation runs on a thread of its own,
-//! enters the namespace, opens the netlink socket there (a socket is bound to the namespace it
-//! was created in), does its work on a current-thread runtime and exits: there is nothing to
-//! restore. Async callers ([`find_existing_links`], [`apply_default_routes`]) start that thread
+//! enters the namespace, opens its socket there (a socket is bound to the namespace it was
+//! created in), does its work (routes over rtnetlink on a current-thread runtime; the name check
+//! with plain ioctls) and exits: there is nothing to restore. Async callers ([`find_existing_links`], [`apply_default_routes`]) start that thread
 //! directly and await its answer: one thread per operation, no blocking-pool hop before it.
 use std::fs::File;
 use std::future::Future;
@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 use futures::TryStreamExt;
 use netlink_packet_route::AddressFamily;
-use netlink_packet_route::link::{LinkAttribute, LinkMessage};
+use netlink_packet_route::link::LinkMessage;
 use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteHeader, RouteMessage};
 use nix::sched::{CloneFlags, setns};
 use rtnetlink::{Handle, RouteMessageBuilder};
@@ -52,8 +52,8 @@ pub enum NetnsError {
         ifname: String,
         source: rtnetlink::Error,
     },
-    #[error("listing links: {0}")]
-    ListLinks(rtnetlink::Error),
+    #[error("looking up interface {ifname:?}: {source}")]
+    LookupLink { ifname: String, source: nix::Error },
     #[error("listing routes: {0}")]
     ListRoutes(rtnetlink::Error),
     #[error("deleting default route {route}: {source}")]
@@ -187,11 +187,7 @@ where
     F: FnOnce(Handle) -> Fut,
     Fut: Future<Output = Result<T, NetnsError>>,
 {
-    let file = open_netns(netns)?;
-    setns(&file, CloneFlags::CLONE_NEWNET).map_err(|source| NetnsError::Setns {
-        path: netns.to_owned(),
-        source,
-    })?;
+    enter(netns)?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_io()
         .build()
@@ -200,6 +196,15 @@ where
         let (conn, handle, _) = rtnetlink::new_connection().map_err(NetnsError::Connect)?;
         tokio::spawn(conn);
         f(handle).await
+    })
+}
+
+/// Moves the CALLING thread into the namespace at `netns` for good (see [`in_netns`]).
+fn enter(netns: &Path) -> Result<(), NetnsError> {
+    let file = open_netns(netns)?;
+    setns(&file, CloneFlags::CLONE_NEWNET).map_err(|source| NetnsError::Setns {
+        path: netns.to_owned(),
+        source,
     })
 }
 
@@ -260,34 +265,36 @@ pub fn routes(netns: &Path, family: Family) -> Result<Vec<Route>, NetnsError> {
     })
 }
 
-/// Which of `names` already name a link in the namespace at `netns` (one link dump; upstream's
-/// `validateIfName` looks each name up before its plugin runs).
+/// Which of `names` already name a link in the namespace at `netns`, each looked up by name as
+/// upstream's `validateIfName` does (`netlink.LinkByName`: a link's alternative names count, as
+/// the kernel refuses them as a new link's name too).
 #[cfg(test)]
 pub fn existing_links(netns: &Path, names: &[String]) -> Result<Vec<String>, NetnsError> {
-    with_netlink(netns, |h| present_links(h, names))
+    std::thread::scope(|s| {
+        s.spawn(move || enter(netns).and_then(|()| present_links(names)))
+            .join()
+            .map_err(|_| NetnsError::ThreadPanicked)?
+    })
 }
 
-async fn present_links(h: Handle, names: &[String]) -> Result<Vec<String>, NetnsError> {
-    let links: Vec<LinkMessage> = h
-        .link()
-        .get()
-        .execute()
-        .try_collect()
-        .await
-        .map_err(NetnsError::ListLinks)?;
-    let present: std::collections::HashSet<&str> = links
-        .iter()
-        .flat_map(|l| l.attributes.iter())
-        .filter_map(|a| match a {
-            LinkAttribute::IfName(n) => Some(n.as_str()),
-            _ => None,
-        })
-        .collect();
-    Ok(names
-        .iter()
-        .filter(|n| present.contains(n.as_str()))
-        .cloned()
-        .collect())
+/// [`existing_links`] on the calling thread, already in the namespace: one `SIOCGIFINDEX` per
+/// name on a socket opened there (`if_nametoindex(3)`), no netlink runtime: the check runs on
+/// every ADD, and building a runtime and a netlink connection for it cost more than the lookups.
+fn present_links(names: &[String]) -> Result<Vec<String>, NetnsError> {
+    let mut present = Vec::new();
+    for name in names {
+        match nix::net::if_::if_nametoindex(name.as_str()) {
+            Ok(_) => present.push(name.clone()),
+            Err(nix::Error::ENODEV) => {}
+            Err(source) => {
+                return Err(NetnsError::LookupLink {
+                    ifname: name.clone(),
+                    source,
+                });
+            }
+        }
+    }
+    Ok(present)
 }
 
 /// [`existing_links`] for async callers (see [`on_own_thread`]).
@@ -295,7 +302,7 @@ pub async fn find_existing_links(
     netns: PathBuf,
     names: Vec<String>,
 ) -> Result<Vec<String>, NetnsError> {
-    on_own_thread(move || in_netns(&netns, |h| async move { present_links(h, &names).await })).await
+    on_own_thread(move || enter(&netns).and_then(|()| present_links(&names))).await
 }
 
 /// Applies `changes` in order inside the namespace at `netns` (one thread for all of them).
