@@ -183,7 +183,7 @@ fn spans(b: &Bench, s: &mut Section, rounds: usize) -> Result<()> {
 }
 
 /// Longer than the daemon's window for recently changed manifests (`source::files`).
-const MANIFESTS_SETTLE: Duration = Duration::from_millis(2500);
+pub(super) const MANIFESTS_SETTLE: Duration = Duration::from_millis(2500);
 
 /// The pod of section 2a: the cluster network and a macvlan NAD on net1.
 fn bench_pod() -> PodRef {
@@ -237,6 +237,7 @@ pub fn run(b: &Bench, s: &mut Section) -> Result<()> {
     report_ab(s, &t, "standalone", 1.05, Some(1.0));
     drop(cluster);
     spans(b, s, rounds.min(30))?;
+    super::floor::run(b, s, rounds * super::floor::ROUNDS_PER_ATTACH_ROUND)?;
     s.note(
         "Networks: eth0 = the cluster conflist (bridge + host-local, then tuning), net1 = a macvlan \
          NAD in bridge mode on a veth parent in the node namespace (+ host-local). (b) is what \

@@ -222,8 +222,8 @@ pub fn run(b: &Bench, s: &mut Section) -> Result<()> {
         "{n} pods, each in its own fresh namespace, with the cluster network only (bridge + \
          host-local + tuning); the daemon runs with the default delegateConcurrency. A shim \
          answered with code 11 is retried after 200 ms (up to 5 times), as the kubelet retries a \
-         sandbox. The CPU time is the daemon's own (`utime + stime` in /proc/<pid>/stat, its \
-         delegates excluded) over both bursts, divided by {n}."
+         sandbox. The CPU time is the daemon's own (its CPU-time clock, `clock_getcpuclockid(3)`: \
+         utime + stime to the nanosecond, its delegates excluded) over both bursts, divided by {n}."
     ));
     Ok(())
 }

@@ -9,6 +9,7 @@ pub mod burst;
 pub mod cri;
 pub mod direct;
 pub mod exec;
+pub mod floor;
 pub mod kube;
 pub mod machine;
 pub mod memory;
@@ -133,7 +134,7 @@ impl Opts {
         let r = self.rounds() as u64;
         match part {
             Part::Exec => self.exec_rounds() as u64,
-            Part::Attach => r + r.min(30),
+            Part::Attach => r + r.min(30) + r * floor::ROUNDS_PER_ATTACH_ROUND as u64,
             Part::Kube => r + r.min(30),
             Part::Containerd => r,
             Part::Burst => self.burst as u64 * 2 + self.settle_window().as_secs(),

@@ -1,5 +1,5 @@
 //! What `/proc/<pid>` says about the daemon: resident memory (VmRSS, and VmHWM, the peak, which
-//! `clear_refs` resets) and CPU time (utime + stime, the process's own: children excluded).
+//! `clear_refs` resets) and CPU time (the process's own: children excluded).
 use std::{
     fs,
     sync::{
@@ -68,9 +68,16 @@ pub fn reset_peak(pid: u32) -> Result<()> {
         .with_context(|| format!("writing /proc/{pid}/clear_refs"))
 }
 
-/// utime + stime of the process itself (not its reaped children), as a duration.
+/// The CPU time of the process itself (every thread, those that exited too; not its reaped
+/// children), to the nanosecond: its CPU-time clock (`clock_getcpuclockid(3)`), the same sum
+/// `/proc/<pid>/stat` gives as utime + stime in 10 ms ticks, which per request are too coarse.
 pub fn cpu_time(pid: u32) -> Result<Duration> {
-    stat_ticks(pid, 11)
+    let raw = i32::try_from(pid).context("pid out of range")?;
+    let clock = nix::time::clock_getcpuclockid(nix::unistd::Pid::from_raw(raw))
+        .with_context(|| format!("the CPU-time clock of process {pid}"))?;
+    let t = nix::time::clock_gettime(clock)
+        .with_context(|| format!("reading the CPU-time clock of process {pid}"))?;
+    Ok(Duration::from(t))
 }
 
 /// cutime + cstime: the CPU time of the process's waited-for children (and theirs).
