@@ -6,8 +6,9 @@
 //! blocking thread (the next task there would too). Each operation runs on a thread of its own,
 //! enters the namespace, opens its socket there (a socket is bound to the namespace it was
 //! created in), does its work (routes over rtnetlink on a current-thread runtime; the name check
-//! with plain ioctls) and exits: there is nothing to restore. Async callers ([`find_existing_links`], [`apply_default_routes`]) start that thread
-//! directly and await its answer: one thread per operation, no blocking-pool hop before it.
+//! with plain ioctls) and exits: there is nothing to restore. Async callers
+//! ([`find_existing_links`], [`apply_default_routes`]) start that thread directly and await its
+//! answer: one thread per operation, no blocking-pool hop before it.
 use std::fs::File;
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -173,11 +174,15 @@ where
     F: FnOnce(Handle) -> Fut + Send,
     Fut: Future<Output = Result<T, NetnsError>>,
 {
-    std::thread::scope(|s| {
-        s.spawn(move || in_netns(netns, f))
-            .join()
-            .map_err(|_| NetnsError::ThreadPanicked)?
-    })
+    on_scoped_thread(move || in_netns(netns, f))
+}
+
+/// Runs `f` on a thread of its own and waits for it (the sync API the tests use).
+#[cfg(test)]
+fn on_scoped_thread<T: Send>(
+    f: impl FnOnce() -> Result<T, NetnsError> + Send,
+) -> Result<T, NetnsError> {
+    std::thread::scope(|s| s.spawn(f).join().map_err(|_| NetnsError::ThreadPanicked)?)
 }
 
 /// Moves the CALLING thread into the namespace at `netns` for good and runs `f` there with a
@@ -270,11 +275,7 @@ pub fn routes(netns: &Path, family: Family) -> Result<Vec<Route>, NetnsError> {
 /// the kernel refuses them as a new link's name too).
 #[cfg(test)]
 pub fn existing_links(netns: &Path, names: &[String]) -> Result<Vec<String>, NetnsError> {
-    std::thread::scope(|s| {
-        s.spawn(move || enter(netns).and_then(|()| present_links(names)))
-            .join()
-            .map_err(|_| NetnsError::ThreadPanicked)?
-    })
+    on_scoped_thread(move || enter(netns).and_then(|()| present_links(names)))
 }
 
 /// [`existing_links`] on the calling thread, already in the namespace: one `SIOCGIFINDEX` per
