@@ -61,6 +61,7 @@ impl Machine {
             .find_map(|l| l.strip_prefix("MemTotal:"))
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
             .unwrap_or(0.0);
+        let rustc = first_line("rustc", &["--version"]);
         Self {
             cpu,
             cores: std::thread::available_parallelism().map_or(0, usize::from),
@@ -80,24 +81,24 @@ impl Machine {
                     &["-W", "-f", "${Version}", "containernetworking-plugins"]
                 )
             ),
-            rustc: first_line("rustc", &["--version"]),
+            link_order: link_order(&rustc),
+            rustc,
             // The checkout the command runs from (the binaries may come from a copy of it).
             commit: first_line("git", &["describe", "--always", "--dirty"]),
-            link_order: link_order(),
         }
     }
 }
 
 /// Whether the daemon built from this checkout has its functions laid out as daemon/build.rs
 /// lays them out: the list must name the symbols of this rustc and this Cargo.lock, or the
-/// memory figures are those of an unordered binary.
-fn link_order() -> String {
+/// memory figures are those of an unordered binary. `rustc` is `rustc --version`.
+fn link_order(rustc: &str) -> String {
     let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
     let list =
         fs::read_to_string(format!("{root}/daemon/{}", link_order::FILE)).unwrap_or_default();
     let header = link_order::Header::of(&list);
     let lock = fs::read(format!("{root}/Cargo.lock")).unwrap_or_default();
-    if header.made_with != first_line("rustc", &["--version"]) {
+    if header.made_with != rustc {
         format!(
             "not applied: daemon/link-order.txt was made with {}",
             header.made_with
