@@ -23,7 +23,7 @@ use crate::{
     daemon::Layout,
     netns::Netns,
     scenario::{Cluster, pod},
-    shim::{Invocation, k8s_args, multus_conf},
+    shim::{Invocation, multus_conf},
 };
 
 /// Rounds of the floor per round of the attach comparison: loopback's few milliseconds vary by
@@ -114,13 +114,11 @@ fn round(
     f: &mut Floor,
 ) -> Result<()> {
     let pod_ns = Netns::new("mrsbh")?;
-    let add = Invocation::new(
-        "ADD",
-        cid,
-        &pod_ns.path(),
-        k8s_args(&p.namespace, &p.name, &p.uid, cid),
-        multus_conf("1.1.0", cluster.daemon.socket_dir()),
-    );
+    // The runtime's ADD, with a config of CNI 1.1.0: STATUS needs it, the other verbs take it.
+    let add = Invocation {
+        stdin: multus_conf("1.1.0", cluster.daemon.socket_dir()),
+        ..cluster.invocation(cid, &pod_ns, &p.namespace, &p.name, &p.uid)
+    };
     let out = f.add.run(&add, pid)?;
     check("floor ADD", &out, cluster)?;
     // A pod the daemon could not find gets a placeholder result and runs nothing: the round
