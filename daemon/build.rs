@@ -2,6 +2,8 @@
 //! on its glibc (distroless/cc-debian12: 2.36).
 use std::{env, fs, path::Path, process::Command};
 
+// The header's writer side (the features line, which asks cargo) is not needed here.
+#[allow(dead_code)]
 #[path = "link_order.rs"]
 mod link_order;
 
@@ -31,8 +33,10 @@ fn main() {
 /// (docs/benchmarks.md, "daemon RSS idle").
 ///
 /// The list names symbols, whose hashes depend on the rustc that built them and on every
-/// dependency's version: it applies only with the toolchain it was made with (its first line),
-/// and says so when Cargo.lock changed since (its second). Names that match nothing are skipped
+/// dependency's version and features: it applies only with the toolchain it was made with (its
+/// first line), and says so when Cargo.lock changed since (its second). Its third line, the
+/// dependencies' features, is checked by daemon/tests/link_order.rs: that takes asking cargo,
+/// which a build script run by cargo should not. Names that match nothing are skipped
 /// by the linker, so a stale list costs memory, never correctness.
 fn link_order() {
     let dir = env::var("CARGO_MANIFEST_DIR").unwrap_or_default();
@@ -52,6 +56,7 @@ fn link_order() {
     let Header {
         made_with,
         made_for,
+        ..
     } = Header::of(&list);
     let rustc = rustc_version();
     if made_with != rustc {

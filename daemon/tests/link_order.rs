@@ -2,7 +2,9 @@
 //! dependencies it was made with: a Cargo.lock change renames the symbols of every crate it
 //! touches and of all that depend on it, and the daemon's idle RSS quietly grows back by about
 //! 5 MiB. So a dependency change comes with the list made again (`sudo e2e/link-order`). The
-//! toolchain is the machine's, not the tree's: build.rs warns about that one instead.
+//! toolchain is the machine's, not the tree's: build.rs warns about that one instead. The
+//! features the dependencies are built with count too, and Cargo.lock does not record them: the
+//! list names those it was made for, and the second test asks cargo for today's.
 use std::fs;
 use std::path::Path;
 
@@ -11,7 +13,7 @@ use std::path::Path;
 #[path = "../link_order.rs"]
 mod link_order;
 
-use link_order::{FILE, lock_line};
+use link_order::{FILE, features_now, lock_line};
 
 fn read(name: &str) -> Vec<u8> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(name);
@@ -37,5 +39,20 @@ fn the_link_order_was_made_for_this_cargo_lock() {
     assert!(
         symbols.count() > 1_000,
         "link-order.txt lists too few functions to be a profile of the daemon"
+    );
+}
+
+#[test]
+fn the_link_order_was_made_for_these_dependency_features() {
+    let list = String::from_utf8(read(FILE)).expect("link-order.txt is text");
+    let made_for = list.lines().nth(2).unwrap_or_default();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let now = features_now(Path::new(env!("CARGO")), &root).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        made_for,
+        format!("# {now}"),
+        "daemon/link-order.txt was made for other features of the daemon's dependencies (a \
+         feature turned on or off renames that crate's symbols; Cargo.lock does not show it): \
+         regenerate it with `sudo e2e/link-order`"
     );
 }

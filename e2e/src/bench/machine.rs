@@ -1,6 +1,10 @@
 //! The machine a run was made on, read from the machine itself: CPU, cores, kernel, memory,
 //! load, and the versions of what the figures depend on (containerd, runc, the CNI plugins).
-use std::{fs, process::Command};
+use std::{
+    fs,
+    path::{Path, PathBuf},
+    process::Command,
+};
 
 use serde::Serialize;
 
@@ -20,7 +24,7 @@ pub struct Machine {
     pub cni_plugins: String,
     pub rustc: String,
     pub commit: String,
-    /// Whether daemon/link-order.txt applies to this toolchain and Cargo.lock.
+    /// Whether daemon/link-order.txt applies to this toolchain, Cargo.lock and features.
     pub link_order: String,
 }
 
@@ -61,7 +65,7 @@ impl Machine {
             .find_map(|l| l.strip_prefix("MemTotal:"))
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
             .unwrap_or(0.0);
-        let rustc = first_line("rustc", &["--version"]);
+        let rustc = LinkOrderHeader::rustc();
         Self {
             cpu,
             cores: std::thread::available_parallelism().map_or(0, usize::from),
@@ -90,22 +94,63 @@ impl Machine {
 }
 
 /// Whether the daemon built from this checkout has its functions laid out as daemon/build.rs
-/// lays them out: the list must name the symbols of this rustc and this Cargo.lock, or the
-/// memory figures are those of an unordered binary. `rustc` is `rustc --version`.
+/// lays them out: the list must name the symbols of this rustc, this Cargo.lock and these
+/// dependency features, or the memory figures are those of an unordered binary. `rustc` is
+/// `rustc --version`.
 fn link_order(rustc: &str) -> String {
-    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
-    let list =
-        fs::read_to_string(format!("{root}/daemon/{}", link_order::FILE)).unwrap_or_default();
-    let header = link_order::Header::of(&list);
-    let lock = fs::read(format!("{root}/Cargo.lock")).unwrap_or_default();
-    if header.made_with != rustc {
-        format!(
+    let list = fs::read_to_string(workspace_root().join("daemon").join(link_order::FILE))
+        .unwrap_or_default();
+    let made = link_order::Header::of(&list);
+    match LinkOrderHeader::now(rustc) {
+        Err(e) => format!("unknown: {e}"),
+        Ok(_) if made.made_with != rustc => format!(
             "not applied: daemon/link-order.txt was made with {}",
-            header.made_with
-        )
-    } else if header.made_for != link_order::lock_line(&lock) {
-        "stale: daemon/link-order.txt was made for another Cargo.lock".into()
-    } else {
-        "daemon/link-order.txt, made for this rustc and Cargo.lock".into()
+            made.made_with
+        ),
+        Ok(now) if made.made_for != now.lock => {
+            "stale: daemon/link-order.txt was made for another Cargo.lock".into()
+        }
+        Ok(now) if made.features != now.features => {
+            "stale: daemon/link-order.txt was made for other dependency features".into()
+        }
+        Ok(_) => "daemon/link-order.txt, made for this rustc, Cargo.lock and features".into(),
+    }
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The header daemon/link-order.txt starts with when made from this checkout now (see
+/// daemon/link_order.rs): `bench --link-order-header` prints it for e2e/link-order.
+pub struct LinkOrderHeader {
+    rustc: String,
+    lock: String,
+    features: String,
+}
+
+impl LinkOrderHeader {
+    /// `rustc` is `rustc --version`.
+    pub fn now(rustc: &str) -> Result<Self, String> {
+        let root = workspace_root();
+        let lock = fs::read(root.join("Cargo.lock")).map_err(|e| format!("Cargo.lock: {e}"))?;
+        Ok(Self {
+            rustc: rustc.to_owned(),
+            lock: link_order::lock_line(&lock),
+            features: link_order::features_now(Path::new(env!("CARGO")), &root)?,
+        })
+    }
+
+    /// `rustc --version` of the rustc on PATH, as the bench's machine table reads it.
+    pub fn rustc() -> String {
+        first_line("rustc", &["--version"])
+    }
+}
+
+impl std::fmt::Display for LinkOrderHeader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "# {}", self.rustc)?;
+        writeln!(f, "# {}", self.lock)?;
+        writeln!(f, "# {}", self.features)
     }
 }

@@ -92,6 +92,10 @@ pub struct Opts {
     /// when named here).
     #[arg(long, value_enum, value_delimiter = ',')]
     pub only: Vec<Part>,
+    /// Print the header daemon/link-order.txt starts with when made from this checkout (the
+    /// rustc, Cargo.lock and dependency features it names) and exit: e2e/link-order writes it.
+    #[arg(long)]
+    pub link_order_header: bool,
 }
 
 impl Opts {

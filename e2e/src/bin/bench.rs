@@ -18,7 +18,7 @@ use clap::Parser;
 use multus_e2e::{
     bench::{
         Bench, Opts, Part, attach, burst, cri, exec, kube,
-        machine::{self, Machine},
+        machine::{self, LinkOrderHeader, Machine},
         memory, plot, release_build,
         report::{Report, Section},
     },
@@ -55,6 +55,13 @@ fn run_part(b: &Bench, part: Part, s: &mut Section) -> Result<()> {
 
 fn main() -> Result<()> {
     let opts = Opts::parse();
+    if opts.link_order_header {
+        let header = LinkOrderHeader::now(&LinkOrderHeader::rustc())
+            .map_err(anyhow::Error::msg)
+            .context("the link order's header")?;
+        print!("{header}");
+        return Ok(());
+    }
     ensure!(
         nix::unistd::Uid::effective().is_root(),
         "run as root: the bench creates network namespaces"
