@@ -1,7 +1,7 @@
 //! The header of `daemon/link-order.txt`: the rustc the list was made with, the Cargo.lock it was
 //! made for and the features the daemon's dependencies were built with, one line each after
-//! `# `. One definition for its writer (`bench --link-order-header`, which e2e/link-order runs)
-//! and its three readers, each of which compiles this file by `#[path]`: daemon/build.rs (a
+//! `# `. One definition for its writer ([`Current`], printed by `bench --link-order-header`, which
+//! e2e/link-order runs) and its three readers, each of which compiles this file by `#[path]`: daemon/build.rs (a
 //! build script cannot use the crate it builds), daemon/tests/link_order.rs and the bench's
 //! machine table.
 //!
@@ -35,6 +35,37 @@ impl<'a> Header<'a> {
             made_for: lines.next().unwrap_or_default(),
             features: lines.next().unwrap_or_default(),
         }
+    }
+}
+
+/// The header a list made from a checkout now starts with, the three lines [`Header::of`] reads
+/// (e2e/link-order writes it through `bench --link-order-header`).
+pub struct Current {
+    /// `rustc -V` of the toolchain.
+    pub rustc: String,
+    /// [`lock_line`] of the checkout's Cargo.lock.
+    pub lock: String,
+    /// [`features_line`] of the tree `cargo` resolves there.
+    pub features: String,
+}
+
+impl Current {
+    pub fn of(rustc: &str, cargo: &Path, workspace: &Path) -> Result<Self, String> {
+        let lock = std::fs::read(workspace.join("Cargo.lock"))
+            .map_err(|e| format!("reading Cargo.lock: {e}"))?;
+        Ok(Self {
+            rustc: rustc.to_owned(),
+            lock: lock_line(&lock),
+            features: features_now(cargo, workspace)?,
+        })
+    }
+}
+
+impl std::fmt::Display for Current {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "# {}", self.rustc)?;
+        writeln!(f, "# {}", self.lock)?;
+        writeln!(f, "# {}", self.features)
     }
 }
 

@@ -46,17 +46,15 @@ pub fn unique(prefix: &str) -> String {
 }
 
 fn base36(mut n: u32) -> String {
-    const DIGITS: &[u8; 36] = b"0123456789abcdefghijklmnopqrstuvwxyz";
     let mut digits = Vec::new();
     loop {
-        digits.push(DIGITS[(n % 36) as usize]);
+        digits.extend(char::from_digit(n % 36, 36));
         n /= 36;
         if n == 0 {
             break;
         }
     }
-    digits.reverse();
-    String::from_utf8_lossy(&digits).into_owned()
+    digits.iter().rev().collect()
 }
 
 #[cfg(test)]

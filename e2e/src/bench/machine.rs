@@ -1,12 +1,10 @@
 //! The machine a run was made on, read from the machine itself: CPU, cores, kernel, memory,
 //! load, and the versions of what the figures depend on (containerd, runc, the CNI plugins).
-use std::{
-    fs,
-    path::{Path, PathBuf},
-    process::Command,
-};
+use std::{fs, path::Path, process::Command};
 
 use serde::Serialize;
+
+use crate::bins;
 
 #[path = "../../../daemon/link_order.rs"]
 mod link_order;
@@ -65,7 +63,7 @@ impl Machine {
             .find_map(|l| l.strip_prefix("MemTotal:"))
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
             .unwrap_or(0.0);
-        let rustc = LinkOrderHeader::rustc();
+        let rustc = rustc();
         Self {
             cpu,
             cores: std::thread::available_parallelism().map_or(0, usize::from),
@@ -98,15 +96,17 @@ impl Machine {
 /// dependency features, or the memory figures are those of an unordered binary. `rustc` is
 /// `rustc --version`.
 fn link_order(rustc: &str) -> String {
-    let list = fs::read_to_string(workspace_root().join("daemon").join(link_order::FILE))
-        .unwrap_or_default();
+    let root = bins::workspace_root();
+    let list = fs::read_to_string(root.join("daemon").join(link_order::FILE)).unwrap_or_default();
     let made = link_order::Header::of(&list);
-    match LinkOrderHeader::now(rustc) {
-        Err(e) => format!("unknown: {e}"),
-        Ok(_) if made.made_with != rustc => format!(
+    if made.made_with != rustc {
+        return format!(
             "not applied: daemon/link-order.txt was made with {}",
             made.made_with
-        ),
+        );
+    }
+    match link_order::Current::of(rustc, Path::new(env!("CARGO")), &root) {
+        Err(e) => format!("unknown: {e}"),
         Ok(now) if made.made_for != now.lock => {
             "stale: daemon/link-order.txt was made for another Cargo.lock".into()
         }
@@ -117,40 +117,14 @@ fn link_order(rustc: &str) -> String {
     }
 }
 
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+/// The header daemon/link-order.txt starts with when made from this checkout now, for
+/// `bench --link-order-header` (e2e/link-order).
+pub fn link_order_header() -> Result<String, String> {
+    link_order::Current::of(&rustc(), Path::new(env!("CARGO")), &bins::workspace_root())
+        .map(|now| now.to_string())
 }
 
-/// The header daemon/link-order.txt starts with when made from this checkout now (see
-/// daemon/link_order.rs): `bench --link-order-header` prints it for e2e/link-order.
-pub struct LinkOrderHeader {
-    rustc: String,
-    lock: String,
-    features: String,
-}
-
-impl LinkOrderHeader {
-    /// `rustc` is `rustc --version`.
-    pub fn now(rustc: &str) -> Result<Self, String> {
-        let root = workspace_root();
-        let lock = fs::read(root.join("Cargo.lock")).map_err(|e| format!("Cargo.lock: {e}"))?;
-        Ok(Self {
-            rustc: rustc.to_owned(),
-            lock: link_order::lock_line(&lock),
-            features: link_order::features_now(Path::new(env!("CARGO")), &root)?,
-        })
-    }
-
-    /// `rustc --version` of the rustc on PATH, as the bench's machine table reads it.
-    pub fn rustc() -> String {
-        first_line("rustc", &["--version"])
-    }
-}
-
-impl std::fmt::Display for LinkOrderHeader {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        writeln!(f, "# {}", self.rustc)?;
-        writeln!(f, "# {}", self.lock)?;
-        writeln!(f, "# {}", self.features)
-    }
+/// `rustc --version` of the rustc on PATH.
+fn rustc() -> String {
+    first_line("rustc", &["--version"])
 }

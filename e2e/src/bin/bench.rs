@@ -18,7 +18,7 @@ use clap::Parser;
 use multus_e2e::{
     bench::{
         Bench, Opts, Part, attach, burst, cri, exec, kube,
-        machine::{self, LinkOrderHeader, Machine},
+        machine::{self, Machine},
         memory, plot, release_build,
         report::{Report, Section},
     },
@@ -56,7 +56,7 @@ fn run_part(b: &Bench, part: Part, s: &mut Section) -> Result<()> {
 fn main() -> Result<()> {
     let opts = Opts::parse();
     if opts.link_order_header {
-        let header = LinkOrderHeader::now(&LinkOrderHeader::rustc())
+        let header = machine::link_order_header()
             .map_err(anyhow::Error::msg)
             .context("the link order's header")?;
         print!("{header}");
