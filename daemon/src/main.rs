@@ -121,11 +121,15 @@ fn serve(
         let app = App::build(config).await?.with_config_writer(writer);
         // The await stays outside the macro: a tracing macro does not evaluate its fields when
         // its level is off, so at `logLevel: error` the signal would never be awaited (D-7).
-        app.run(async {
+        let running = app.run(async move {
             let signal = shutdown.recv().await;
             tracing::info!(signal, "shutting down");
-        })
-        .await?;
+        });
+        // On a worker, not in `block_on`: the main thread is not one of the runtime's workers,
+        // so the accept loop polled here had each connection wake this thread and then hand the
+        // connection's task to a worker (two thread wake-ups per request). Spawned, the worker
+        // that sees the socket readable accepts and runs the connection itself.
+        tokio::spawn(running).await??;
         Ok(())
     })
 }
