@@ -31,6 +31,24 @@ pub fn replace(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
     put(path, bytes, mode, Durable::No)
 }
 
+/// [`replace`] into a directory that `make_dir` creates when it is missing: made only when the
+/// write finds it gone, since it is there for every write but the first (a `mkdir` and a
+/// `stat` saved on each of an ADD's writes).
+pub fn replace_in_dir(
+    path: &Path,
+    bytes: &[u8],
+    mode: u32,
+    make_dir: impl FnOnce(&Path) -> io::Result<()>,
+) -> io::Result<()> {
+    match replace(path, bytes, mode) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            make_dir(path.parent().unwrap_or(Path::new(".")))?;
+            replace(path, bytes, mode)
+        }
+        other => other,
+    }
+}
+
 /// Makes what [`replace`] left at `path` durable: the file's data, then its directory entry.
 pub fn sync(path: &Path) -> io::Result<()> {
     fs::File::open(path)?.sync_all()?;
@@ -74,13 +92,22 @@ fn temp_path(dir: &Path, path: &Path) -> io::Result<PathBuf> {
 /// Writes a new file (and syncs it when asked); it is closed on return, so nothing holds it open
 /// for writing when it is renamed into place (an exec of it would fail with ETXTBSY).
 fn write_new(temp: &Path, bytes: &[u8], mode: u32, durable: Durable) -> io::Result<()> {
-    // A stale temp file of a killed earlier process with our pid would make create_new fail.
-    let _ = fs::remove_file(temp);
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .open(temp)?;
+    let create = || {
+        OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(temp)
+    };
+    let mut file = match create() {
+        // A stale temp file of a killed earlier process with our pid: removed only when met
+        // (not before every write: a syscall on each of an ADD's several writes).
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            fs::remove_file(temp)?;
+            create()?
+        }
+        other => other?,
+    };
     file.write_all(bytes)?;
     // The umask may have narrowed the creation mode.
     file.set_permissions(Permissions::from_mode(mode))?;
@@ -138,5 +165,37 @@ mod tests {
         let path = dir.path().join("absent").join("record");
         assert!(write(&path, b"x", 0o600).is_err());
         assert!(!path.exists());
+    }
+
+    #[test]
+    fn replace_in_dir_makes_the_directory_only_when_it_is_missing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a").join("b").join("record");
+        let mut made = Vec::new();
+        replace_in_dir(&path, b"first", 0o600, |d| {
+            made.push(d.to_owned());
+            std::fs::create_dir_all(d)
+        })
+        .unwrap();
+        assert_eq!(made, vec![dir.path().join("a").join("b")]);
+        replace_in_dir(&path, b"second", 0o600, |_| panic!("the directory exists")).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"second");
+        // The maker's own error is what the caller gets, and nothing is written.
+        let elsewhere = dir.path().join("c").join("record");
+        let refused = replace_in_dir(&elsewhere, b"x", 0o600, |_| {
+            Err(io::Error::from(io::ErrorKind::PermissionDenied))
+        });
+        assert_eq!(refused.unwrap_err().kind(), io::ErrorKind::PermissionDenied);
+        assert!(!dir.path().join("c").exists());
+    }
+
+    #[test]
+    fn a_stale_temp_file_of_the_same_name_is_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let temp = dir.path().join(".record.tmp-1-1");
+        std::fs::write(&temp, "left by a killed process").unwrap();
+        write_new(&temp, b"new", 0o600, Durable::No).unwrap();
+        assert_eq!(std::fs::read(&temp).unwrap(), b"new");
+        assert_eq!(mode_of(&temp), 0o600);
     }
 }

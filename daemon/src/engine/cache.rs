@@ -428,18 +428,21 @@ fn remove_file(path: &Path) -> Result<(), CacheError> {
 /// Replaces `path` through `atomic_file` (its temp name starts with a dot, never a valid container
 /// id, so `list` never mistakes one), mode 0600, not yet durable; the directory is created 0700.
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), CacheError> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .map_err(|source| CacheError::CreateDir {
-            path: dir.to_owned(),
+    // Set only when the directory had to be made and could not be: the error is then that.
+    let mut failed_dir = None;
+    let written = crate::atomic_file::replace_in_dir(path, bytes, 0o600, |dir| {
+        DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .inspect_err(|_| failed_dir = Some(dir.to_owned()))
+    });
+    written.map_err(|source| match failed_dir {
+        Some(dir) => CacheError::CreateDir { path: dir, source },
+        None => CacheError::Write {
+            path: path.to_owned(),
             source,
-        })?;
-    crate::atomic_file::replace(path, bytes, 0o600).map_err(|source| CacheError::Write {
-        path: path.to_owned(),
-        source,
+        },
     })
 }
 

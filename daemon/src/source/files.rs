@@ -229,8 +229,7 @@ impl ClusterSource for FileSource {
 /// Not fsynced: it stands in for a pod annotation, which no node makes durable, and after a
 /// power cut the pods it describes are gone too; its two fsyncs were a millisecond of each ADD.
 fn write_atomically(file: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    fs::create_dir_all(file.parent().unwrap_or(Path::new(".")))?;
-    crate::atomic_file::replace(file, bytes, 0o644)
+    crate::atomic_file::replace_in_dir(file, bytes, 0o644, |dir| fs::create_dir_all(dir))
 }
 
 impl Dirs {
