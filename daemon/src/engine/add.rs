@@ -127,7 +127,7 @@ async fn attach(
     // Before the first exec: a crash from here on leaves a record DEL can tear down. Without
     // it nothing may run (a crash would leak what ran), so a failed write ends the ADD here.
     let mut written = Written::default();
-    if let Err(err) = save_tracked(e, &record, &mut written, Tracked::Planned).await {
+    if let Err(err) = save_planned(e, &record, &mut written).await {
         forget_unrecorded(e, call, &record).await;
         return Err(EngineError::NotRecorded(Box::new(err)));
     }
@@ -155,9 +155,14 @@ async fn attach(
             Ok(result) => {
                 record.delegates[i].state = State::Added;
                 record.delegates[i].result = Some(result);
-                // On disk before the next delegate starts (and, after the last one, before the
-                // network-status says it is there).
-                save_progress(e, &record, &[i]).await.err()
+                // On disk before the next delegate starts. The last one's line goes with the
+                // ADD's final write below, still before the network-status says it is there:
+                // one blocking-pool hop (two thread wake-ups) less per ADD.
+                if i + 1 < record.delegates.len() {
+                    save_progress(e, &record, &[i]).await.err()
+                } else {
+                    None
+                }
             }
             Err(source) => {
                 let d = &record.delegates[i].delegate;
@@ -173,21 +178,26 @@ async fn attach(
     let rewritten = match default_routes(call, &mut record).await {
         Ok(rewritten) => rewritten,
         Err(err) => {
+            journal_last(e, &record, last).await;
             rollback(e, call, &record, last).await;
             return Err(err);
         }
     };
     if let Err(err) = durable.wait().await {
+        journal_last(e, &record, last).await;
         rollback(e, call, &record, last).await;
         return Err(err);
     }
-    // The journal holds what the record does not (every result, as the default routes left
-    // them); the files Go Multus reads are written now that every result is known.
-    let finished = match save_progress(e, &record, &rewritten).await {
-        Ok(()) => save_tracked(e, &record, &mut written, Tracked::Beside).await,
-        Err(err) => Err(err),
-    };
-    if let Err(err) = finished {
+    // The journal holds what the record does not (the last delegate's result and every result
+    // the default routes rewrote, as they left them); the files Go Multus reads are written
+    // now that every result is known. One blocking task for both.
+    let mut unjournaled = rewritten;
+    if !record.delegates.is_empty() && !unjournaled.contains(&last) {
+        unjournaled.push(last);
+    }
+    if let Err(err) = save_final(e, &record, &mut written, &unjournaled).await {
+        // Whether or not the lines made it (a repeated line only says the same again).
+        journal_last(e, &record, last).await;
         rollback(e, call, &record, last).await;
         return Err(err);
     }
@@ -327,37 +337,62 @@ async fn save_progress(e: &Engine, record: &Record, indexes: &[usize]) -> Result
         .await
 }
 
-/// Which of an ADD's two tracked writes (see [`Written`]).
-#[derive(Clone, Copy)]
-enum Tracked {
-    /// The planned record, and what Go Multus reads beside it.
-    Planned,
-    /// At the end, only what Go Multus reads beside the record, of it only what changed (the
-    /// libcni results of the added delegates): the results themselves are in the journal.
-    Beside,
+/// The last delegate's journal line, before a rollback whose DELs may fail and keep the record
+/// (DEL then passes each result as `prevResult`). Best effort: the rollback goes on either way.
+async fn journal_last(e: &Engine, record: &Record, last: usize) {
+    if record
+        .delegates
+        .get(last)
+        .is_none_or(|en| en.state != State::Added)
+    {
+        return;
+    }
+    if let Err(err) = save_progress(e, record, &[last]).await {
+        tracing::warn!(container.id = %record.container_id, error = %err, "journaling the last delegate before the rollback failed");
+    }
 }
 
-/// One of the ADD's tracked writes, not yet durable.
-async fn save_tracked(
+/// The ADD's final write, in one blocking task: the journal lines of the delegates at `indexes`
+/// (not yet durable, as every progress line), then what Go Multus reads beside the record.
+async fn save_final(
     e: &Engine,
     record: &Record,
     written: &mut Written,
-    which: Tracked,
+    indexes: &[usize],
 ) -> Result<(), EngineError> {
-    let (cache, owned, mut memo) = (e.cache.clone(), record.clone(), std::mem::take(written));
-    let span = match which {
-        Tracked::Planned => tracing::info_span!("cache.write"),
-        Tracked::Beside => tracing::info_span!("cache.write", beside = true),
+    let lines = if indexes.is_empty() {
+        None
+    } else {
+        Some(Progress::of(record, indexes)?)
     };
+    let (cache, owned, mut memo) = (e.cache.clone(), record.clone(), std::mem::take(written));
     let (memo, outcome) = e
         .blocking_io("cache", move || {
-            let outcome = match which {
-                Tracked::Planned => cache.write_tracked(&owned, &mut memo),
-                Tracked::Beside => cache.write_beside(&owned, &mut memo),
-            };
+            let outcome = lines
+                .map_or(Ok(()), |l| cache.append_progress(&owned.container_id, &l))
+                .and_then(|()| cache.write_beside(&owned, &mut memo));
             (memo, outcome)
         })
-        .instrument(span)
+        .instrument(tracing::info_span!("cache.write", beside = true))
+        .await?;
+    *written = memo;
+    Ok(outcome?)
+}
+
+/// The ADD's first write, not yet durable: the planned record, and what Go Multus reads beside
+/// it (the last write, [`save_final`], rewrites of that only what changed).
+async fn save_planned(
+    e: &Engine,
+    record: &Record,
+    written: &mut Written,
+) -> Result<(), EngineError> {
+    let (cache, owned, mut memo) = (e.cache.clone(), record.clone(), std::mem::take(written));
+    let (memo, outcome) = e
+        .blocking_io("cache", move || {
+            let outcome = cache.write_tracked(&owned, &mut memo);
+            (memo, outcome)
+        })
+        .instrument(tracing::info_span!("cache.write"))
         .await?;
     *written = memo;
     Ok(outcome?)
