@@ -101,13 +101,9 @@ pub fn features_line(tree: &str) -> String {
 
 /// `multus-daemon v0.1.0 (/work/main/daemon) ...` as `multus-daemon v0.1.0 ...`.
 fn without_local_path(line: &str) -> String {
-    match line.split_once(" (/") {
-        Some((before, rest)) => match rest.split_once(')') {
-            Some((_, after)) => format!("{before}{after}"),
-            None => line.to_owned(),
-        },
-        None => line.to_owned(),
-    }
+    line.split_once(" (/")
+        .and_then(|(before, rest)| Some(format!("{before}{}", rest.split_once(')')?.1)))
+        .unwrap_or_else(|| line.to_owned())
 }
 
 /// [`features_line`] of the tree `cargo` resolves in `workspace` now.

@@ -13,7 +13,7 @@ use std::path::Path;
 #[path = "../link_order.rs"]
 mod link_order;
 
-use link_order::{FILE, features_now, lock_line};
+use link_order::{FILE, Header, features_now, lock_line};
 
 fn read(name: &str) -> Vec<u8> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(name);
@@ -45,12 +45,11 @@ fn the_link_order_was_made_for_this_cargo_lock() {
 #[test]
 fn the_link_order_was_made_for_these_dependency_features() {
     let list = String::from_utf8(read(FILE)).expect("link-order.txt is text");
-    let made_for = list.lines().nth(2).unwrap_or_default();
+    let made = Header::of(&list);
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let now = features_now(Path::new(env!("CARGO")), &root).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(
-        made_for,
-        format!("# {now}"),
+        made.features, now,
         "daemon/link-order.txt was made for other features of the daemon's dependencies (a \
          feature turned on or off renames that crate's symbols; Cargo.lock does not show it): \
          regenerate it with `sudo e2e/link-order`"

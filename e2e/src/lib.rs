@@ -38,7 +38,7 @@ pub fn unique(prefix: &str) -> String {
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
     let name = format!(
         "{prefix}{}-{}",
-        base36(std::process::id() % 1_679_616),
+        base36(std::process::id() % 36u32.pow(4)),
         base36(n)
     );
     assert!(name.len() <= 15, "interface name {name} too long");
@@ -74,6 +74,6 @@ mod tests {
         assert_eq!(base36(0), "0");
         assert_eq!(base36(35), "z");
         assert_eq!(base36(36), "10");
-        assert_eq!(base36(1_679_615), "zzzz");
+        assert_eq!(base36(36u32.pow(4) - 1), "zzzz");
     }
 }

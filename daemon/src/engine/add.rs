@@ -178,13 +178,11 @@ async fn attach(
     let rewritten = match default_routes(call, &mut record).await {
         Ok(rewritten) => rewritten,
         Err(err) => {
-            journal_last(e, &record, last).await;
             rollback(e, call, &record, last).await;
             return Err(err);
         }
     };
     if let Err(err) = durable.wait().await {
-        journal_last(e, &record, last).await;
         rollback(e, call, &record, last).await;
         return Err(err);
     }
@@ -196,8 +194,6 @@ async fn attach(
         unjournaled.push(last);
     }
     if let Err(err) = save_final(e, &record, &mut written, &unjournaled).await {
-        // Whether or not the lines made it (a repeated line only says the same again).
-        journal_last(e, &record, last).await;
         rollback(e, call, &record, last).await;
         return Err(err);
     }
@@ -337,8 +333,11 @@ async fn save_progress(e: &Engine, record: &Record, indexes: &[usize]) -> Result
         .await
 }
 
-/// The last delegate's journal line, before a rollback whose DELs may fail and keep the record
-/// (DEL then passes each result as `prevResult`). Best effort: the rollback goes on either way.
+/// The journal line of the delegate at `last` when it was added: the final delegate's line waits
+/// for the ADD's final write (and an append may have failed), so a rollback whose DELs fail and
+/// keep the record would otherwise leave DEL without its result as `prevResult`. A line already
+/// there is harmless written again (applying it again changes nothing). Best effort: the
+/// rollback goes on either way.
 async fn journal_last(e: &Engine, record: &Record, last: usize) {
     if record
         .delegates
@@ -365,37 +364,33 @@ async fn save_final(
     } else {
         Some(Progress::of(record, indexes)?)
     };
-    let (cache, owned, mut memo) = (e.cache.clone(), record.clone(), std::mem::take(written));
-    let (memo, outcome) = e
-        .blocking_io("cache", move || {
-            let outcome = lines
-                .map_or(Ok(()), |l| cache.append_progress(&owned.container_id, &l))
-                .and_then(|()| cache.write_beside(&owned, &mut memo));
-            (memo, outcome)
+    let (owned, mut memo) = (record.clone(), std::mem::take(written));
+    *written = e
+        .blocking(move |c| {
+            if let Some(lines) = lines {
+                c.append_progress(&owned.container_id, &lines)?;
+            }
+            c.write_beside(&owned, &mut memo).map(|()| memo)
         })
         .instrument(tracing::info_span!("cache.write", beside = true))
         .await?;
-    *written = memo;
-    Ok(outcome?)
+    Ok(())
 }
 
 /// The ADD's first write, not yet durable: the planned record, and what Go Multus reads beside
-/// it (the last write, [`save_final`], rewrites of that only what changed).
+/// it (the last write, [`save_final`], rewrites of that only what changed). On an error the ADD
+/// ends, so `written` is left empty then.
 async fn save_planned(
     e: &Engine,
     record: &Record,
     written: &mut Written,
 ) -> Result<(), EngineError> {
-    let (cache, owned, mut memo) = (e.cache.clone(), record.clone(), std::mem::take(written));
-    let (memo, outcome) = e
-        .blocking_io("cache", move || {
-            let outcome = cache.write_tracked(&owned, &mut memo);
-            (memo, outcome)
-        })
+    let (owned, mut memo) = (record.clone(), std::mem::take(written));
+    *written = e
+        .blocking(move |c| c.write_tracked(&owned, &mut memo).map(|()| memo))
         .instrument(tracing::info_span!("cache.write"))
         .await?;
-    *written = memo;
-    Ok(outcome?)
+    Ok(())
 }
 
 /// Removes what a failed first write may have left (the record without its scratch copy, a
@@ -415,6 +410,7 @@ async fn forget_unrecorded(e: &Engine, call: &CniCall, record: &Record) {
 /// DELs delegates `last..=0` in reverse (the failing one too: it may have half-attached). The
 /// record is removed only when every DEL succeeded; otherwise the runtime's own DEL retries it.
 async fn rollback(e: &Engine, call: &CniCall, record: &Record, last: usize) {
+    journal_last(e, record, last).await;
     let at = Attachment {
         container_id: &call.container_id,
         netns: &call.netns,
